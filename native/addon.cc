@@ -1,0 +1,273 @@
+// The N-API surface of scalpel: storage calls (alloc, release, copies, fill) and one entry for
+// every op, run(kernel, backend, inputs, outputs, attrs). Shapes, broadcasting and validation
+// live in TypeScript; this file only converts arguments and guards against anything that could
+// read or write outside a storage.
+#define NAPI_VERSION 8
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+
+#include "core/kernel.h"
+#include "core/parallel.h"
+#include "core/storage.h"
+
+namespace {
+
+using namespace sc;
+
+std::atomic<bool> g_shutting_down{false};
+
+// Owned by the JS External. JS calls release() explicitly; the finalizer only releases what JS
+// forgot (a backstop), and does nothing once the environment is shutting down.
+struct Handle {
+  Storage* s;
+};
+
+Napi::Error err(Napi::Env env, const std::string& m) { return Napi::Error::New(env, m); }
+
+Backend parse_backend(Napi::Env env, const Napi::Value& v) {
+  const int b = v.As<Napi::Number>().Int32Value();
+  if (b != 0 && b != 1) throw err(env, "unknown backend id " + std::to_string(b));
+  const Backend be = static_cast<Backend>(b);
+  BackendStatus st = init_backend(be);
+  if (!st.available) throw err(env, "device 'cuda' is not available: " + st.reason);
+  return be;
+}
+
+Storage* get_storage(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal()) throw err(env, "expected a storage handle");
+  Handle* h = v.As<Napi::External<Handle>>().Data();
+  if (!h->s) throw err(env, "storage was already released (tensor used after dispose)");
+  return h->s;
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Backend be = parse_backend(env, info[0]);
+  const double nbytes = info[1].As<Napi::Number>().DoubleValue();
+  if (!(nbytes >= 0) || nbytes > 1e13) throw err(env, "invalid allocation size " + std::to_string(nbytes));
+  Storage* s;
+  try {
+    s = storage_new(be, static_cast<size_t>(nbytes));
+  } catch (const std::exception& e) {
+    throw err(env, e.what());
+  }
+  auto* h = new Handle{s};
+  return Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* h) {
+    if (h->s && !g_shutting_down.load()) storage_release(h->s);
+    delete h;
+  });
+}
+
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  Handle* h = info[0].As<Napi::External<Handle>>().Data();
+  if (h->s) {
+    storage_release(h->s);
+    h->s = nullptr;
+  }
+  return info.Env().Undefined();
+}
+
+// copyIn(handle, byteOffset, typedArray)
+Napi::Value CopyIn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Storage* s = get_storage(env, info[0]);
+  const double off = info[1].As<Napi::Number>().DoubleValue();
+  Napi::TypedArray ta = info[2].As<Napi::TypedArray>();
+  const size_t n = ta.ByteLength();
+  if (off < 0 || off + n > s->bytes) throw err(env, "copyIn out of bounds");
+  const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  allocator(s->backend).memory()->copy_from_host(static_cast<uint8_t*>(s->ptr) + (size_t)off, src, n);
+  return env.Undefined();
+}
+
+// copyOut(handle, byteOffset, nbytes) -> ArrayBuffer (a copy)
+Napi::Value CopyOut(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Storage* s = get_storage(env, info[0]);
+  const double off = info[1].As<Napi::Number>().DoubleValue();
+  const double n = info[2].As<Napi::Number>().DoubleValue();
+  if (off < 0 || n < 0 || off + n > s->bytes) throw err(env, "copyOut out of bounds");
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, static_cast<size_t>(n));
+  auto* mem = allocator(s->backend).memory();
+  mem->synchronize();
+  mem->copy_to_host(ab.Data(), static_cast<uint8_t*>(s->ptr) + (size_t)off, (size_t)n);
+  return ab;
+}
+
+// hostView(handle) -> ArrayBuffer over the storage's own memory (CPU only; zero-copy interop).
+// The view keeps the storage alive until the ArrayBuffer is garbage collected.
+Napi::Value HostView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Storage* s = get_storage(env, info[0]);
+  if (s->backend != Backend::cpu) throw err(env, "hostView: storage is not on the cpu");
+  storage_retain(s);
+  return Napi::ArrayBuffer::New(env, s->ptr, s->bytes, [](Napi::Env, void*, Storage* s) {
+    if (!g_shutting_down.load()) storage_release(s);
+  }, s);
+}
+
+bool parse_targ(Napi::Env env, const Napi::Value& v, TArg& t, Backend be, std::string& why) {
+  Napi::Array a = v.As<Napi::Array>();
+  Storage* s = get_storage(env, a.Get(0u));
+  if (s->backend != be) {
+    why = "tensor is on another device than the kernel";
+    return false;
+  }
+  const int64_t off = a.Get(1u).As<Napi::Number>().Int64Value();
+  t.dtype = static_cast<DType>(a.Get(2u).As<Napi::Number>().Int32Value());
+  Napi::Array shape = a.Get(3u).As<Napi::Array>();
+  Napi::Array strides = a.Get(4u).As<Napi::Array>();
+  t.ndim = static_cast<int>(shape.Length());
+  if (t.ndim > kMaxDims || strides.Length() != shape.Length()) {
+    why = "too many dimensions (max 8)";
+    return false;
+  }
+  // Bounds: the lowest and highest element the view can touch must lie inside the storage.
+  int64_t lo = off, hi = off;
+  bool empty = false;
+  for (int i = 0; i < t.ndim; ++i) {
+    t.shape[i] = shape.Get(i).As<Napi::Number>().Int64Value();
+    t.strides[i] = strides.Get(i).As<Napi::Number>().Int64Value();
+    if (t.shape[i] < 0) {
+      why = "negative dimension";
+      return false;
+    }
+    if (t.shape[i] == 0) empty = true;
+    const int64_t span = (t.shape[i] - 1) * t.strides[i];
+    if (span < 0) lo += span; else hi += span;
+  }
+  const int64_t es = static_cast<int64_t>(dtype_size(t.dtype));
+  if (!empty && (lo < 0 || (hi + 1) * es > static_cast<int64_t>(s->bytes))) {
+    why = "view exceeds its storage";
+    return false;
+  }
+  t.data = static_cast<uint8_t*>(s->ptr) + off * es;
+  return true;
+}
+
+void parse_attrs(const Napi::Object& o, Attrs& at) {
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value v = o.Get(k);
+    if (v.IsNumber()) at.nums[k] = v.As<Napi::Number>().DoubleValue();
+    else if (v.IsBoolean()) at.nums[k] = v.As<Napi::Boolean>().Value() ? 1.0 : 0.0;
+    else if (v.IsString()) at.strs[k] = v.As<Napi::String>().Utf8Value();
+    else if (v.IsArray()) {
+      Napi::Array a = v.As<Napi::Array>();
+      std::vector<double> l(a.Length());
+      for (uint32_t j = 0; j < a.Length(); ++j) l[j] = a.Get(j).As<Napi::Number>().DoubleValue();
+      at.lists[k] = std::move(l);
+    }
+  }
+}
+
+// run(kernel, backend, inputs, outputs, attrs)
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const Backend be = parse_backend(env, info[1]);
+  KernelFn fn = KernelRegistry::find(name, be);
+  if (!fn) throw err(env, "kernel '" + name + "' is not implemented on " + (be == Backend::cpu ? "cpu" : "cuda"));
+  std::vector<TArg> in, out;
+  Napi::Array ins = info[2].As<Napi::Array>(), outs = info[3].As<Napi::Array>();
+  std::string why;
+  for (uint32_t i = 0; i < ins.Length(); ++i) {
+    in.emplace_back();
+    if (!parse_targ(env, ins.Get(i), in.back(), be, why)) throw err(env, name + ": input " + std::to_string(i) + ": " + why);
+  }
+  for (uint32_t i = 0; i < outs.Length(); ++i) {
+    out.emplace_back();
+    if (!parse_targ(env, outs.Get(i), out.back(), be, why)) throw err(env, name + ": output " + std::to_string(i) + ": " + why);
+  }
+  Attrs at;
+  if (info.Length() > 4 && info[4].IsObject()) parse_attrs(info[4].As<Napi::Object>(), at);
+  try {
+    fn(in, out, at);
+  } catch (const std::exception& e) {
+    throw err(env, name + ": " + e.what());
+  }
+  return env.Undefined();
+}
+
+Napi::Value Kernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array r = Napi::Array::New(env);
+  if (b != 0 && b != 1) return r;
+  auto names = KernelRegistry::names(static_cast<Backend>(b));
+  for (uint32_t i = 0; i < names.size(); ++i) r.Set(i, names[i]);
+  return r;
+}
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  BackendStatus st = init_backend(static_cast<Backend>(b == 1 ? 1 : 0));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", st.available);
+  o.Set("emulated", st.emulated);
+  o.Set("deviceCount", st.device_count);
+  o.Set("deviceName", st.device_name);
+  o.Set("reason", st.reason);
+  return o;
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  Napi::Object o = Napi::Object::New(env);
+  const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
+  if (!backend_available(be)) return o;
+  MemoryStats st = allocator(be).stats();
+  o.Set("storages", (double)st.live_storages);
+  o.Set("bytesInUse", (double)st.bytes_in_use);
+  o.Set("bytesCached", (double)st.bytes_cached);
+  o.Set("peakBytesInUse", (double)st.peak_bytes_in_use);
+  return o;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
+  if (backend_available(be)) allocator(be).empty_cache();
+  return info.Env().Undefined();
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
+  if (backend_available(be)) allocator(be).memory()->synchronize();
+  return info.Env().Undefined();
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, [](void*) { g_shutting_down.store(true); }, nullptr);
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("release", Napi::Function::New(env, Release));
+  exports.Set("copyIn", Napi::Function::New(env, CopyIn));
+  exports.Set("copyOut", Napi::Function::New(env, CopyOut));
+  exports.Set("hostView", Napi::Function::New(env, HostView));
+  exports.Set("run", Napi::Function::New(env, Run));
+  exports.Set("kernels", Napi::Function::New(env, Kernels));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("memory", Napi::Function::New(env, Memory));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(scalpel, Init)

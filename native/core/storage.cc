@@ -1,0 +1,149 @@
+#include "storage.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace sc {
+namespace {
+
+class HostMemory final : public DeviceMemory {
+ public:
+  void* raw_alloc(size_t bytes) override {
+    // 64-byte alignment: whole cache lines and aligned AVX-512 loads.
+    return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  }
+  void raw_free(void* p) override { std::free(p); }
+  void copy_from_host(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
+  void copy_to_host(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
+  void copy_device(void* d, const void* s, size_t n) override { std::memmove(d, s, n); }
+};
+
+// Allocators are intentionally leaked: tensors finalised during process teardown may still
+// free into them after static destructors would have run.
+CachingAllocator* g_alloc[2] = {new CachingAllocator(new HostMemory()), nullptr};
+
+}  // namespace
+
+size_t CachingAllocator::round_size(size_t bytes) {
+  if (bytes == 0) return 64;
+  if (bytes <= 4096) return (bytes + 63) / 64 * 64;
+  // Larger blocks: round up to a quarter of the next power of two, bounding waste at 25%
+  // while letting slightly different sizes share blocks.
+  size_t p = 1;
+  while (p < bytes) p <<= 1;
+  size_t q = p / 8;
+  return (bytes + q - 1) / q * q;
+}
+
+void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
+  const size_t sz = round_size(bytes);
+  *block_bytes = sz;
+  {
+    std::lock_guard<std::mutex> lk(m_);
+    auto it = free_.find(sz);
+    if (it != free_.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      stats_.bytes_cached -= sz;
+      stats_.bytes_in_use += sz;
+      stats_.live_storages++;
+      if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+      return p;
+    }
+  }
+  void* p = mem_->raw_alloc(sz);
+  if (!p) {
+    empty_cache();  // give cached blocks back and try once more before failing
+    p = mem_->raw_alloc(sz);
+    if (!p) throw KernelError("out of memory allocating " + std::to_string(bytes) + " bytes");
+  }
+  std::lock_guard<std::mutex> lk(m_);
+  stats_.bytes_in_use += sz;
+  stats_.live_storages++;
+  if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  return p;
+}
+
+void CachingAllocator::free(void* p, size_t block_bytes) {
+  std::lock_guard<std::mutex> lk(m_);
+  free_[block_bytes].push_back(p);
+  stats_.bytes_in_use -= block_bytes;
+  stats_.bytes_cached += block_bytes;
+  stats_.live_storages--;
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lk(m_);
+  for (auto& kv : free_)
+    for (void* p : kv.second) mem_->raw_free(p);
+  free_.clear();
+  stats_.bytes_cached = 0;
+}
+
+MemoryStats CachingAllocator::stats() {
+  std::lock_guard<std::mutex> lk(m_);
+  return stats_;
+}
+
+bool backend_available(Backend be) { return g_alloc[static_cast<int>(be)] != nullptr; }
+
+CachingAllocator& allocator(Backend be) {
+  CachingAllocator* a = g_alloc[static_cast<int>(be)];
+  if (!a) throw KernelError(be == Backend::cuda ? "cuda backend is not available" : "backend not available");
+  return *a;
+}
+
+void register_device_memory(Backend be, DeviceMemory* mem) {
+  g_alloc[static_cast<int>(be)] = new CachingAllocator(mem);
+}
+
+Storage* storage_new(Backend be, size_t bytes) {
+  auto* s = new Storage();
+  s->backend = be;
+  s->bytes = bytes;
+  try {
+    s->ptr = allocator(be).alloc(bytes, &s->block_bytes);
+  } catch (...) {
+    delete s;
+    throw;
+  }
+  return s;
+}
+
+void storage_retain(Storage* s) { s->refs.fetch_add(1); }
+
+void storage_release(Storage* s) {
+  if (s->refs.fetch_sub(1) == 1) {
+    if (!s->external) allocator(s->backend).free(s->ptr, s->block_bytes);
+    delete s;
+  }
+}
+
+}  // namespace sc
+
+namespace sc {
+namespace {
+BackendInit g_inits[2] = {nullptr, nullptr};
+BackendStatus* g_status[2] = {nullptr, nullptr};
+}  // namespace
+
+void register_backend_init(Backend be, BackendInit init) { g_inits[static_cast<int>(be)] = init; }
+
+BackendStatus init_backend(Backend be) {
+  const int i = static_cast<int>(be);
+  if (!g_status[i]) {
+    g_status[i] = new BackendStatus();
+    if (be == Backend::cpu) {
+      g_status[i]->available = true;
+      g_status[i]->device_count = 1;
+      g_status[i]->device_name = "cpu";
+    } else if (g_inits[i]) {
+      *g_status[i] = g_inits[i]();
+    } else {
+      g_status[i]->reason = "this build of scalpel has no CUDA backend (nvcc was not found at install time)";
+    }
+  }
+  return *g_status[i];
+}
+}  // namespace sc

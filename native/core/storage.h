@@ -1,0 +1,88 @@
+// Device storage and the per-backend caching allocators.
+//
+// A Storage is a refcounted block of memory on one backend. JavaScript holds one reference per
+// handle; views share the handle. Freed blocks go back to a size-bucketed cache so that a
+// training loop reuses the same blocks every step instead of calling malloc/cudaMalloc.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernel.h"
+
+namespace sc {
+
+struct MemoryStats {
+  int64_t live_storages = 0;
+  int64_t bytes_in_use = 0;   // bytes held by live storages (rounded block sizes)
+  int64_t bytes_cached = 0;   // freed blocks kept for reuse
+  int64_t peak_bytes_in_use = 0;
+};
+
+// What a backend must provide to own memory. Copies are to/from host memory.
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  virtual void* raw_alloc(size_t bytes) = 0;  // nullptr on out-of-memory
+  virtual void raw_free(void* p) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+};
+
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(DeviceMemory* mem) : mem_(mem) {}
+  void* alloc(size_t bytes, size_t* block_bytes);  // throws KernelError naming size on OOM
+  void free(void* p, size_t block_bytes);
+  void empty_cache();
+  MemoryStats stats();
+  DeviceMemory* memory() { return mem_; }
+
+ private:
+  static size_t round_size(size_t bytes);
+  DeviceMemory* mem_;
+  std::mutex m_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  MemoryStats stats_;
+};
+
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;        // requested size
+  size_t block_bytes = 0;  // allocator block size
+  Backend backend = Backend::cpu;
+  bool external = false;   // wraps memory owned elsewhere (not returned to the allocator)
+  std::atomic<int> refs{1};
+};
+
+// Registry of backends present in this build. CPU is always present.
+bool backend_available(Backend be);
+CachingAllocator& allocator(Backend be);
+void register_device_memory(Backend be, DeviceMemory* mem);  // called by the CUDA backend
+
+Storage* storage_new(Backend be, size_t bytes);
+void storage_retain(Storage* s);
+void storage_release(Storage* s);
+
+}  // namespace sc
+
+namespace sc {
+// Optional backends (CUDA, real or emulated) register an initialiser that the addon calls once
+// at load. It returns whether the backend is usable and, if not, why.
+struct BackendStatus {
+  bool available = false;
+  bool emulated = false;
+  int device_count = 0;
+  std::string device_name;
+  std::string reason;  // why it is unavailable (shown to users asking for it)
+};
+using BackendInit = BackendStatus (*)();
+void register_backend_init(Backend be, BackendInit init);
+BackendStatus init_backend(Backend be);  // runs the initialiser once; cached afterwards
+}  // namespace sc

@@ -1,0 +1,284 @@
+// Elementwise CPU kernels: copy/cast, fill, unary math, binary arithmetic and comparisons with
+// broadcasting, where, and the fused derivatives of the activations.
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "../core/kernel.h"
+#include "strided.h"
+
+namespace sc {
+namespace {
+
+template <typename T>
+inline T gelu_f(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
+template <typename T>
+inline T gelu_grad_f(T x) {
+  const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+  const T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+  return cdf + x * pdf;
+}
+template <typename T>
+inline T sigmoid_f(T x) {
+  // Split by sign so exp never overflows.
+  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// ---- copy / cast --------------------------------------------------------------------------
+
+template <typename S, typename D>
+void copy_typed(const TArg& src, const TArg& dst) {
+  auto plan = make_plan<1>(dst, {&src});
+  const S* s = src.ptr<S>();
+  D* d = dst.ptr<D>();
+  for_each_row<1>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+    const S* a = s + off[0];
+    D* y = d + o;
+    if (st[0] == 1) for (int64_t i = 0; i < n; ++i) y[i] = static_cast<D>(a[i]);
+    else for (int64_t i = 0; i < n; ++i) y[i] = static_cast<D>(a[i * st[0]]);
+  });
+}
+
+template <typename S>
+void copy_from(const TArg& src, const TArg& dst) {
+  switch (dst.dtype) {
+    case DType::f32: return copy_typed<S, float>(src, dst);
+    case DType::f64: return copy_typed<S, double>(src, dst);
+    case DType::i32: return copy_typed<S, int32_t>(src, dst);
+    case DType::u8: return copy_typed<S, uint8_t>(src, dst);
+    case DType::i64: return copy_typed<S, int64_t>(src, dst);
+  }
+}
+
+// in[0]: any strided view; out[0]: contiguous, same shape, any dtype (casts when they differ).
+void copy_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs&) {
+  const TArg &s = in[0], &d = out[0];
+  if (s.dtype == d.dtype && s.contiguous()) {
+    std::memcpy(d.data, s.data, s.numel() * dtype_size(s.dtype));
+    return;
+  }
+  switch (s.dtype) {
+    case DType::f32: return copy_from<float>(s, d);
+    case DType::f64: return copy_from<double>(s, d);
+    case DType::i32: return copy_from<int32_t>(s, d);
+    case DType::u8: return copy_from<uint8_t>(s, d);
+    case DType::i64: return copy_from<int64_t>(s, d);
+  }
+}
+SC_KERNEL("copy", cpu, copy_kernel);
+
+template <typename T>
+void fill_typed(const TArg& o, double v) {
+  T* p = o.ptr<T>();
+  const T x = static_cast<T>(v);
+  const int64_t n = o.numel();
+  parallel_for(0, n, 1 << 16, [&](int64_t a, int64_t b) { std::fill(p + a, p + b, x); });
+}
+
+// out[0] contiguous; attrs: value.
+void fill_kernel(const std::vector<TArg>&, const std::vector<TArg>& out, const Attrs& at) {
+  const double v = at.num("value");
+  switch (out[0].dtype) {
+    case DType::f32: return fill_typed<float>(out[0], v);
+    case DType::f64: return fill_typed<double>(out[0], v);
+    case DType::i32: return fill_typed<int32_t>(out[0], v);
+    case DType::u8: return fill_typed<uint8_t>(out[0], v);
+    case DType::i64: return fill_typed<int64_t>(out[0], v);
+  }
+}
+SC_KERNEL("fill", cpu, fill_kernel);
+
+// ---- unary --------------------------------------------------------------------------------
+
+enum class U { neg, exp, log, sqrt, abs, relu, gelu, sigmoid, tanh, square, reciprocal, sin, cos, clamp, affine, pow, sign };
+
+U parse_unary(const std::string& s) {
+  static const std::pair<const char*, U> names[] = {
+      {"neg", U::neg}, {"exp", U::exp}, {"log", U::log}, {"sqrt", U::sqrt}, {"abs", U::abs},
+      {"relu", U::relu}, {"gelu", U::gelu}, {"sigmoid", U::sigmoid}, {"tanh", U::tanh},
+      {"square", U::square}, {"reciprocal", U::reciprocal}, {"sin", U::sin}, {"cos", U::cos},
+      {"clamp", U::clamp}, {"affine", U::affine}, {"pow", U::pow}, {"sign", U::sign}};
+  for (auto& n : names)
+    if (s == n.first) return n.second;
+  throw KernelError("unknown unary op '" + s + "'");
+}
+
+template <typename T, typename F>
+void unary_apply(const TArg& x, const TArg& y, F f) {
+  auto plan = make_plan<1>(y, {&x});
+  const T* xp = x.ptr<T>();
+  T* yp = y.ptr<T>();
+  for_each_row<1>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+    const T* a = xp + off[0];
+    T* r = yp + o;
+    if (st[0] == 1) for (int64_t i = 0; i < n; ++i) r[i] = f(a[i]);
+    else for (int64_t i = 0; i < n; ++i) r[i] = f(a[i * st[0]]);
+  });
+}
+
+template <typename T>
+void unary_typed(U op, const TArg& x, const TArg& y, const Attrs& at) {
+  switch (op) {
+    case U::neg: return unary_apply<T>(x, y, [](T v) { return -v; });
+    case U::exp: return unary_apply<T>(x, y, [](T v) { return std::exp(v); });
+    case U::log: return unary_apply<T>(x, y, [](T v) { return std::log(v); });
+    case U::sqrt: return unary_apply<T>(x, y, [](T v) { return std::sqrt(v); });
+    case U::abs: return unary_apply<T>(x, y, [](T v) { return std::abs(v); });
+    case U::relu: return unary_apply<T>(x, y, [](T v) { return v > T(0) ? v : T(0); });
+    case U::gelu: return unary_apply<T>(x, y, [](T v) { return gelu_f(v); });
+    case U::sigmoid: return unary_apply<T>(x, y, [](T v) { return sigmoid_f(v); });
+    case U::tanh: return unary_apply<T>(x, y, [](T v) { return std::tanh(v); });
+    case U::square: return unary_apply<T>(x, y, [](T v) { return v * v; });
+    case U::reciprocal: return unary_apply<T>(x, y, [](T v) { return T(1) / v; });
+    case U::sin: return unary_apply<T>(x, y, [](T v) { return std::sin(v); });
+    case U::cos: return unary_apply<T>(x, y, [](T v) { return std::cos(v); });
+    case U::sign: return unary_apply<T>(x, y, [](T v) { return T((v > T(0)) - (v < T(0))); });
+    case U::clamp: {
+      const T lo = static_cast<T>(at.num("min", -INFINITY)), hi = static_cast<T>(at.num("max", INFINITY));
+      return unary_apply<T>(x, y, [=](T v) { return v < lo ? lo : (v > hi ? hi : v); });
+    }
+    case U::affine: {  // y = a * x + b: scalar arithmetic without allocating scalar tensors
+      const T a = static_cast<T>(at.num("a", 1)), b = static_cast<T>(at.num("b", 0));
+      return unary_apply<T>(x, y, [=](T v) { return a * v + b; });
+    }
+    case U::pow: {
+      const T p = static_cast<T>(at.num("exponent"));
+      if (p == T(2)) return unary_apply<T>(x, y, [](T v) { return v * v; });
+      if (p == T(0.5)) return unary_apply<T>(x, y, [](T v) { return std::sqrt(v); });
+      return unary_apply<T>(x, y, [=](T v) { return std::pow(v, p); });
+    }
+  }
+}
+
+// in[0] x (strided, broadcast allowed); out[0] y contiguous; attrs: op (+ op parameters).
+void unary_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const U op = parse_unary(at.str("op"));
+  SC_FLOAT_DISPATCH(in[0].dtype, T, unary_typed<T>(op, in[0], out[0], at));
+}
+SC_KERNEL("unary", cpu, unary_kernel);
+
+// ---- binary -------------------------------------------------------------------------------
+
+enum class B { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, relu_grad, gelu_grad, sigmoid_grad, tanh_grad };
+
+B parse_binary(const std::string& s) {
+  static const std::pair<const char*, B> names[] = {
+      {"add", B::add}, {"sub", B::sub}, {"mul", B::mul}, {"div", B::div}, {"pow", B::pow},
+      {"maximum", B::maximum}, {"minimum", B::minimum}, {"eq", B::eq}, {"ne", B::ne},
+      {"lt", B::lt}, {"le", B::le}, {"gt", B::gt}, {"ge", B::ge}, {"relu_grad", B::relu_grad},
+      {"gelu_grad", B::gelu_grad}, {"sigmoid_grad", B::sigmoid_grad}, {"tanh_grad", B::tanh_grad}};
+  for (auto& n : names)
+    if (s == n.first) return n.second;
+  throw KernelError("unknown binary op '" + s + "'");
+}
+
+template <typename T, typename R, typename F>
+void binary_apply(const TArg& a, const TArg& b, const TArg& y, F f) {
+  auto plan = make_plan<2>(y, {&a, &b});
+  const T* ap = a.ptr<T>();
+  const T* bp = b.ptr<T>();
+  R* yp = y.ptr<R>();
+  for_each_row<2>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+    const T* x = ap + off[0];
+    const T* z = bp + off[1];
+    R* r = yp + o;
+    // Specialised inner loops for the common layouts so they vectorise.
+    if (st[0] == 1 && st[1] == 1) for (int64_t i = 0; i < n; ++i) r[i] = f(x[i], z[i]);
+    else if (st[0] == 1 && st[1] == 0) { const T zv = z[0]; for (int64_t i = 0; i < n; ++i) r[i] = f(x[i], zv); }
+    else if (st[0] == 0 && st[1] == 1) { const T xv = x[0]; for (int64_t i = 0; i < n; ++i) r[i] = f(xv, z[i]); }
+    else for (int64_t i = 0; i < n; ++i) r[i] = f(x[i * st[0]], z[i * st[1]]);
+  });
+}
+
+template <typename T>
+void binary_typed(B op, const TArg& a, const TArg& b, const TArg& y) {
+  switch (op) {
+    case B::add: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u + v; });
+    case B::sub: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u - v; });
+    case B::mul: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u * v; });
+    case B::div: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u / v; });
+    case B::pow: return binary_apply<T, T>(a, b, y, [](T u, T v) { return std::pow(u, v); });
+    case B::maximum: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u > v ? u : v; });
+    case B::minimum: return binary_apply<T, T>(a, b, y, [](T u, T v) { return u < v ? u : v; });
+    case B::eq: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u == v); });
+    case B::ne: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u != v); });
+    case B::lt: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u < v); });
+    case B::le: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u <= v); });
+    case B::gt: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u > v); });
+    case B::ge: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u >= v); });
+    // Activation derivatives: a = incoming gradient, b = saved input (relu, gelu) or output.
+    case B::relu_grad: return binary_apply<T, T>(a, b, y, [](T g, T x) { return x > T(0) ? g : T(0); });
+    case B::gelu_grad: return binary_apply<T, T>(a, b, y, [](T g, T x) { return g * gelu_grad_f(x); });
+    case B::sigmoid_grad: return binary_apply<T, T>(a, b, y, [](T g, T s) { return g * s * (T(1) - s); });
+    case B::tanh_grad: return binary_apply<T, T>(a, b, y, [](T g, T t) { return g * (T(1) - t * t); });
+  }
+}
+
+// in[0], in[1]: strided views broadcast to out's shape; out[0] contiguous; attrs: op.
+void binary_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const B op = parse_binary(at.str("op"));
+  SC_FLOAT_DISPATCH(in[0].dtype, T, binary_typed<T>(op, in[0], in[1], out[0]));
+}
+SC_KERNEL("binary", cpu, binary_kernel);
+
+template <typename T>
+void where_typed(const TArg& c, const TArg& a, const TArg& b, const TArg& y) {
+  auto plan = make_plan<3>(y, {&c, &a, &b});
+  const uint8_t* cp = c.ptr<uint8_t>();
+  const T* ap = a.ptr<T>();
+  const T* bp = b.ptr<T>();
+  T* yp = y.ptr<T>();
+  for_each_row<3>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+    for (int64_t i = 0; i < n; ++i)
+      yp[o + i] = cp[off[0] + i * st[0]] ? ap[off[1] + i * st[1]] : bp[off[2] + i * st[2]];
+  });
+}
+
+// in: cond (uint8), a, b (broadcast views); out[0] contiguous.
+void where_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs&) {
+  SC_FLOAT_DISPATCH(in[1].dtype, T, where_typed<T>(in[0], in[1], in[2], out[0]));
+}
+SC_KERNEL("where", cpu, where_kernel);
+
+}  // namespace
+}  // namespace sc
+
+namespace sc {
+namespace {
+// Copies a strided view into another strided view of the same shape and dtype (used to
+// scatter gradients into slices). Plain odometer; not performance critical.
+template <typename T>
+void copy_strided_typed(const TArg& s, const TArg& d) {
+  const int64_t n = s.numel();
+  int64_t idx[kMaxDims] = {0};
+  int64_t so = 0, dof = 0;
+  const T* sp = s.ptr<T>();
+  T* dp = d.ptr<T>();
+  for (int64_t i = 0; i < n; ++i) {
+    dp[dof] = sp[so];
+    for (int k = s.ndim - 1; k >= 0; --k) {
+      ++idx[k];
+      so += s.strides[k];
+      dof += d.strides[k];
+      if (idx[k] < s.shape[k]) break;
+      so -= idx[k] * s.strides[k];
+      dof -= idx[k] * d.strides[k];
+      idx[k] = 0;
+    }
+  }
+}
+void copy_strided_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs&) {
+  if (in[0].ndim != out[0].ndim || in[0].dtype != out[0].dtype) throw KernelError("copy_strided: shape or dtype mismatch");
+  for (int i = 0; i < in[0].ndim; ++i)
+    if (in[0].shape[i] != out[0].shape[i]) throw KernelError("copy_strided: shape mismatch");
+  switch (dtype_size(in[0].dtype)) {
+    case 1: return copy_strided_typed<uint8_t>(in[0], out[0]);
+    case 4: return copy_strided_typed<uint32_t>(in[0], out[0]);
+    case 8: return copy_strided_typed<uint64_t>(in[0], out[0]);
+  }
+}
+SC_KERNEL("copy_strided", cpu, copy_strided_kernel);
+}  // namespace
+}  // namespace sc

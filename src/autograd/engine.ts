@@ -1,0 +1,129 @@
+// Reverse-mode autograd over the nodes that apply() records: backward() walks them in reverse
+// topological order, accumulates leaf gradients into .grad and frees the graph.
+import { GradNode, Tensor, isTensor } from '../tensor/tensor';
+import { isGradEnabled, setGradEnabled } from '../tensor/grad-mode';
+import { keep, tidyWith } from '../tensor/scope';
+import { add, onesLike } from '../tensor/ops/elementwise';
+import { contiguous } from '../tensor/ops/view';
+import { shapeStr, sameShape } from '../tensor/shape';
+
+/** Runs fn with gradient recording off; returns fn's result. */
+export function noGrad<T>(fn: () => T): T {
+  const prev = setGradEnabled(false);
+  try {
+    return fn();
+  } finally {
+    setGradEnabled(prev);
+  }
+}
+
+/** Runs fn with gradient recording on (inside a noGrad block, for example). */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = setGradEnabled(true);
+  try {
+    return fn();
+  } finally {
+    setGradEnabled(prev);
+  }
+}
+
+export { isGradEnabled };
+
+/** A tensor sharing t's memory, cut from the graph. */
+export function detach(t: Tensor): Tensor {
+  t.assertAlive('detach');
+  return new Tensor(t.storage, t.shape.slice(), t.dtype, t.strides.slice(), t.offset);
+}
+
+function topoOrder(root: GradNode): GradNode[] {
+  const order: GradNode[] = [];
+  const seen = new Set<GradNode>();
+  const stack: [GradNode, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [node, i] = top;
+    if (i < node.inputs.length) {
+      top[1]++;
+      const child = node.inputs[i].gradFn;
+      if (child && !seen.has(child)) {
+        seen.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      order.push(node);
+      stack.pop();
+    }
+  }
+  return order.reverse(); // root first
+}
+
+export interface BackwardOptions {
+  /** Keep the graph so backward can run through it again. */
+  retainGraph?: boolean;
+}
+
+/** Computes gradients of `root` (a scalar, or with `grad` of root's shape) into leaves' .grad. */
+export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptions = {}): void {
+  root.assertAlive('backward');
+  if (!root.requiresGrad) throw new Error('backward: the tensor does not require grad (no input had requiresGrad, or it was computed under noGrad)');
+  if (!grad && root.size !== 1) throw new Error(`backward: a gradient is needed for a non-scalar output of shape ${shapeStr(root.shape)}`);
+  if (grad && !sameShape(grad.shape, root.shape)) throw new Error(`backward: gradient shape ${shapeStr(grad.shape)} does not match the output's ${shapeStr(root.shape)}`);
+  const prev = setGradEnabled(false);
+  try {
+    tidyWith(() => {
+      const seed = grad ?? onesLike(root);
+      const assigned = new Set<Tensor>();
+      const accumulateLeaf = (leaf: Tensor, g: Tensor) => {
+        if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error: gradient ${shapeStr(g.shape)} for a leaf of shape ${shapeStr(leaf.shape)}`);
+        if (leaf.grad) {
+          const old = leaf.grad;
+          leaf.grad = keep(add(old, g));
+          old.dispose();
+        } else {
+          // A leaf's .grad is its own contiguous tensor (optimisers update it in place).
+          const own = g.isContiguous() && !assigned.has(g) && g !== grad ? contiguous(g) : contiguous(add(g, 0));
+          leaf.grad = keep(own);
+        }
+        assigned.add(g);
+      };
+      if (!root.gradFn) {
+        accumulateLeaf(root, seed);
+        return;
+      }
+      if (root.gradFn.released) throw new Error('backward: the graph was already freed by an earlier backward(); pass {retainGraph: true} to the first call');
+      const pending = new Map<GradNode, (Tensor | null)[]>();
+      pending.set(root.gradFn, root.gradFn.outputs.map((_, i) => (i === root.outputIndex ? seed : null)));
+      const order = topoOrder(root.gradFn);
+      for (const node of order) {
+        const gOut = pending.get(node);
+        pending.delete(node);
+        if (!gOut || gOut.every((g) => g === null)) continue;
+        if (node.released) throw new Error(`backward: the graph through '${node.op.name}' was already freed; pass {retainGraph: true} to the first backward()`);
+        const gIn = node.op.backward!({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, saved: node.saved }, gOut);
+        node.inputs.forEach((inp, i) => {
+          const g = gIn[i];
+          if (!g || !inp.requiresGrad) return;
+          if (!sameShape(g.shape, inp.shape)) throw new Error(`backward: '${node.op.name}' produced a gradient of shape ${shapeStr(g.shape)} for input ${i} of shape ${shapeStr(inp.shape)}`);
+          if (inp.gradFn) {
+            const slot = pending.get(inp.gradFn) ?? inp.gradFn.outputs.map(() => null);
+            const cur = slot[inp.outputIndex];
+            slot[inp.outputIndex] = cur ? add(cur, g) : g;
+            pending.set(inp.gradFn, slot);
+          } else {
+            accumulateLeaf(inp, g);
+          }
+        });
+      }
+      if (!opts.retainGraph) {
+        for (const node of order) {
+          node.released = true;
+          node.saved = {};
+          node.inputs = [];
+        }
+      }
+    }, isTensor);
+  } finally {
+    setGradEnabled(prev);
+  }
+}

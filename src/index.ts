@@ -1,0 +1,33 @@
+// scalpel: a tensor engine for TypeScript with a native CPU/CUDA addon.
+import { native } from './native';
+import { isTensor, Tensor } from './tensor';
+import { tidyWith } from './tensor/scope';
+import * as F from './nn/functional';
+
+export * from './tensor';
+export { noGrad, enableGrad, isGradEnabled, detach, backward } from './autograd/engine';
+export { gradcheck } from './autograd/gradcheck';
+export { F };
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those in its result and those
+ * passed to keep(). Returns fn's result.
+ */
+export function tidy<T>(fn: () => T): T {
+  return tidyWith(fn, isTensor);
+}
+
+/** Disposes tensors (or arrays / objects of tensors). */
+export function dispose(x: Tensor | Tensor[] | Record<string, Tensor>): void {
+  if (x instanceof Tensor) x.dispose();
+  else if (Array.isArray(x)) x.forEach((t) => t.dispose());
+  else Object.values(x).forEach((t) => t.dispose());
+}
+
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`setNumThreads: expected a non-negative integer, got ${n}`);
+  native.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return native.numThreads();
+}

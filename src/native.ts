@@ -1,0 +1,49 @@
+// Loads the native addon. SCALPEL_FLAVOUR=emu selects the flavour whose `cuda` backend is the
+// CUDA sources compiled for the CPU emulator (used by tests on machines without a GPU).
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type TArgSpec = [handle: unknown, offset: number, dtype: number, shape: number[], strides: number[]];
+
+export interface NativeAddon {
+  alloc(backend: number, nbytes: number): unknown;
+  release(handle: unknown): void;
+  copyIn(handle: unknown, byteOffset: number, data: ArrayBufferView): void;
+  copyOut(handle: unknown, byteOffset: number, nbytes: number): ArrayBuffer;
+  hostView(handle: unknown): ArrayBuffer;
+  run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
+  kernels(backend: number): string[];
+  backendInfo(backend: number): { available: boolean; emulated: boolean; deviceCount: number; deviceName: string; reason: string };
+  memory(backend: number): { storages?: number; bytesInUse?: number; bytesCached?: number; peakBytesInUse?: number };
+  emptyCache(backend: number): void;
+  synchronize(backend: number): void;
+  setNumThreads(n: number): void;
+  numThreads(): number;
+}
+
+function findRoot(): string {
+  // Works from src/ (tsx) and from dist/src/ (compiled).
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
+    dir = path.dirname(dir);
+  }
+  throw new Error('scalpel: cannot locate the package root (looked upwards from ' + __dirname + ')');
+}
+
+export const packageRoot = findRoot();
+export const flavour: 'default' | 'emu' = process.env.SCALPEL_FLAVOUR === 'emu' ? 'emu' : 'default';
+
+function load(): NativeAddon {
+  const file = flavour === 'emu' ? 'scalpel_emu.node' : 'scalpel.node';
+  const candidates = [path.join(packageRoot, 'build', 'Release', file), path.join(packageRoot, 'build', 'Debug', file)];
+  for (const c of candidates) {
+    if (fs.existsSync(c)) return require(c) as NativeAddon;
+  }
+  const hint = flavour === 'emu'
+    ? 'the emulated-CUDA flavour is built by cmake-js only (run `npm install` with cmake present)'
+    : 'run `npm install` (or `node scripts/build-native.js`) to build it';
+  throw new Error(`scalpel: native addon ${file} not found under ${path.join(packageRoot, 'build')}: ${hint}`);
+}
+
+export const native: NativeAddon = load();

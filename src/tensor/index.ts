@@ -1,0 +1,13 @@
+// The tensor layer's public surface.
+import './methods';
+export { Tensor, isTensor } from './tensor';
+export type { DType } from './dtype';
+export type { Device } from './device';
+export { cuda, availableDevices } from './device';
+export * from './create';
+export { manualSeed, Generator, defaultGenerator } from './random';
+export { memory, emptyCache } from './storage';
+export type { MemoryInfo } from './storage';
+export { keep } from './scope';
+export { opTable, defineOp, apply, apply1, applyInto } from './op';
+export type { OpDef } from './op';

@@ -1,0 +1,85 @@
+// 2-D convolution (stride, padding, dilation, groups; depthwise included) and its dedicated
+// data and weight gradient kernels.
+import { apply, apply1, defineOp } from '../op';
+import { pair, shapeStr } from '../shape';
+import { Tensor } from '../tensor';
+
+export interface Conv2dOptions {
+  stride?: number | number[];
+  padding?: number | number[];
+  dilation?: number | number[];
+  groups?: number;
+}
+
+type ConvAttrs = { stride: number[]; padding: number[]; dilation: number[]; groups: number };
+
+export function convOutputSize(size: number, k: number, s: number, p: number, d: number): number {
+  return Math.floor((size + 2 * p - d * (k - 1) - 1) / s) + 1;
+}
+
+function checkConv(x: Tensor, w: Tensor, b: Tensor | undefined, a: ConvAttrs): number[] {
+  if (x.ndim !== 4) throw new Error(`conv2d: input must be 4-D [N, C, H, W], got ${shapeStr(x.shape)}`);
+  if (w.ndim !== 4) throw new Error(`conv2d: weight must be 4-D [out, in/groups, kH, kW], got ${shapeStr(w.shape)}`);
+  if (x.dtype !== w.dtype || (b && b.dtype !== x.dtype)) throw new Error(`conv2d: dtypes differ (input ${x.dtype}, weight ${w.dtype}${b ? `, bias ${b.dtype}` : ''})`);
+  if (x.dtype !== 'float32' && x.dtype !== 'float64') throw new Error(`conv2d: expected float tensors, got ${x.dtype}`);
+  const [N, C, H, W] = x.shape;
+  const [OC, Cg, KH, KW] = w.shape;
+  const g = a.groups;
+  if (!Number.isInteger(g) || g < 1) throw new Error(`conv2d: groups must be a positive integer, got ${g}`);
+  if (C % g !== 0) throw new Error(`conv2d: input channels ${C} are not divisible by groups=${g}`);
+  if (OC % g !== 0) throw new Error(`conv2d: output channels ${OC} are not divisible by groups=${g}`);
+  if (Cg * g !== C) throw new Error(`conv2d: input has ${C} channels but weight expects ${Cg * g} (groups=${g})`);
+  if (b && (b.ndim !== 1 || b.shape[0] !== OC)) throw new Error(`conv2d: bias must be [${OC}], got ${shapeStr(b.shape)}`);
+  if (a.stride.some((s) => s < 1)) throw new Error(`conv2d: stride must be >= 1, got ${JSON.stringify(a.stride)}`);
+  if (a.dilation.some((d) => d < 1)) throw new Error(`conv2d: dilation must be >= 1, got ${JSON.stringify(a.dilation)}`);
+  if (a.padding.some((p) => p < 0)) throw new Error(`conv2d: padding must be >= 0, got ${JSON.stringify(a.padding)}`);
+  const OH = convOutputSize(H, KH, a.stride[0], a.padding[0], a.dilation[0]);
+  const OW = convOutputSize(W, KW, a.stride[1], a.padding[1], a.dilation[1]);
+  if (OH < 1 || OW < 1) throw new Error(`conv2d: kernel ${KH}x${KW} (dilation ${a.dilation.join('x')}) is larger than the padded input ${H + 2 * a.padding[0]}x${W + 2 * a.padding[1]}`);
+  return [N, OC, OH, OW];
+}
+
+export const conv2dBackwardInputOp = defineOp<ConvAttrs & { inputShape: number[] }>({
+  name: 'conv2d_backward_input',
+  infer([, w], { inputShape }) {
+    return [{ shape: inputShape.slice(), dtype: w.dtype }];
+  },
+});
+
+export const conv2dBackwardWeightOp = defineOp<ConvAttrs & { weightShape: number[]; withBias: boolean }>({
+  name: 'conv2d_backward_weight',
+  infer([x], { weightShape, withBias }) {
+    const outs = [{ shape: weightShape.slice(), dtype: x.dtype }];
+    if (withBias) outs.push({ shape: [weightShape[0]], dtype: x.dtype });
+    return outs;
+  },
+  kernelAttrs: ({ stride, padding, dilation, groups }) => ({ stride, padding, dilation, groups }),
+});
+
+export const conv2dOp = defineOp<ConvAttrs>({
+  name: 'conv2d',
+  infer([x, w, b], attrs) {
+    return [{ shape: checkConv(x, w, b, attrs), dtype: x.dtype }];
+  },
+  backward({ inputs: [x, w, b], attrs }, [g]) {
+    if (!g) return [null, null, null];
+    const gx = x.requiresGrad ? apply1(conv2dBackwardInputOp, [g, w], { ...attrs, inputShape: x.shape }) : null;
+    let gw: Tensor | null = null, gb: Tensor | null = null;
+    if (w.requiresGrad || (b && b.requiresGrad)) {
+      const outs = apply(conv2dBackwardWeightOp, [x, g], { ...attrs, weightShape: w.shape, withBias: !!b });
+      gw = outs[0];
+      gb = outs[1] ?? null;
+    }
+    return [gx, gw, gb];
+  },
+});
+
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const attrs: ConvAttrs = {
+    stride: pair(opts.stride ?? 1, 'stride', 'conv2d'),
+    padding: pair(opts.padding ?? 0, 'padding', 'conv2d'),
+    dilation: pair(opts.dilation ?? 1, 'dilation', 'conv2d'),
+    groups: opts.groups ?? 1,
+  };
+  return apply1(conv2dOp, bias ? [x, weight, bias] : [x, weight], attrs);
+}

@@ -1,0 +1,82 @@
+// Native memory ownership. A Storage wraps one native block; every Tensor (views included)
+// holds one reference and gives it back on dispose(). The FinalizationRegistry is a backstop
+// for tensors that were never disposed; it is not the plan, and scopes (tidy) are.
+import { native } from '../native';
+import { Device, DEVICE_IDS } from './device';
+
+export class Storage {
+  private refs = 0;
+  private handle: unknown;
+
+  constructor(readonly device: Device, readonly bytes: number, handle?: unknown) {
+    this.handle = handle ?? native.alloc(DEVICE_IDS[device], bytes);
+  }
+
+  get released(): boolean {
+    return this.handle === null;
+  }
+
+  /** The native handle; throws when the memory was already given back. */
+  get nativeHandle(): unknown {
+    if (this.handle === null) throw new Error('tensor used after dispose: its storage was released');
+    return this.handle;
+  }
+
+  retain(): void {
+    this.refs++;
+  }
+
+  release(): void {
+    if (--this.refs === 0 && this.handle !== null) {
+      native.release(this.handle);
+      this.handle = null;
+    }
+  }
+}
+
+let liveTensors = 0;
+
+export function trackTensor(delta: number): void {
+  liveTensors += delta;
+}
+
+export function liveTensorCount(): number {
+  return liveTensors;
+}
+
+// Backstop: a tensor garbage-collected without dispose() gives its reference back.
+export const storageFinalizer = new FinalizationRegistry<Storage>((s) => {
+  liveTensors--;
+  s.release();
+});
+
+export interface DeviceMemory {
+  storages: number;
+  bytesInUse: number;
+  bytesCached: number;
+  peakBytesInUse: number;
+}
+
+export interface MemoryInfo {
+  /** Tensors created and not yet disposed (views count separately). */
+  liveTensors: number;
+  cpu: DeviceMemory;
+  cuda?: DeviceMemory;
+}
+
+function deviceMemory(id: number): DeviceMemory {
+  const m = native.memory(id);
+  return { storages: m.storages ?? 0, bytesInUse: m.bytesInUse ?? 0, bytesCached: m.bytesCached ?? 0, peakBytesInUse: m.peakBytesInUse ?? 0 };
+}
+
+export function memory(): MemoryInfo {
+  const info: MemoryInfo = { liveTensors, cpu: deviceMemory(0) };
+  if (native.backendInfo(1).available) info.cuda = deviceMemory(1);
+  return info;
+}
+
+/** Returns cached (freed) blocks to the system or the GPU driver. */
+export function emptyCache(): void {
+  native.emptyCache(0);
+  if (native.backendInfo(1).available) native.emptyCache(1);
+}

@@ -1,0 +1,157 @@
+// The Tensor: a strided view (shape, strides, offset in elements) over a refcounted Storage on
+// one device. Arithmetic and other methods are attached in methods.ts from the op table.
+import { native, TArgSpec } from '../native';
+import { Device, DEVICE_IDS } from './device';
+import { DType, DTYPES, TypedArray } from './dtype';
+import { contiguousStrides, numel, shapeStr } from './shape';
+import { Storage, storageFinalizer, trackTensor } from './storage';
+import { trackInScope } from './scope';
+import type { OpDef } from './op';
+
+/** A recorded application of an op, kept by its outputs until backward() frees it. */
+export interface GradNode {
+  op: OpDef;
+  inputs: Tensor[];
+  outputs: Tensor[];
+  attrs: Record<string, unknown>;
+  /** Extra tensors or values the op's forward chose to keep for its backward. */
+  saved: Record<string, unknown>;
+  released: boolean;
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly device: Device;
+  /** @internal */
+  storage: Storage;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  /** @internal the node that produced this tensor (null for leaves). */
+  gradFn: GradNode | null = null;
+  /** @internal which output of gradFn this tensor is. */
+  outputIndex = 0;
+  private disposedFlag = false;
+
+  /** @internal use the creation functions (sc.tensor, sc.zeros, ...) instead. */
+  constructor(storage: Storage, shape: number[], dtype: DType, strides?: number[], offset = 0) {
+    this.storage = storage;
+    this.shape = shape;
+    this.dtype = dtype;
+    this.device = storage.device;
+    this.strides = strides ?? contiguousStrides(shape);
+    this.offset = offset;
+    storage.retain();
+    trackTensor(1);
+    storageFinalizer.register(this, storage, this);
+    trackInScope(this);
+  }
+
+  /** Allocates an uninitialised contiguous tensor. */
+  static empty(shape: number[], dtype: DType, device: Device): Tensor {
+    const s = new Storage(device, Math.max(1, numel(shape)) * DTYPES[dtype].bytes);
+    return new Tensor(s, shape, dtype);
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get size(): number {
+    return numel(this.shape);
+  }
+  get isDisposed(): boolean {
+    return this.disposedFlag;
+  }
+  get isLeaf(): boolean {
+    return this.gradFn === null;
+  }
+
+  isContiguous(): boolean {
+    let s = 1;
+    for (let i = this.shape.length - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== s) return false;
+      s *= this.shape[i];
+    }
+    return true;
+  }
+
+  /** Gives the tensor's memory reference back now. Idempotent. */
+  dispose(): void {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    storageFinalizer.unregister(this);
+    trackTensor(-1);
+    this.storage.release();
+    this.gradFn = null;
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  /** @internal throws when the tensor was disposed. */
+  assertAlive(where: string): void {
+    if (this.disposedFlag) throw new Error(`${where}: tensor ${shapeStr(this.shape)} ${this.dtype} was used after dispose()`);
+  }
+
+  /** @internal the argument tuple the native run() takes. */
+  nativeArg(): TArgSpec {
+    return [this.storage.nativeHandle, this.offset, DTYPES[this.dtype].id, this.shape, this.strides];
+  }
+
+  /** A row-major typed-array copy of the values (synchronises with the device). */
+  toArray(): TypedArray {
+    this.assertAlive('toArray');
+    const src = this.isContiguous() ? this : contiguousCopy(this);
+    const bytes = DTYPES[this.dtype].bytes;
+    const ab = native.copyOut(src.storage.nativeHandle, src.offset * bytes, this.size * bytes);
+    if (src !== this) src.dispose();
+    return new DTYPES[this.dtype].array(ab);
+  }
+
+  /** Nested JavaScript arrays of the values. */
+  tolist(): unknown {
+    const data = Array.from(this.toArray() as ArrayLike<number>, Number);
+    const build = (dim: number, off: number): unknown => {
+      if (dim === this.ndim) return data[off];
+      const stride = numel(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim] }, (_, i) => build(dim + 1, off + i * stride));
+    };
+    return build(0, 0);
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item: tensor has ${this.size} elements (shape ${shapeStr(this.shape)}), expected exactly 1`);
+    return Number(this.toArray()[0]);
+  }
+
+  toString(): string {
+    const head = `Tensor(shape=${shapeStr(this.shape)}, dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''}`;
+    if (this.disposedFlag) return head + ', disposed)';
+    const vals = Array.from(this.toArray() as ArrayLike<number>, Number);
+    const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
+    const shown = vals.length <= 12 ? vals.map(fmt).join(', ') : `${vals.slice(0, 6).map(fmt).join(', ')}, ..., ${vals.slice(-3).map(fmt).join(', ')}`;
+    return `${head},\n  [${shown}])`;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+}
+
+/** Strided copy into a fresh contiguous tensor of the same dtype (no autograd). */
+export function contiguousCopy(t: Tensor, dtype: DType = t.dtype): Tensor {
+  const out = Tensor.empty(t.shape.slice(), dtype, t.device);
+  if (t.size > 0) native.run('copy', DEVICE_IDS[t.device], [t.nativeArg()], [out.nativeArg()], {});
+  return out;
+}
+
+export function isTensor(x: unknown): x is Tensor {
+  return x instanceof Tensor;
+}
