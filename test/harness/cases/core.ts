@@ -1,0 +1,175 @@
+// Cases for the core ops: elementwise, views, reductions, softmax, matmul, conv2d.
+import * as sc from '../../../src';
+import type { OpCase } from '../case';
+import * as R from '../reference';
+
+const unaryRefs: [string, (x: sc.Tensor) => sc.Tensor, (v: number) => number, 'randn' | 'positive'][] = [
+  ['neg', (x) => x.neg(), (v) => -v, 'randn'],
+  ['exp', (x) => x.exp(), Math.exp, 'randn'],
+  ['log', (x) => x.log(), Math.log, 'positive'],
+  ['sqrt', (x) => x.sqrt(), Math.sqrt, 'positive'],
+  ['abs', (x) => x.abs(), Math.abs, 'randn'],
+  ['relu', (x) => x.relu(), (v) => Math.max(0, v), 'randn'],
+  ['gelu', (x) => x.gelu(), R.gelu, 'randn'],
+  ['sigmoid', (x) => x.sigmoid(), R.sigmoid, 'randn'],
+  ['tanh', (x) => x.tanh(), Math.tanh, 'randn'],
+  ['square', (x) => x.square(), (v) => v * v, 'randn'],
+  ['pow 3', (x) => x.pow(3), (v) => v ** 3, 'randn'],
+  ['pow 0.7', (x) => x.pow(0.7), (v) => v ** 0.7, 'positive'],
+  ['clamp', (x) => x.clamp(-0.5, 0.7), (v) => Math.min(0.7, Math.max(-0.5, v)), 'randn'],
+  ['affine', (x) => x.mul(2.5).add(-1), (v) => 2.5 * v - 1, 'randn'],
+  ['reciprocal', (x) => sc.F.div(sc.onesLike(x), x), (v) => 1 / v, 'positive'],
+];
+
+const binaryRefs: [string, (a: sc.Tensor, b: sc.Tensor) => sc.Tensor, (x: number, y: number) => number, 'randn' | 'positive'][] = [
+  ['add', (a, b) => a.add(b), (x, y) => x + y, 'randn'],
+  ['sub', (a, b) => a.sub(b), (x, y) => x - y, 'randn'],
+  ['mul', (a, b) => a.mul(b), (x, y) => x * y, 'randn'],
+  ['div', (a, b) => a.div(b), (x, y) => x / y, 'positive'],
+  ['pow', (a, b) => a.pow(b), (x, y) => x ** y, 'positive'],
+  ['maximum', (a, b) => a.maximum(b), Math.max, 'randn'],
+  ['minimum', (a, b) => a.minimum(b), Math.min, 'randn'],
+];
+
+const shapesBinary: [number[], number[], string][] = [
+  [[3, 5], [3, 5], 'same'],
+  [[2, 3, 7], [7], 'row broadcast'],
+  [[4, 1, 5], [1, 3, 1], 'both broadcast'],
+  [[1], [2, 3], 'scalar-like'],
+];
+
+export const coreCases: OpCase[] = [
+  ...unaryRefs.map(([name, f, r, kind]): OpCase => ({
+    name: `unary ${name}`,
+    ops: ['unary'],
+    inputs: [{ shape: [3, 17], kind, noncontig: true }],
+    run: ([x]) => f(x),
+    ref: ([x]) => R.map(x, r),
+  })),
+  {
+    name: 'unary on odd size 1-D', ops: ['unary'], inputs: [{ shape: [1031] }],
+    run: ([x]) => x.gelu(), ref: ([x]) => R.map(x, R.gelu),
+  },
+  ...binaryRefs.flatMap(([name, f, r, kind]) =>
+    shapesBinary.map(([sa, sb, label]): OpCase => ({
+      name: `binary ${name} ${label}`,
+      ops: ['binary'],
+      inputs: [{ shape: sa, kind }, { shape: sb, kind }],
+      run: ([a, b]) => f(a, b),
+      ref: ([a, b]) => R.zip(a, b, r),
+    }))),
+  {
+    name: 'binary mul non-contiguous', ops: ['binary'], inputs: [{ shape: [4, 6], noncontig: true }, { shape: [4, 6], noncontig: true }],
+    run: ([a, b]) => a.mul(b), ref: ([a, b]) => R.zip(a, b, (x, y) => x * y),
+  },
+  {
+    name: 'comparisons', ops: ['binary', 'cast'], grad: false, inputs: [{ shape: [3, 4] }, { shape: [4] }],
+    run: ([a, b]) => a.gt(b).to('float32').add(a.le(b).to('float32').mul(2)).add(a.eq(a).to('float32').mul(4)),
+    ref: ([a, b]) => R.zip(a, b, (x, y) => (x > y ? 1 : 0) + (x <= y ? 2 : 0) + 4),
+  },
+  {
+    name: 'where broadcast', ops: ['where', 'binary'], inputs: [{ shape: [3, 1], grad: false }, { shape: [3, 4] }, { shape: [4] }],
+    run: ([c, a, b]) => sc.F.where(c.gt(0), a, b),
+    ref: ([c, a, b]) => {
+      const shape = [3, 4];
+      return R.ref(shape, (i) => { const idx = R.unravel(i, shape); return R.bget(c, idx) > 0 ? R.bget(a, idx) : R.bget(b, idx); });
+    },
+  },
+  {
+    name: 'cast float64 round trip', ops: ['cast'], inputs: [{ shape: [5, 3] }],
+    run: ([x]) => x.to('float64').mul(3).to(x.dtype), ref: ([x]) => R.map(x, (v) => 3 * v),
+  },
+  {
+    name: 'reshape/permute/transpose/contiguous', ops: ['reshape', 'permute', 'contiguous'], inputs: [{ shape: [2, 3, 4] }],
+    run: ([x]) => x.permute(2, 0, 1).contiguous().reshape(4, 6).transpose(0, 1).mul(1),
+    ref: ([x]) => { const p = R.permute(R.permute(x, [2, 0, 1]), [0, 1, 2]); return R.permute({ data: p.data, shape: [4, 6] }, [1, 0]); },
+  },
+  {
+    name: 'narrow/slice', ops: ['narrow'], inputs: [{ shape: [5, 7] }],
+    run: ([x]) => x.narrow(1, 2, 3).slice(0, 1, -1).mul(2),
+    ref: ([x]) => R.ref([3, 3], (i) => 2 * x.data[(1 + Math.floor(i / 3)) * 7 + 2 + (i % 3)]),
+  },
+  {
+    name: 'expand/squeeze/unsqueeze', ops: ['expand', 'reshape'], inputs: [{ shape: [3, 1] }],
+    run: ([x]) => x.expand(2, 3, 4).unsqueeze(0).squeeze(0).mul(1),
+    ref: ([x]) => R.ref([2, 3, 4], (i) => x.data[Math.floor(i / 4) % 3]),
+  },
+  ...([[[1], false], [[0, 2], true], [null, false]] as [number[] | null, boolean][]).flatMap(([axes, keep]) =>
+    (['sum', 'mean', 'max', 'min'] as const).map((op): OpCase => ({
+      name: `reduce ${op} axes=${JSON.stringify(axes)} keepdim=${keep}`,
+      ops: ['reduce'],
+      inputs: [{ shape: [3, 5, 4], noncontig: true }],
+      run: ([x]) => x[op](axes, keep),
+      ref: ([x]) => {
+        const ax = axes ?? [0, 1, 2];
+        if (op === 'sum') return R.reduce(x, ax, keep, 0, (a, v) => a + v);
+        if (op === 'mean') return R.reduce(x, ax, keep, 0, (a, v) => a + v, (a, n) => a / n);
+        if (op === 'max') return R.reduce(x, ax, keep, -Infinity, Math.max);
+        return R.reduce(x, ax, keep, Infinity, Math.min);
+      },
+    }))),
+  {
+    name: 'reduce sum large (parallel path)', ops: ['reduce'], inputs: [{ shape: [300, 301] }], tol: 1e-9,
+    run: ([x]) => x.sum(), ref: ([x]) => R.reduce(x, [0, 1], false, 0, (a, v) => a + v), gradTol: { atol: 1e-4 },
+  },
+  {
+    name: 'argmax/argmin', ops: ['reduce'], grad: false, inputs: [{ shape: [4, 6] }],
+    run: ([x]) => x.argmax(1).to('float32').add(x.argmin(0).to('float32').sum()),
+    ref: ([x]) => {
+      const am = R.ref([4], (r) => { let b = 0; for (let j = 1; j < 6; j++) if (x.data[r * 6 + j] > x.data[r * 6 + b]) b = j; return b; });
+      let s = 0;
+      for (let c = 0; c < 6; c++) { let b = 0; for (let r = 1; r < 4; r++) if (x.data[r * 6 + c] < x.data[b * 6 + c]) b = r; s += b; }
+      return R.map(am, (v) => v + s);
+    },
+  },
+  {
+    name: 'var unbiased', ops: ['reduce', 'binary', 'unary'], inputs: [{ shape: [4, 9] }],
+    run: ([x]) => x.var(1),
+    ref: ([x]) => { const m = R.reduce(x, [1], true, 0, (a, v) => a + v, (a, n) => a / n); return R.reduce(R.zip(x, m, (a, b) => (a - b) ** 2), [1], false, 0, (a, v) => a + v, (a, n) => a / (n - 1)); },
+  },
+  ...([[1, false], [0, false], [2, true]] as [number, boolean][]).map(([dim, log]): OpCase => ({
+    name: `${log ? 'logSoftmax' : 'softmax'} dim ${dim}`,
+    ops: ['softmax', 'softmax_backward'],
+    inputs: [{ shape: [3, 7, 5] }],
+    run: ([x]) => (log ? x.logSoftmax(dim) : x.softmax(dim)),
+    ref: ([x]) => R.softmax(x, dim, log),
+  })),
+  {
+    name: 'matmul 2-D odd', ops: ['bmm'], inputs: [{ shape: [7, 13] }, { shape: [13, 5] }],
+    run: ([a, b]) => a.matmul(b), ref: ([a, b]) => R.matmul(a, b),
+  },
+  {
+    name: 'matmul batched broadcast', ops: ['bmm', 'expand'], inputs: [{ shape: [2, 3, 4, 6] }, { shape: [6, 5] }],
+    run: ([a, b]) => a.matmul(b),
+    ref: ([a, b]) => R.matmul(a, { shape: [2, 3, 6, 5], data: Float64Array.from({ length: 180 }, (_, i) => b.data[i % 30]) }),
+  },
+  {
+    name: 'matmul non-contiguous', ops: ['bmm'], inputs: [{ shape: [9, 4], noncontig: true }, { shape: [4, 9], noncontig: true }],
+    run: ([a, b]) => a.matmul(b), ref: ([a, b]) => R.matmul(a, b),
+  },
+  {
+    name: 'linear', ops: ['bmm', 'binary'], inputs: [{ shape: [2, 3, 8] }, { shape: [5, 8] }, { shape: [5] }],
+    run: ([x, w, b]) => sc.F.linear(x, w, b),
+    ref: ([x, w, b]) => {
+      const y = R.zip(R.matmul({ data: x.data, shape: [6, 8] }, R.permute(w, [1, 0])), b, (u, v) => u + v);
+      return { data: y.data, shape: [2, 3, 5] };
+    },
+  },
+  ...([
+    ['conv2d 3x3 pad 1', [2, 3, 9, 8], [4, 3, 3, 3], 1, 1, 1, 1, true],
+    ['conv2d stride 2 no bias', [1, 4, 11, 10], [6, 4, 3, 3], 2, 1, 1, 1, false],
+    ['conv2d dilation 2 pad 2', [1, 3, 10, 9], [5, 3, 3, 3], 1, 2, 2, 1, true],
+    ['conv2d 1x1', [2, 6, 5, 7], [3, 6, 1, 1], 1, 0, 1, 1, true],
+    ['conv2d groups 2', [1, 4, 7, 7], [6, 2, 3, 3], 1, 1, 1, 2, true],
+    ['conv2d depthwise k7', [2, 5, 12, 11], [5, 1, 7, 7], 1, 3, 1, 5, true],
+    ['conv2d depthwise k9', [1, 3, 10, 10], [3, 1, 9, 9], 1, 4, 1, 3, true],
+    ['conv2d depthwise k31', [1, 2, 33, 31], [2, 1, 31, 31], 1, 15, 1, 2, false],
+  ] as [string, number[], number[], number, number, number, number, boolean][]).map(([name, xs, ws, s, p, d, g, bias]): OpCase => ({
+    name,
+    ops: ['conv2d', 'conv2d_backward_input', 'conv2d_backward_weight'],
+    inputs: bias ? [{ shape: xs }, { shape: ws }, { shape: [ws[0]] }] : [{ shape: xs }, { shape: ws }],
+    run: ([x, w, b]) => sc.F.conv2d(x, w, b, { stride: s, padding: p, dilation: d, groups: g }),
+    ref: ([x, w, b]) => R.conv2d(x, w, b ?? null, [s, s], [p, p], [d, d], g),
+    gradTol: { atol: 1e-4 },
+  })),
+];
