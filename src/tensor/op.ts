@@ -39,6 +39,8 @@ export interface OpDef<A extends Attrs = Attrs> {
   inputLayout?: 'contiguous' | 'strided' | 'broadcast';
   /** Custom forward (views, multi-kernel ops). May store values for backward in `saved`. */
   forward?(inputs: Tensor[], attrs: A, saved: Record<string, unknown>): Tensor[];
+  /** Multiply-accumulates the op performs (for model summaries and FLOP counts). */
+  macs?(inputs: Tensor[], outputs: Tensor[], attrs: A): number;
   /** Gradients of the inputs given the outputs' gradients (null where an output got none). */
   backward?(ctx: BackwardCtx<A>, grads: (Tensor | null)[]): (Tensor | null | undefined)[];
 }
@@ -98,6 +100,17 @@ function checkInputs(op: OpDef, inputs: Tensor[]): void {
   }
 }
 
+/** Observers of every applied op (model summaries count MACs and output shapes with it). */
+export type OpObserver = (op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs) => void;
+const observers: OpObserver[] = [];
+export function observeOps(fn: OpObserver): () => void {
+  observers.push(fn);
+  return () => {
+    const i = observers.indexOf(fn);
+    if (i >= 0) observers.splice(i, 1);
+  };
+}
+
 /** Applies an op: validates, runs the forward, and records an autograd node when needed. */
 export function apply<A extends Attrs>(op: OpDef<A>, inputs: Tensor[], attrs: A): Tensor[] {
   checkInputs(op as OpDef, inputs);
@@ -116,6 +129,7 @@ export function apply<A extends Attrs>(op: OpDef<A>, inputs: Tensor[], attrs: A)
       throw e;
     }
   }
+  for (const obs of observers) obs(op as OpDef, inputs, outputs, attrs);
   if (op.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     const node: GradNode = { op: op as OpDef, inputs, outputs, attrs, saved, released: false };
     outputs.forEach((o, i) => {

@@ -27,7 +27,6 @@ export class Tensor {
   readonly strides: number[];
   readonly offset: number;
   readonly dtype: DType;
-  readonly device: Device;
   /** @internal */
   storage: Storage;
   requiresGrad = false;
@@ -43,7 +42,6 @@ export class Tensor {
     this.storage = storage;
     this.shape = shape;
     this.dtype = dtype;
-    this.device = storage.device;
     this.strides = strides ?? contiguousStrides(shape);
     this.offset = offset;
     storage.retain();
@@ -56,6 +54,26 @@ export class Tensor {
   static empty(shape: number[], dtype: DType, device: Device): Tensor {
     const s = new Storage(device, Math.max(1, numel(shape)) * DTYPES[dtype].bytes);
     return new Tensor(s, shape, dtype);
+  }
+
+  get device(): Device {
+    return this.storage.device;
+  }
+
+  /**
+   * @internal Moves this tensor's values onto `storage` (same shape and dtype, contiguous) and
+   * gives the old storage back. Used by module.to(device) so references to parameters stay valid.
+   */
+  replaceStorage(storage: Storage): void {
+    this.assertAlive('replaceStorage');
+    const old = this.storage;
+    storage.retain();
+    storageFinalizer.unregister(this);
+    this.storage = storage;
+    (this as { strides: number[] }).strides = contiguousStrides(this.shape);
+    (this as { offset: number }).offset = 0;
+    storageFinalizer.register(this, storage, this);
+    old.release();
   }
 
   get ndim(): number {

@@ -3,6 +3,9 @@
 import { apply, apply1, defineOp } from '../op';
 import { pair, shapeStr } from '../shape';
 import { Tensor } from '../tensor';
+import { add } from './elementwise';
+import { sum } from './reduce';
+import { reshape } from './view';
 
 export interface Conv2dOptions {
   stride?: number | number[];
@@ -61,6 +64,7 @@ export const conv2dOp = defineOp<ConvAttrs>({
   infer([x, w, b], attrs) {
     return [{ shape: checkConv(x, w, b, attrs), dtype: x.dtype }];
   },
+  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
   backward({ inputs: [x, w, b], attrs }, [g]) {
     if (!g) return [null, null, null];
     const gx = x.requiresGrad ? apply1(conv2dBackwardInputOp, [g, w], { ...attrs, inputShape: x.shape }) : null;
@@ -82,4 +86,54 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     groups: opts.groups ?? 1,
   };
   return apply1(conv2dOp, bias ? [x, weight, bias] : [x, weight], attrs);
+}
+
+export interface ConvTranspose2dOptions extends Conv2dOptions {
+  outputPadding?: number | number[];
+}
+
+/**
+ * Transposed convolution, weight [in, out/groups, kH, kW] (PyTorch layout). It is the data
+ * gradient of a convolution, so it runs on the conv2d kernels in both directions.
+ */
+export const convTranspose2dOp = defineOp<ConvAttrs & { outputPadding: number[] }>({
+  name: 'conv_transpose2d',
+  forward([x, w, b], attrs) {
+    if (x.ndim !== 4 || w.ndim !== 4) throw new Error(`convTranspose2d: input and weight must be 4-D, got ${shapeStr(x.shape)} and ${shapeStr(w.shape)}`);
+    const [N, C, H, W] = x.shape;
+    const [Cin, OCg, KH, KW] = w.shape;
+    const g = attrs.groups;
+    if (C !== Cin) throw new Error(`convTranspose2d: input has ${C} channels but weight expects ${Cin}`);
+    if (C % g !== 0) throw new Error(`convTranspose2d: input channels ${C} are not divisible by groups=${g}`);
+    const [sh, sw] = attrs.stride, [ph, pw] = attrs.padding, [dh, dw] = attrs.dilation, [oph, opw] = attrs.outputPadding;
+    const OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1;
+    const OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1;
+    if (OH < 1 || OW < 1) throw new Error(`convTranspose2d: output size ${OH}x${OW} is empty`);
+    const outShape = [N, OCg * g, OH, OW];
+    const y = apply1(conv2dBackwardInputOp, [x, w], { ...attrs, inputShape: outShape });
+    if (!b) return [y];
+    if (b.ndim !== 1 || b.shape[0] !== outShape[1]) throw new Error(`convTranspose2d: bias must be [${outShape[1]}], got ${shapeStr(b.shape)}`);
+    const yb = add(y, reshape(b, [1, outShape[1], 1, 1]));
+    y.dispose();
+    return [yb];
+  },
+  macs: ([x, w]) => x.size * w.shape[1] * w.shape[2] * w.shape[3],
+  backward({ inputs: [x, w, b], attrs }, [g]) {
+    if (!g) return [null, null, null];
+    const gx = x.requiresGrad ? conv2d(g, w, null, attrs) : null;
+    const gw = w.requiresGrad ? apply(conv2dBackwardWeightOp, [g, x], { ...attrs, weightShape: w.shape, withBias: false })[0] : null;
+    const gb = b && b.requiresGrad ? sum(g, [0, 2, 3]) : null;
+    return [gx, gw, gb];
+  },
+});
+
+export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: ConvTranspose2dOptions = {}): Tensor {
+  const attrs = {
+    stride: pair(opts.stride ?? 1, 'stride', 'convTranspose2d'),
+    padding: pair(opts.padding ?? 0, 'padding', 'convTranspose2d'),
+    dilation: pair(opts.dilation ?? 1, 'dilation', 'convTranspose2d'),
+    outputPadding: pair(opts.outputPadding ?? 0, 'outputPadding', 'convTranspose2d'),
+    groups: opts.groups ?? 1,
+  };
+  return apply1(convTranspose2dOp, bias ? [x, weight, bias] : [x, weight], attrs);
 }
