@@ -299,14 +299,21 @@ function rotateBilinear(src: Float32Array, h: number, w: number, c: number, deg:
       const sy = -sin * dx + cos * dy + cy;
       const x0 = Math.floor(sx);
       const y0 = Math.floor(sy);
+      if (x0 < -1 || y0 < -1 || x0 >= w || y0 >= h) continue; // wholly outside: stays 0
       const fx = sx - x0;
       const fy = sy - y0;
-      for (let ch = 0; ch < c; ch++) {
-        const base = ch * hw;
-        const at = (yy: number, xx: number): number => (yy >= 0 && yy < h && xx >= 0 && xx < w ? src[base + yy * w + xx] : 0);
-        const v =
-          (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
-        dst[base + y * w + x] = v;
+      // Out-of-image neighbours get weight 0 (zero padding).
+      const w00 = y0 >= 0 && x0 >= 0 ? (1 - fy) * (1 - fx) : 0;
+      const w01 = y0 >= 0 && x0 + 1 < w ? (1 - fy) * fx : 0;
+      const w10 = y0 + 1 < h && x0 >= 0 ? fy * (1 - fx) : 0;
+      const w11 = y0 + 1 < h && x0 + 1 < w ? fy * fx : 0;
+      const i00 = Math.max(0, y0) * w + Math.max(0, x0);
+      const i01 = Math.max(0, y0) * w + Math.min(w - 1, x0 + 1);
+      const i10 = Math.min(h - 1, y0 + 1) * w + Math.max(0, x0);
+      const i11 = Math.min(h - 1, y0 + 1) * w + Math.min(w - 1, x0 + 1);
+      const di = y * w + x;
+      for (let ch = 0, base = 0; ch < c; ch++, base += hw) {
+        dst[base + di] = w00 * src[base + i00] + w01 * src[base + i01] + w10 * src[base + i10] + w11 * src[base + i11];
       }
     }
   }
