@@ -70,9 +70,10 @@ export function renderSyntheticSample(h: number, w: number, rng: Rng, withLesion
   const nh = 2 + rng.int(3);
   for (let i = 0; i < nh; i++) harmonics.push({ k: 2 + rng.int(6), amp: rng.uniform(0.03, 0.12), phase: rng.uniform(0, 2 * Math.PI) });
   const dark = rng.next() < 0.8;
-  const lesionLevel = dark ? rng.uniform(0.08, 0.25) : rng.uniform(0.7, 0.9);
+  // Lesion echogenicity relative to the surrounding tissue, so depth attenuation never hides it.
+  const lesionRatio = dark ? rng.uniform(0.2, 0.45) : rng.uniform(1.45, 1.8);
   const posterior = dark ? rng.uniform(-0.35, 0.3) : 0; // <0 shadowing, >0 enhancement
-  const tissue = rng.uniform(0.4, 0.6);
+  const tissue = rng.uniform(0.35, 0.5);
   const attenuation = rng.uniform(0.2, 0.5);
   const grain = 1 + rng.int(2);
 
@@ -88,7 +89,8 @@ export function renderSyntheticSample(h: number, w: number, rng: Rng, withLesion
   const speckle = new Float32Array(n);
   let mean = 0;
   for (let i = 0; i < n; i++) {
-    speckle[i] = Math.hypot(sre[i], sim[i]);
+    // Square root mimics the log compression of B-mode display, which tames speckle contrast.
+    speckle[i] = Math.sqrt(Math.hypot(sre[i], sim[i]));
     mean += speckle[i];
   }
   mean /= n;
@@ -121,7 +123,7 @@ export function renderSyntheticSample(h: number, w: number, rng: Rng, withLesion
         // Signed distance in units of the local radius; soft edge for the image, hard for the mask.
         const d = rho - border;
         const t = 1 / (1 + Math.exp(d * 12));
-        level = level * (1 - t) + lesionLevel * t;
+        level = level * (1 - t + lesionRatio * t);
         if (d < 0) mask[i] = 1;
         // Posterior acoustic effect: a column below the lesion, fading with distance.
         if (posterior !== 0 && y + 0.5 > cy && Math.abs(dx) < a * 0.9) {
