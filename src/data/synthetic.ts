@@ -1,0 +1,188 @@
+/**
+ * Built-in synthetic ultrasound-like segmentation dataset, so the toolkit can be
+ * tried and tested without downloading anything.
+ *
+ * Each image is tissue texture with depth attenuation and speckle (the magnitude
+ * of a smoothed complex Gaussian field, i.e. correlated Rayleigh noise, which is
+ * what fully developed ultrasound speckle looks like) plus one lesion: an ellipse
+ * whose radius is modulated by a few random harmonics (irregular border), usually
+ * hypoechoic (dark) with posterior shadowing or enhancement, sometimes bright.
+ * The mask is exactly the lesion region. Output is the flat layout
+ * `<dir>/images/<id>.png` + `<dir>/masks/<id>.png` (0/255), deterministic for a seed.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Rng, mixSeed } from './augment';
+import { writePng } from './decode';
+
+export interface SyntheticOptions {
+  /** Number of images (default 96). */
+  count?: number;
+  /** Square side in pixels (default 128), or [height, width]. */
+  size?: number | [number, number];
+  seed?: number;
+  /** Fraction of images with no lesion (empty mask), default 0. */
+  emptyFraction?: number;
+}
+
+export interface SyntheticSample {
+  /** HW grey image 0..1. */
+  image: Float32Array;
+  /** HW 0/1. */
+  mask: Uint8Array;
+}
+
+/** Separable box blur with clamped borders (radius r), used to give speckle a grain size. */
+function boxBlur(src: Float32Array, h: number, w: number, r: number): Float32Array {
+  if (r <= 0) return src;
+  const tmp = new Float32Array(src.length);
+  const out = new Float32Array(src.length);
+  const norm = 1 / (2 * r + 1);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let s = 0;
+      for (let k = -r; k <= r; k++) s += src[y * w + Math.min(w - 1, Math.max(0, x + k))];
+      tmp[y * w + x] = s * norm;
+    }
+  }
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let s = 0;
+      for (let k = -r; k <= r; k++) s += tmp[Math.min(h - 1, Math.max(0, y + k)) * w + x];
+      out[y * w + x] = s * norm;
+    }
+  }
+  return out;
+}
+
+/** Render one sample; exported so tests and demos can get arrays without touching disk. */
+export function renderSyntheticSample(h: number, w: number, rng: Rng, withLesion = true): SyntheticSample {
+  const n = h * w;
+  const scale = Math.min(h, w);
+
+  // Lesion geometry in pixel units.
+  const cx = w * rng.uniform(0.3, 0.7);
+  const cy = h * rng.uniform(0.3, 0.65);
+  const a = scale * rng.uniform(0.1, 0.24);
+  const b = a * rng.uniform(0.5, 1.0);
+  const theta = rng.uniform(0, Math.PI);
+  const harmonics: { k: number; amp: number; phase: number }[] = [];
+  const nh = 2 + rng.int(3);
+  for (let i = 0; i < nh; i++) harmonics.push({ k: 2 + rng.int(6), amp: rng.uniform(0.03, 0.12), phase: rng.uniform(0, 2 * Math.PI) });
+  const dark = rng.next() < 0.8;
+  // Lesion echogenicity relative to the surrounding tissue, so depth attenuation never hides it.
+  const lesionRatio = dark ? rng.uniform(0.2, 0.45) : rng.uniform(1.45, 1.8);
+  const posterior = dark ? rng.uniform(-0.35, 0.3) : 0; // <0 shadowing, >0 enhancement
+  const tissue = rng.uniform(0.35, 0.5);
+  const attenuation = rng.uniform(0.2, 0.5);
+  const grain = 1 + rng.int(2);
+
+  // Speckle: |smoothed complex Gaussian|, normalised to mean ~1.
+  const re = new Float32Array(n);
+  const im = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    re[i] = rng.normal();
+    im[i] = rng.normal();
+  }
+  const sre = boxBlur(re, h, w, grain);
+  const sim = boxBlur(im, h, w, grain);
+  const speckle = new Float32Array(n);
+  let mean = 0;
+  for (let i = 0; i < n; i++) {
+    // Square root mimics the log compression of B-mode display, which tames speckle contrast.
+    speckle[i] = Math.sqrt(Math.hypot(sre[i], sim[i]));
+    mean += speckle[i];
+  }
+  mean /= n;
+  for (let i = 0; i < n; i++) speckle[i] /= mean;
+
+  // Slow tissue layering so the background is not uniform.
+  const bands = 1 + rng.int(3);
+  const bandPhase = rng.uniform(0, 2 * Math.PI);
+  const bandAmp = rng.uniform(0.05, 0.15);
+
+  const image = new Float32Array(n);
+  const mask = new Uint8Array(n);
+  const cosT = Math.cos(theta);
+  const sinT = Math.sin(theta);
+  for (let y = 0; y < h; y++) {
+    const depth = y / h;
+    const layer = tissue * (1 - attenuation * depth) + bandAmp * Math.sin(2 * Math.PI * bands * depth + bandPhase);
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      let level = layer;
+      if (withLesion) {
+        const dx = x + 0.5 - cx;
+        const dy = y + 0.5 - cy;
+        const u = (dx * cosT + dy * sinT) / a;
+        const v = (-dx * sinT + dy * cosT) / b;
+        const rho = Math.hypot(u, v);
+        const phi = Math.atan2(v, u);
+        let border = 1;
+        for (const hm of harmonics) border += hm.amp * Math.sin(hm.k * phi + hm.phase);
+        // Signed distance in units of the local radius; soft edge for the image, hard for the mask.
+        const d = rho - border;
+        const t = 1 / (1 + Math.exp(d * 12));
+        level = level * (1 - t + lesionRatio * t);
+        if (d < 0) mask[i] = 1;
+        // Posterior acoustic effect: a column below the lesion, fading with distance.
+        if (posterior !== 0 && y + 0.5 > cy && Math.abs(dx) < a * 0.9) {
+          const fall = Math.exp(-(y + 0.5 - cy) / (scale * 0.5)) * (1 - t);
+          level *= 1 + posterior * fall * (1 - Math.abs(dx) / (a * 0.9));
+        }
+      }
+      const val = level * speckle[i];
+      image[i] = val < 0 ? 0 : val > 1 ? 1 : val;
+    }
+  }
+  return { image, mask };
+}
+
+/**
+ * Write a synthetic dataset to `dir` (created if needed). Ids are `syn_0000`...;
+ * returns them. Sample i depends only on (seed, i), so changing `count` keeps the
+ * earlier samples identical.
+ */
+export async function generateSyntheticDataset(dir: string, opts: SyntheticOptions = {}): Promise<string[]> {
+  const count = opts.count ?? 96;
+  const [h, w] = typeof opts.size === 'number' || opts.size === undefined ? [opts.size ?? 128, opts.size ?? 128] : opts.size;
+  const seed = opts.seed ?? 0;
+  const emptyFraction = opts.emptyFraction ?? 0;
+  if (!Number.isInteger(count) || count <= 0) throw new Error(`generateSyntheticDataset: count must be a positive integer, got ${count}`);
+  if (!(h >= 16 && w >= 16)) throw new Error(`generateSyntheticDataset: size must be at least 16, got ${h}x${w}`);
+  const imgDir = path.join(dir, 'images');
+  const maskDir = path.join(dir, 'masks');
+  await fs.promises.mkdir(imgDir, { recursive: true });
+  await fs.promises.mkdir(maskDir, { recursive: true });
+  const ids: string[] = [];
+  const digits = Math.max(4, String(count - 1).length);
+  // A few files in flight at a time: sharp encodes off the main thread.
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  for (let i = 0; i < count; i++) {
+    const rng = new Rng(mixSeed(seed, i));
+    const withLesion = rng.next() >= emptyFraction;
+    const { image, mask } = renderSyntheticSample(h, w, rng, withLesion);
+    const id = `syn_${String(i).padStart(digits, '0')}`;
+    ids.push(id);
+    const m = new Uint8Array(mask.length);
+    for (let k = 0; k < m.length; k++) m[k] = mask[k] ? 255 : 0;
+    const p: Promise<void> = Promise.all([
+      writePng(path.join(imgDir, `${id}.png`), image, { width: w, height: h, channels: 1 }),
+      writePng(path.join(maskDir, `${id}.png`), m, { width: w, height: h, channels: 1 }),
+    ]).then(
+      () => void inFlight.delete(p),
+      (e: unknown) => {
+        // Recorded instead of rejecting so no write is left as an unhandled rejection.
+        failure ??= e;
+        inFlight.delete(p);
+      },
+    );
+    inFlight.add(p);
+    if (inFlight.size >= 8) await Promise.race(inFlight);
+    if (failure !== undefined) break;
+  }
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  return ids;
+}
