@@ -3,11 +3,14 @@ import { native } from './native';
 import { isTensor, Tensor } from './tensor';
 import { tidyWith } from './tensor/scope';
 import * as F from './nn/functional';
+import * as nn from './nn';
+import * as optim from './nn/optim-index';
 
 export * from './tensor';
 export { noGrad, enableGrad, isGradEnabled, detach, backward } from './autograd/engine';
 export { gradcheck } from './autograd/gradcheck';
-export { F };
+export { F, nn, optim };
+export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors, writeFileAtomic } from './nn/safetensors';
 
 /**
  * Runs fn and disposes every tensor created inside it, except those in its result and those

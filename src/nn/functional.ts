@@ -3,5 +3,5 @@ export { relu, gelu, sigmoid, tanh, exp, log, sqrt, abs, clamp, add, sub, mul, d
 export { softmax, logSoftmax, sum, mean, max, min, argmax, argmin, variance } from '../tensor/ops/reduce';
 export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze, contiguous, flatten } from '../tensor/ops/view';
 export { matmul, bmm, linear } from '../tensor/ops/linalg';
-export { conv2d } from '../tensor/ops/conv';
+export { conv2d, convTranspose2d } from '../tensor/ops/conv';
 export type { Conv2dOptions } from '../tensor/ops/conv';

@@ -1,0 +1,5 @@
+export { Module, copyInto, trackModules, currentModulePath } from './module';
+export type { LoadReport } from './module';
+export * from './layers';
+export * as init from './init';
+export * as F from './functional';

@@ -1,0 +1,153 @@
+// The standard layers, with PyTorch's parameter names, shapes and default initialisation.
+import { Tensor } from '../tensor/tensor';
+import { zeros, ones, tensor } from '../tensor/create';
+import { fill_ } from '../tensor/ops/elementwise';
+import * as F from './functional';
+import { Module } from './module';
+import { defaultBias, defaultWeight, fanIn } from './init';
+
+type Pair = number | [number, number];
+const pairOf = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : v);
+
+export interface Conv2dConfig {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+  bias?: boolean;
+}
+
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, readonly cfg: Conv2dConfig = {}) {
+    super();
+    const [kh, kw] = pairOf(kernelSize);
+    const groups = cfg.groups ?? 1;
+    if (!Number.isInteger(inChannels) || !Number.isInteger(outChannels) || inChannels < 1 || outChannels < 1) throw new Error(`Conv2d: channel counts must be positive integers, got ${inChannels} -> ${outChannels}`);
+    if (inChannels % groups || outChannels % groups) throw new Error(`Conv2d: channels ${inChannels} -> ${outChannels} are not divisible by groups=${groups}`);
+    const shape = [outChannels, inChannels / groups, kh, kw];
+    this.weight = this.param('weight', defaultWeight(shape));
+    this.bias = cfg.bias === false ? this.param('bias', null) : this.param('bias', defaultBias(outChannels, fanIn(shape)));
+  }
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, { stride: this.cfg.stride, padding: this.cfg.padding, dilation: this.cfg.dilation, groups: this.cfg.groups });
+  }
+}
+
+export class ConvTranspose2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, readonly cfg: Conv2dConfig & { outputPadding?: Pair } = {}) {
+    super();
+    const [kh, kw] = pairOf(kernelSize);
+    const groups = cfg.groups ?? 1;
+    const shape = [inChannels, outChannels / groups, kh, kw];
+    // PyTorch computes fan-in from weight.size(1) * k * k for transposed convs too.
+    this.weight = this.param('weight', defaultWeight(shape));
+    this.bias = cfg.bias === false ? this.param('bias', null) : this.param('bias', defaultBias(outChannels, fanIn(shape)));
+  }
+  forward(x: Tensor): Tensor {
+    return F.convTranspose2d(x, this.weight, this.bias, this.cfg);
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = true } = {}) {
+    super();
+    this.weight = this.param('weight', defaultWeight([outFeatures, inFeatures]));
+    this.bias = this.param('bias', bias ? defaultBias(outFeatures, inFeatures) : null);
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  readonly numBatchesTracked: Tensor | null;
+  private batches = 0;
+  constructor(readonly numFeatures: number, readonly cfg: { eps?: number; momentum?: number; affine?: boolean; trackRunningStats?: boolean } = {}) {
+    super();
+    const affine = cfg.affine ?? true;
+    const track = cfg.trackRunningStats ?? true;
+    this.weight = this.param('weight', affine ? ones([numFeatures]) : null);
+    this.bias = this.param('bias', affine ? zeros([numFeatures]) : null);
+    this.runningMean = this.buffer('running_mean', track ? zeros([numFeatures]) : null);
+    this.runningVar = this.buffer('running_var', track ? ones([numFeatures]) : null);
+    this.numBatchesTracked = this.buffer('num_batches_tracked', track ? tensor([0], [], { dtype: 'int64' }) : null);
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim >= 2 && x.shape[1] !== this.numFeatures) throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
+    const training = this.training || !this.runningMean;
+    if (this.training && this.numBatchesTracked) fill_(this.numBatchesTracked, ++this.batches);
+    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training, momentum: this.cfg.momentum ?? 0.1, eps: this.cfg.eps ?? 1e-5 });
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly normalizedShape: number[];
+  constructor(normalizedShape: number | number[], readonly cfg: { eps?: number; elementwiseAffine?: boolean } = {}) {
+    super();
+    this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+    const affine = cfg.elementwiseAffine ?? true;
+    this.weight = this.param('weight', affine ? ones(this.normalizedShape) : null);
+    this.bias = this.param('bias', affine ? zeros(this.normalizedShape) : null);
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.cfg.eps ?? 1e-5);
+  }
+}
+
+/** A module from a function of one tensor (activations and other parameter-free layers). */
+export class Lambda extends Module {
+  constructor(readonly name: string, private readonly fn: (x: Tensor, m: Lambda) => Tensor) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return this.fn(x, this);
+  }
+}
+
+export const ReLU = () => new Lambda('ReLU', (x) => F.relu(x));
+export const GELU = () => new Lambda('GELU', (x) => F.gelu(x));
+export const Sigmoid = () => new Lambda('Sigmoid', (x) => F.sigmoid(x));
+export const Identity = () => new Lambda('Identity', (x) => x);
+export const MaxPool2d = (kernelSize: number, stride?: number) => new Lambda('MaxPool2d', (x) => F.maxPool2d(x, { kernelSize, stride }));
+export const Dropout = (p = 0.5) => new Lambda('Dropout', (x, m) => F.dropout(x, p, m.training));
+export const Dropout2d = (p = 0.5) => new Lambda('Dropout2d', (x, m) => F.dropout2d(x, p, m.training));
+export const Upsample = (opts: { scaleFactor: number; mode?: 'bilinear' | 'nearest'; alignCorners?: boolean }) =>
+  new Lambda('Upsample', (x) => F.interpolate(x, { scaleFactor: opts.scaleFactor, mode: opts.mode ?? 'nearest', alignCorners: opts.alignCorners }));
+
+/** Children named 0, 1, 2, ... run in order (PyTorch's nn.Sequential). */
+export class Sequential extends Module {
+  readonly layers: Module[];
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers.map((m, i) => this.add(String(i), m));
+  }
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const m of this.layers) y = m.forward(y) as Tensor;
+    return y;
+  }
+}
+
+/** Children named 0, 1, 2, ... without a forward of their own (PyTorch's nn.ModuleList). */
+export class ModuleList<M extends Module = Module> extends Module {
+  readonly items: M[];
+  constructor(items: M[]) {
+    super();
+    this.items = items.map((m, i) => this.add(String(i), m));
+  }
+  forward(): never {
+    throw new Error('ModuleList has no forward(); iterate over .items');
+  }
+}
