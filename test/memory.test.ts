@@ -1,0 +1,74 @@
+// Memory must stay flat across training steps: tidy scopes, graph release after backward and
+// the optimisers' in-place updates together leave no tensor or byte behind.
+import { strict as assert } from 'node:assert';
+import * as sc from '../src';
+
+class SmallNet extends sc.nn.Module {
+  c1 = this.add('c1', new sc.nn.Conv2d(3, 8, 3, { padding: 1 }));
+  bn = this.add('bn', new sc.nn.BatchNorm2d(8));
+  c2 = this.add('c2', new sc.nn.Conv2d(8, 8, 3, { padding: 1, groups: 8 }));
+  head = this.add('head', new sc.nn.Conv2d(8, 1, 1));
+  forward(x: sc.Tensor): sc.Tensor {
+    const y = this.bn.forward(this.c1.forward(x)).relu();
+    return this.head.forward(this.c2.forward(y).gelu().add(y));
+  }
+}
+
+describe('memory', () => {
+  it('20 training steps leave live tensors and bytes where they were after step 1', () => {
+    sc.manualSeed(1);
+    const net = new SmallNet();
+    const opt = new sc.optim.SGD(net.parameters(), { lr: 0.01, momentum: 0.9 });
+    const x = sc.randn([2, 3, 16, 16]);
+    const t = sc.rand([2, 1, 16, 16]).gt(0.5).to('float32');
+    const step = () =>
+      sc.tidy(() => {
+        opt.zeroGrad();
+        const logits = net.forward(x);
+        const p = logits.sigmoid();
+        const loss = p.sub(t).square().mean();
+        loss.backward();
+        opt.step();
+        return loss.item();
+      });
+    step();
+    const after1 = sc.memory();
+    const losses: number[] = [];
+    for (let i = 0; i < 20; i++) losses.push(step());
+    const after = sc.memory();
+    assert.equal(after.liveTensors, after1.liveTensors, 'live tensors grew');
+    assert.equal(after.cpu.bytesInUse, after1.cpu.bytesInUse, 'bytes in use grew');
+    assert.equal(after.cpu.storages, after1.cpu.storages, 'native storages grew');
+    assert.ok(losses[19] < losses[0], `loss should decrease (${losses[0]} -> ${losses[19]})`);
+    net.dispose();
+    opt.dispose();
+    x.dispose();
+    t.dispose();
+  });
+
+  it('tidy keeps what fn returns and what keep() marks, disposes the rest', () => {
+    const before = sc.memory().liveTensors;
+    let kept: sc.Tensor | null = null;
+    const out = sc.tidy(() => {
+      const a = sc.ones([4]);
+      kept = sc.keep(a.mul(2));
+      return { sum: a.add(1), list: [a.sub(1)] };
+    });
+    assert.equal(sc.memory().liveTensors, before + 3);
+    assert.deepEqual(Array.from(out.sum.toArray()), [2, 2, 2, 2]);
+    out.sum.dispose();
+    out.list[0].dispose();
+    kept!.dispose();
+    assert.equal(sc.memory().liveTensors, before);
+  });
+
+  it('the caching allocator reuses freed blocks instead of growing', () => {
+    const m0 = sc.memory().cpu;
+    for (let i = 0; i < 50; i++) sc.zeros([1000, 100]).dispose();
+    const m1 = sc.memory().cpu;
+    assert.equal(m1.bytesInUse, m0.bytesInUse);
+    assert.ok(m1.bytesCached >= 400000);
+    sc.emptyCache();
+    assert.equal(sc.memory().cpu.bytesCached, 0);
+  });
+});
