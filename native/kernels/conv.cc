@@ -252,17 +252,17 @@ SC_AI void dw_corr_core(const T* P, int64_t Wp, T* out, int64_t OH, int64_t OW, 
     if (sw == 1) {
       for (; ow + NV * L <= OW; ow += NV * L) {
         V acc[NV];
-        for (int u = 0; u < NV; ++u) acc[u] = V{} + bias;
+        _Pragma("GCC unroll 8") for (int u = 0; u < NV; ++u) acc[u] = V{} + bias;
         for (int64_t kh = 0; kh < KH; ++kh) {
           const T* r = base + kh * dh * Wp + ow;
           const T* wr = wk + kh * KW;
           for (int64_t kw = 0; kw < KW; ++kw) {
             const T wv = wr[kw];
             const T* rr = r + kw * dw;
-            for (int u = 0; u < NV; ++u) acc[u] += wv * VLOAD(rr + u * L);
+            _Pragma("GCC unroll 8") for (int u = 0; u < NV; ++u) acc[u] += wv * VLOAD(rr + u * L);
           }
         }
-        for (int u = 0; u < NV; ++u) VSTORE(o + ow + u * L, acc[u]);
+        _Pragma("GCC unroll 8") for (int u = 0; u < NV; ++u) VSTORE(o + ow + u * L, acc[u]);
       }
       for (; ow + L <= OW; ow += L) {
         V acc = V{} + bias;
@@ -295,13 +295,40 @@ SC_AI void dw_corr_core(const T* P, int64_t Wp, T* out, int64_t OH, int64_t OW, 
 }
 
 // Weight gradient of one plane: gw[kh, kw] += sum_{oh,ow} gy[oh, ow] * P[oh*sh+kh*dh, ow*sw+kw*dw].
-// Stride 1: for each kh and a block of KB taps along kw, KB vector accumulators stay in
-// registers while gy and the padded rows stream through; lanes are summed at the end.
+// Unit column stride: for each kh and a block of NB taps along kw (NB a compile-time constant, so the
+// NB vector accumulators live in registers), gy and the padded rows stream through once;
+// lanes are summed at the end.
+template <typename T, int L, int NB>
+SC_AI void dw_wgrad_block(const T* P, int64_t pitch, const T* gy, int64_t OH, int64_t OW, T* gwk,
+                          int64_t rowoff, int64_t dw) {
+  using V = typename VecOf<T, L>::type;
+  V acc[NB];
+  T sacc[NB];
+  _Pragma("GCC unroll 8") for (int b = 0; b < NB; ++b) {
+    acc[b] = V{};
+    sacc[b] = 0;
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const T* g = gy + oh * OW;
+    const T* r = P + oh * pitch + rowoff;
+    int64_t j = 0;
+    for (; j + L <= OW; j += L) {
+      const V gv = VLOAD(g + j);
+      _Pragma("GCC unroll 8") for (int b = 0; b < NB; ++b) acc[b] += gv * VLOAD(r + j + b * dw);
+    }
+    for (; j < OW; ++j)
+      _Pragma("GCC unroll 8") for (int b = 0; b < NB; ++b) sacc[b] += g[j] * r[j + b * dw];
+  }
+  for (int b = 0; b < NB; ++b) {
+    T s = sacc[b];
+    for (int l = 0; l < L; ++l) s += acc[b][l];
+    gwk[b] += s;
+  }
+}
+
 template <typename T, int L>
 SC_AI void dw_wgrad_core(const T* P, int64_t Wp, const T* gy, int64_t OH, int64_t OW, T* gw,
                          int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
-  using V = typename VecOf<T, L>::type;
-  constexpr int KB = 8;
   if (sw != 1) {
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
@@ -315,37 +342,22 @@ SC_AI void dw_wgrad_core(const T* P, int64_t Wp, const T* gy, int64_t OH, int64_
       }
     return;
   }
+  const int64_t pitch = Wp * sh;  // padded rows between consecutive output rows
+  constexpr int KB = 8;  // 8 accumulators + gy + a load fit in 16 registers
   for (int64_t kh = 0; kh < KH; ++kh) {
     for (int64_t kw0 = 0; kw0 < KW; kw0 += KB) {
       const int nb = (int)std::min<int64_t>(KB, KW - kw0);
-      V acc[KB];
-      T sacc[KB];
-      for (int b = 0; b < KB; ++b) {
-        acc[b] = V{};
-        sacc[b] = 0;
-      }
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const T* g = gy + oh * OW;
-        const T* r = P + (oh * sh + kh * dh) * Wp + kw0 * dw;
-        int64_t j = 0;
-        if (nb == KB) {
-          for (; j + L <= OW; j += L) {
-            const V gv = VLOAD(g + j);
-            for (int b = 0; b < KB; ++b) acc[b] += gv * VLOAD(r + j + b * dw);
-          }
-        } else {
-          for (; j + L <= OW; j += L) {
-            const V gv = VLOAD(g + j);
-            for (int b = 0; b < nb; ++b) acc[b] += gv * VLOAD(r + j + b * dw);
-          }
-        }
-        for (; j < OW; ++j)
-          for (int b = 0; b < nb; ++b) sacc[b] += g[j] * r[j + b * dw];
-      }
-      for (int b = 0; b < nb; ++b) {
-        T s = sacc[b];
-        for (int l = 0; l < L; ++l) s += acc[b][l];
-        gw[kh * KW + kw0 + b] += s;
+      const int64_t ro = kh * dh * Wp + kw0 * dw;
+      T* g = gw + kh * KW + kw0;
+      switch (nb) {
+        case 1: dw_wgrad_block<T, L, 1>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 2: dw_wgrad_block<T, L, 2>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 3: dw_wgrad_block<T, L, 3>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 4: dw_wgrad_block<T, L, 4>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 5: dw_wgrad_block<T, L, 5>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 6: dw_wgrad_block<T, L, 6>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        case 7: dw_wgrad_block<T, L, 7>(P, pitch, gy, OH, OW, g, ro, dw); break;
+        default: dw_wgrad_block<T, L, 8>(P, pitch, gy, OH, OW, g, ro, dw); break;
       }
     }
   }
