@@ -1,0 +1,45 @@
+// Builds and runs the standalone C++ kernel test (GEMM, bmm, conv2d against double-precision
+// reference loops on every ISA path the CPU supports) and checks that every line passed.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..');
+
+describe('native CPU kernels (C++ standalone test)', function () {
+  this.timeout(300_000);
+
+  it('gemm, bmm and conv2d match the reference on every ISA path', function () {
+    const buildDir = path.join(root, 'build');
+    mkdirSync(buildDir, { recursive: true });
+    const exe = path.join(buildDir, 'kernels_test');
+    const core = readdirSync(path.join(root, 'native/core'))
+      .filter((f) => f.endsWith('.cc'))
+      .map((f) => path.join('native/core', f));
+    execFileSync(
+      'g++',
+      [
+        '-std=c++17', '-O2', '-pthread', '-Inative',
+        ...core,
+        'native/kernels/gemm.cc', 'native/kernels/conv.cc', 'native/kernels/test/kernels_test.cc',
+        '-o', exe,
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output: string;
+    try {
+      output = execFileSync(exe, [], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+    } catch (e: any) {
+      output = String(e.stdout ?? '') + String(e.stderr ?? '');
+      assert.fail(`kernels_test exited with ${e.status}:\n` +
+        output.split('\n').filter((l) => !l.startsWith('PASS')).join('\n'));
+    }
+    const lines = output.split('\n').filter((l) => l.length > 0);
+    const failed = lines.filter((l) => l.startsWith('FAIL'));
+    const passed = lines.filter((l) => l.startsWith('PASS'));
+    assert.deepEqual(failed, [], 'failing kernel checks');
+    assert.ok(passed.length > 100, `expected many PASS lines, got ${passed.length}`);
+    assert.match(lines[lines.length - 1], /^\d+ passed, 0 failed$/);
+  });
+});
