@@ -24,11 +24,16 @@ namespace sc {
 namespace {
 
 struct Geometry {
-  int64_t B, L, D, W;
+  int64_t B, L, D, H, W;
   double scale;
   std::vector<double> pw;  // pw[d] = gamma^d for every Manhattan distance d that can occur
-  double decay(int64_t n, int64_t m) const {
-    return pw[std::llabs(n / W - m / W) + std::llabs(n % W - m % W)];
+  // Dm[n, :] into out (symmetric, so also Dm[:, n]); nested loops avoid a division per element.
+  void decay_row(int64_t n, double* out) const {
+    const int64_t yn = n / W, xn = n % W;
+    for (int64_t y = 0; y < H; ++y) {
+      const double* p = pw.data() + std::llabs(yn - y);
+      for (int64_t x = 0; x < W; ++x) out[y * W + x] = p[std::llabs(xn - x)];
+    }
   }
 };
 
@@ -36,7 +41,7 @@ Geometry geometry(const TArg& q, const TArg& k, const TArg& v, const Attrs& at) 
   if (q.ndim != 3 || k.ndim != 3 || v.ndim != 3) throw KernelError("decay_attention: q, k, v must be 3-D [B, L, D]");
   Geometry g;
   g.B = q.shape[0]; g.L = q.shape[1]; g.D = q.shape[2];
-  const int64_t H = at.i("height");
+  const int64_t H = g.H = at.i("height");
   g.W = at.i("width");
   if (H < 1 || g.W < 1 || H * g.W != g.L)
     throw KernelError("decay_attention: height*width must equal the sequence length " + std::to_string(g.L));
@@ -50,11 +55,19 @@ Geometry geometry(const TArg& q, const TArg& k, const TArg& v, const Attrs& at) 
   return g;
 }
 
+// Four independent partial sums let the compiler pipeline and vectorise without reassociating.
 template <typename T>
 inline double dot(const T* a, const T* b, int64_t D) {
-  double s = 0;
-  for (int64_t i = 0; i < D; ++i) s += static_cast<double>(a[i]) * b[i];
-  return s;
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= D; i += 4) {
+    s0 += static_cast<double>(a[i]) * b[i];
+    s1 += static_cast<double>(a[i + 1]) * b[i + 1];
+    s2 += static_cast<double>(a[i + 2]) * b[i + 2];
+    s3 += static_cast<double>(a[i + 3]) * b[i + 3];
+  }
+  for (; i < D; ++i) s0 += static_cast<double>(a[i]) * b[i];
+  return (s0 + s1) + (s2 + s3);
 }
 
 // Scores of query row n against all keys of its sequence into s; returns the row maximum.
@@ -75,7 +88,7 @@ void forward_typed(const TArg& q, const TArg& k, const TArg& v, const TArg& out,
   T* op = out.ptr<T>();
   const int64_t L = g.L, D = g.D;
   parallel_for(0, g.B * L, std::max<int64_t>(1, 8192 / (L * D + 1)), [&](int64_t r0, int64_t r1) {
-    std::vector<double> s(L), acc(D);
+    std::vector<double> s(L), dm(L), acc(D);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / L, n = r % L;
       const T* kb = kp + b * L * D;
@@ -83,9 +96,11 @@ void forward_typed(const TArg& q, const TArg& k, const TArg& v, const TArg& out,
       const double mx = scores(g, qp + r * D, kb, s.data());
       double sum = 0;
       for (int64_t m = 0; m < L; ++m) sum += (s[m] = std::exp(s[m] - mx));
+      const double inv = 1.0 / sum;
+      g.decay_row(n, dm.data());
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t m = 0; m < L; ++m) {
-        const double a = s[m] / sum * g.decay(n, m);
+        const double a = s[m] * inv * dm[m];
         const T* vm = vb + m * D;
         for (int64_t i = 0; i < D; ++i) acc[i] += a * vm[i];
       }
@@ -112,9 +127,10 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
   std::vector<double> rmax(rows), rinv(rows), delta(rows);
 
   parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<double> p(L), dp(L), acc(D);
+    std::vector<double> p(L), dp(L), dm(L), acc(D);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / L, n = r % L;
+      g.decay_row(n, dm.data());
       const T* kb = kp + b * L * D;
       const T* vb = vp + b * L * D;
       const T* gn = gp + r * D;
@@ -125,7 +141,7 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
       double dl = 0;
       for (int64_t m = 0; m < L; ++m) {
         p[m] *= inv;
-        dp[m] = dot(gn, vb + m * D, D) * g.decay(n, m);  // dP = (dO V^T) * Dm
+        dp[m] = dot(gn, vb + m * D, D) * dm[m];  // dP = (dO V^T) * Dm
         dl += dp[m] * p[m];
       }
       rmax[r] = mx; rinv[r] = inv; delta[r] = dl;
@@ -140,9 +156,10 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
   });
 
   parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<double> ak(D), av(D);
+    std::vector<double> ak(D), av(D), dm(L);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / L, m = r % L;
+      g.decay_row(m, dm.data());  // Dm is symmetric: this is column m
       const T* km = kp + r * D;
       const T* vm = vp + r * D;
       std::fill(ak.begin(), ak.end(), 0.0);
@@ -152,9 +169,8 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
         const T* qn = qp + rn * D;
         const T* gn = gp + rn * D;
         const double p = std::exp(dot(qn, km, D) * g.scale - rmax[rn]) * rinv[rn];
-        const double dm = g.decay(n, m);
-        const double ds = p * (dot(gn, vm, D) * dm - delta[rn]);
-        const double a = p * dm;
+        const double ds = p * (dot(gn, vm, D) * dm[n] - delta[rn]);
+        const double a = p * dm[n];
         for (int64_t i = 0; i < D; ++i) { av[i] += a * gn[i]; ak[i] += ds * qn[i]; }
       }
       for (int64_t i = 0; i < D; ++i) {
