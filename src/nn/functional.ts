@@ -5,3 +5,8 @@ export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze,
 export { matmul, bmm, linear } from '../tensor/ops/linalg';
 export { conv2d, convTranspose2d } from '../tensor/ops/conv';
 export type { Conv2dOptions } from '../tensor/ops/conv';
+export { decayAttention, masa } from '../tensor/ops/attention';
+export type { MasaParams } from '../tensor/ops/attention';
+export { tpen } from '../tensor/ops/tpen';
+export { bceWithLogits, diceLoss, mseLoss } from '../tensor/ops/losses';
+export type { Reduction } from '../tensor/ops/losses';

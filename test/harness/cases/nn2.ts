@@ -1,0 +1,95 @@
+// Cases for Manhattan-decay attention (kernel and MaSA layer), the T-PEN expansion and the
+// segmentation losses.
+import * as sc from '../../../src';
+import type { OpCase } from '../case';
+import * as R from '../reference';
+import * as N from '../reference-nn2';
+
+const attn = ['decay_attention', 'decay_attention_backward'];
+
+const attentionCases: [string, number, number, number, number, number][] = [
+  // name, B, D, gamma, height, width
+  ['1-D row', 2, 3, 0.8, 1, 7],
+  ['1-D column layout', 2, 8, 0.9, 5, 1],
+  ['2-D 3x4', 2, 5, 0.7, 3, 4],
+  ['2-D 2x3 gamma 1', 1, 4, 1, 2, 3],
+];
+
+const masaParams = (C: number) => [[C, C], [C], [C, C], [C], [C, C], [C]].map((shape) => ({ shape }));
+
+export const nn2Cases: OpCase[] = [
+  ...attentionCases.map(([label, B, D, gamma, height, width]): OpCase => ({
+    name: `decay_attention ${label}`,
+    ops: attn,
+    inputs: [0, 1, 2].map(() => ({ shape: [B, height * width, D] })),
+    run: ([q, k, v]) => sc.F.decayAttention(q, k, v, { gamma, height, width }),
+    ref: ([q, k, v]) => N.decayAttention(q, k, v, gamma, height, width),
+  })),
+  {
+    name: 'decay_attention non-contiguous inputs', ops: attn,
+    inputs: [0, 1, 2].map(() => ({ shape: [2, 6, 4], noncontig: true })),
+    run: ([q, k, v]) => sc.F.decayAttention(q.mul(2), k, v, { gamma: 0.85, height: 2, width: 3 }),
+    ref: ([q, k, v]) => N.decayAttention(R.map(q, (x) => 2 * x), k, v, 0.85, 2, 3),
+  },
+  // End to end through the q/k/v Linear layers (these need the bmm kernel).
+  ...[true, false].map((decomposed): OpCase => ({
+    name: `masa ${decomposed ? 'decomposed' : 'full'} [1, 4, 3, 5]`,
+    ops: [...attn, 'bmm', 'permute', 'reshape', 'contiguous'],
+    inputs: [{ shape: [1, 4, 3, 5] }, ...masaParams(4)],
+    run: ([x, wq, bq, wk, bk, wv, bv]) => sc.F.masa(x, { wq, bq, wk, bk, wv, bv }, { gamma: 0.8, decomposed }),
+    ref: ([x, wq, bq, wk, bk, wv, bv]) => N.masa(x, wq, bq, wk, bk, wv, bv, 0.8, decomposed),
+  })),
+  ...[3, 2, 5].map((order): OpCase => ({
+    name: `tpen order ${order}`,
+    ops: ['tpen', 'tpen_backward'],
+    inputs: [{ shape: [2, 3, 4, 5] }, { shape: [order, 3] }],
+    run: ([x, a]) => sc.F.tpen(x, a),
+    ref: ([x, a]) => N.tpen(x, a),
+  })),
+  ...(['mean', 'sum', 'none'] as const).map((reduction): OpCase => ({
+    name: `bceWithLogits ${reduction}`,
+    ops: ['bce_with_logits', 'bce_with_logits_backward', 'reduce'],
+    inputs: [{ shape: [2, 3, 5] }, { shape: [2, 3, 5], kind: 'unit', grad: false }],
+    run: ([x, t]) => sc.F.bceWithLogits(x, t, { reduction }),
+    ref: ([x, t]) => N.reduceAll(N.bceElements(x, t, () => 1), reduction),
+  })),
+  {
+    name: 'bceWithLogits posWeight number, extreme logits', ops: ['bce_with_logits', 'bce_with_logits_backward'],
+    inputs: [{ shape: [2, 1, 4, 5] }, { shape: [2, 1, 4, 5], kind: 'mask', grad: false }],
+    // Logits up to about +-50: exp(-x) would overflow float32 in a naive formula.
+    run: ([x, t]) => sc.F.bceWithLogits(x.mul(20), t, { posWeight: 2.5, reduction: 'none' }),
+    ref: ([x, t]) => N.bceElements(R.map(x, (v) => 20 * v), t, () => 2.5),
+  },
+  {
+    name: 'bceWithLogits logits +-30 exactly', ops: ['bce_with_logits'],
+    inputs: [{ shape: [4, 3], kind: 'mask' }, { shape: [4, 3], kind: 'mask', grad: false }],
+    run: ([s, t]) => sc.F.bceWithLogits(s.mul(60).add(-30), t, { posWeight: 3, reduction: 'sum' }),
+    ref: ([s, t]) => N.reduceAll(N.bceElements(R.map(s, (v) => 60 * v - 30), t, () => 3), 'sum'),
+  },
+  {
+    name: 'bceWithLogits posWeight tensor broadcast', ops: ['bce_with_logits', 'bce_with_logits_backward'],
+    inputs: [{ shape: [2, 3, 5] }, { shape: [2, 3, 5], kind: 'unit', grad: false }, { shape: [5], kind: 'positive', grad: false }],
+    run: ([x, t, pw]) => sc.F.bceWithLogits(x, t, { posWeight: pw }),
+    ref: ([x, t, pw]) => N.reduceAll(N.bceElements(x, t, (i) => pw.data[i % 5]), 'mean'),
+  },
+  ...(['batch', 'per-image'] as const).map((reduction): OpCase => ({
+    name: `diceLoss ${reduction}`,
+    ops: ['unary', 'binary', 'reduce'],
+    inputs: [{ shape: [3, 1, 4, 4] }, { shape: [3, 1, 4, 4], kind: 'mask', grad: false }],
+    run: ([x, t]) => sc.F.diceLoss(x, t, { reduction }),
+    ref: ([x, t]) => N.dice(R.map(x, R.sigmoid), t, 1, reduction === 'per-image'),
+  })),
+  {
+    name: 'diceLoss from probabilities', ops: ['binary', 'reduce'],
+    inputs: [{ shape: [2, 6, 5], kind: 'unit' }, { shape: [2, 6, 5], kind: 'mask', grad: false }],
+    run: ([p, t]) => sc.F.diceLoss(p, t, { fromLogits: false, smooth: 0.5 }),
+    ref: ([p, t]) => N.dice(p, t, 0.5, false),
+  },
+  ...(['mean', 'sum', 'none'] as const).map((reduction): OpCase => ({
+    name: `mseLoss ${reduction}`,
+    ops: ['binary', 'unary', 'reduce'],
+    inputs: [{ shape: [3, 7] }, { shape: [3, 7] }],
+    run: ([a, b]) => sc.F.mseLoss(a, b, { reduction }),
+    ref: ([a, b]) => N.reduceAll(R.zip(a, b, (x, y) => (x - y) ** 2), reduction),
+  })),
+];
