@@ -157,3 +157,26 @@ export function conv2d(x: Ref, w: Ref, b: Ref | null, stride: number[], pad: num
     }
   return out;
 }
+
+/** Transposed convolution by its definition: every input pixel scatters a weighted kernel. */
+export function convTranspose2d(x: Ref, w: Ref, b: Ref | null, stride: number, pad: number, groups: number): Ref {
+  const [N, C, H, W] = x.shape;
+  const [, OCg, KH, KW] = w.shape;
+  const OC = OCg * groups, Cg = C / groups;
+  const OH = (H - 1) * stride - 2 * pad + KH, OW = (W - 1) * stride - 2 * pad + KW;
+  const out = ref([N, OC, OH, OW], (i) => (b ? b.data[Math.floor(i / (OH * OW)) % OC] : 0));
+  for (let n = 0; n < N; n++)
+    for (let c = 0; c < C; c++) {
+      const g = Math.floor(c / Cg);
+      for (let ih = 0; ih < H; ih++)
+        for (let iw = 0; iw < W; iw++)
+          for (let o = 0; o < OCg; o++)
+            for (let kh = 0; kh < KH; kh++)
+              for (let kw = 0; kw < KW; kw++) {
+                const oh = ih * stride - pad + kh, ow = iw * stride - pad + kw;
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                out.data[((n * OC + g * OCg + o) * OH + oh) * OW + ow] += x.data[((n * C + c) * H + ih) * W + iw] * w.data[((c * OCg + o) * KH + kh) * KW + kw];
+              }
+    }
+  return out;
+}

@@ -172,4 +172,15 @@ export const coreCases: OpCase[] = [
     ref: ([x, w, b]) => R.conv2d(x, w, b ?? null, [s, s], [p, p], [d, d], g),
     gradTol: { atol: 1e-4 },
   })),
+  ...([
+    ['convTranspose2d k2 s2 (UNet up)', [1, 6, 4, 5], [6, 3, 2, 2], 2, 0, 1, true],
+    ['convTranspose2d k3 s2 pad 1 groups 2', [2, 4, 3, 3], [4, 2, 3, 3], 2, 1, 2, false],
+  ] as [string, number[], number[], number, number, number, boolean][]).map(([name, xs, ws, s, p, g, bias]): OpCase => ({
+    name,
+    ops: ['conv_transpose2d'],
+    inputs: bias ? [{ shape: xs }, { shape: ws }, { shape: [ws[1] * g] }] : [{ shape: xs }, { shape: ws }],
+    run: ([x, w, b]) => sc.F.convTranspose2d(x, w, b, { stride: s, padding: p, groups: g }),
+    ref: ([x, w, b]) => R.convTranspose2d(x, w, b ?? null, s, p, g),
+    gradTol: { atol: 1e-4 },
+  })),
 ];
