@@ -145,7 +145,17 @@ struct Runner {
   std::exception_ptr error;  // first exception thrown by a kernel thread of this block
   uint64_t rng = 0;
 };
-thread_local Runner tl;
+// Hot paths reach the runner through a plain pointer: a thread_local object with a constructor
+// would cost a TLS-init wrapper call on every barrier. The owner frees stacks at thread exit.
+thread_local Runner* tlr = nullptr;
+thread_local std::unique_ptr<Runner> tl_owner;
+Runner& runner() {
+  if (!tlr) {
+    tl_owner = std::make_unique<Runner>();
+    tlr = tl_owner.get();
+  }
+  return *tlr;
+}
 
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9e3779b97f4a7c15ull);
@@ -183,7 +193,7 @@ std::string hex(unsigned m) {
 }
 
 [[noreturn]] void fail(const std::string& what) {
-  const Runner& r = tl;
+  const Runner& r = runner();
   std::string msg = "cuda-emu: " + what;
   if (r.job) {
     msg += " [block " + tstr(blockIdx) + " of kernel launched at " +
@@ -193,7 +203,7 @@ std::string hex(unsigned m) {
 }
 
 void fiber_main(Fiber* f) {
-  Runner& r = tl;
+  Runner& r = *tlr;
   try {
     r.job->spec.body(r.job->spec.ctx);
   } catch (const Cancel&) {
@@ -209,7 +219,10 @@ void resume(Runner& r, Fiber* f) {
   if (!f->started) {
     // Fresh frame whose `ret` lands in sc_emu_fiber_start; FP control words copied from the
     // worker so that FTZ/rounding settings carry over.
-    uint64_t* sp = reinterpret_cast<uint64_t*>(f->map + f->map_size) - 8;
+    // Stagger the stack tops (64 B steps within a page): identical page offsets for every fiber
+    // would put all their hot frames into the same few L1 sets.
+    char* top = f->map + f->map_size - (size_t(f->index) * 64 % 4096);
+    uint64_t* sp = reinterpret_cast<uint64_t*>(top) - 8;
     uint32_t csr;
     uint16_t cw;
     asm volatile("stmxcsr %0" : "=m"(csr));
@@ -235,7 +248,7 @@ void suspend(Runner& r, Fiber* f) {
 }
 
 Fiber* current(const char* what, const char* file, int line) {
-  Fiber* f = tl.cur;
+  Fiber* f = tlr ? tlr->cur : nullptr;
   if (!f) throw KernelError(std::string("cuda-emu: ") + what + " called outside a kernel at " + where(file, line));
   return f;
 }
@@ -311,6 +324,25 @@ std::string describe_group(const std::vector<Fiber*>& g) {
 
 // No fiber can run and some are alive: release a barrier or explain why the block is stuck.
 void resolve_stall(Runner& r) {
+  // Fast path: everybody waits at one barrier (the common case, once per barrier).
+  Fiber* b0 = r.fibers[0].get();
+  bool same = b0->st == St::barrier;
+  int count = 0;
+  for (int i = 0; i < r.n && same; ++i) {
+    Fiber* f = r.fibers[i].get();
+    same = f->st == St::barrier && f->bkind == b0->bkind && f->line == b0->line &&
+           (f->file == b0->file || !std::strcmp(f->file, b0->file));
+    count += f->pred;
+  }
+  if (same) {
+    int kind = b0->bkind;
+    uint64_t result = uint64_t(kind == 1 ? count : kind == 2 ? count == r.n : kind == 3 ? count > 0 : 0);
+    for (int i = 0; i < r.n; ++i) {
+      r.fibers[i]->st = St::ready;
+      r.fibers[i]->result = result;
+    }
+    return;
+  }
   std::vector<Fiber*> exited, warp;
   std::vector<std::vector<Fiber*>> sites;  // barrier waiters grouped by site
   for (int i = 0; i < r.n; ++i) {
@@ -357,25 +389,15 @@ void resolve_stall(Runner& r) {
          " at " + where(f->file, f->line) + ", but " + describe_group(exited) +
          " exited the kernel without reaching it");
   }
-  if (sites.size() > 1) {
-    std::string msg = "barrier divergence: threads wait at different barriers:";
-    for (size_t k = 0; k < sites.size() && k < 4; ++k)
-      msg += (k ? ";" : "") + std::string(" ") + describe_group(sites[k]) + " at " +
-             barrier_name(sites[k][0]->bkind) + " " + where(sites[k][0]->file, sites[k][0]->line);
-    fail(msg);
-  }
-  int count = 0;
-  for (Fiber* f : sites[0]) count += f->pred;
-  int kind = sites[0][0]->bkind;
-  int result = kind == 1 ? count : kind == 2 ? count == r.n : kind == 3 ? count > 0 : 0;
-  for (Fiber* f : sites[0]) {
-    f->st = St::ready;
-    f->result = uint64_t(result);
-  }
+  std::string msg = "barrier divergence: threads wait at different barriers:";
+  for (size_t k = 0; k < sites.size() && k < 4; ++k)
+    msg += (k ? ";" : "") + std::string(" ") + describe_group(sites[k]) + " at " +
+           barrier_name(sites[k][0]->bkind) + " " + where(sites[k][0]->file, sites[k][0]->line);
+  fail(msg);
 }
 
 void run_block(const Job& j, uint64_t linear) {
-  Runner& r = tl;
+  Runner& r = runner();
   const dim3 g = j.spec.grid, b = j.spec.block;
   blockIdx = {unsigned(linear % g.x), unsigned(linear / g.x % g.y), unsigned(linear / g.x / g.y)};
   blockDim = b;
@@ -559,14 +581,14 @@ int barrier(const char* file, int line, int kind, int pred) {
   f->line = line;
   f->bkind = kind;
   f->pred = pred != 0;
-  suspend(tl, f);
+  suspend(*tlr, f);
   return int(f->result);
 }
 
 uint64_t warp_op(const char* file, int line, WarpKind kind, unsigned mask, uint64_t value, int size,
                  int arg, int width) {
   Fiber* f = current(op_name(kind), file, line);
-  Runner& r = tl;
+  Runner& r = *tlr;
   int lane = f->index & 31, w = f->index >> 5;
   if (!(mask >> lane & 1))
     fail(std::string(op_name(kind)) + " at " + where(file, line) + ": thread " + tstr(f->tid) +
@@ -590,13 +612,13 @@ uint64_t warp_op(const char* file, int line, WarpKind kind, unsigned mask, uint6
 }
 
 unsigned activemask() {
-  Runner& r = tl;
-  if (!r.cur) return 0;
+  if (!tlr || !tlr->cur) return 0;
+  Runner& r = *tlr;
   int w = r.cur->index >> 5;
   return r.exist[w] & ~r.exited[w];
 }
 
-unsigned char* dyn_smem() { return tl.cur ? tl.smem_ptr : nullptr; }
+unsigned char* dyn_smem() { return tlr && tlr->cur ? tlr->smem_ptr : nullptr; }
 
 void launch(const LaunchSpec& spec) {
   const dim3 g = spec.grid, b = spec.block;
@@ -607,7 +629,7 @@ void launch(const LaunchSpec& spec) {
                       std::to_string(b.y) + "," + std::to_string(b.z) + "), " +
                       std::to_string(spec.smem) + " B shared)");
   };
-  if (tl.cur) cfg("kernel launched from inside a kernel (dynamic parallelism is not emulated)");
+  if (tlr && tlr->cur) cfg("kernel launched from inside a kernel (dynamic parallelism is not emulated)");
   uint64_t nthreads = uint64_t(b.x) * b.y * b.z;
   if (!g.x || !g.y || !g.z || !b.x || !b.y || !b.z) cfg("empty grid or block");
   if (nthreads > 1024 || b.z > 64) cfg("more than 1024 threads per block or block.z > 64");
