@@ -5,6 +5,7 @@
 //   KLAUNCH(kernel, grid, block, smem_bytes, stream)(args...);
 //   SC_DYN_SMEM(float, tile);      // inside a kernel: `float* tile` -> dynamic shared memory
 //   SC_CUDA_CHECK(cudaMemcpy(...)); // throws sc::KernelError "file:line: expr: message"
+//   SC_UNROLL for (...)             // `#pragma unroll` for nvcc, nothing for g++ (which warns)
 #pragma once
 #include <string>
 
@@ -19,6 +20,7 @@
 #define KLAUNCH(kernel, grid, block, smem, stream) \
   ::sc::emu::make_launch(kernel, grid, block, smem, stream, __FILE__, __LINE__)
 #define SC_DYN_SMEM(type, name) type* name = reinterpret_cast<type*>(::sc::emu::dyn_smem())
+#define SC_UNROLL
 
 #elif defined(__CUDACC__)
 #include <cuda_runtime.h>
@@ -29,6 +31,7 @@
 #define SC_DYN_SMEM(type, name)                                 \
   extern __shared__ __align__(16) unsigned char sc_dyn_smem_[]; \
   type* name = reinterpret_cast<type*>(sc_dyn_smem_)
+#define SC_UNROLL _Pragma("unroll")
 
 #else
 #error "compat.cuh needs nvcc, or a host compiler with -DCUDA_EMU"

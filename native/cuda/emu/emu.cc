@@ -496,8 +496,8 @@ struct Settings {
       else if (v != "forward" && !v.empty())
         std::fprintf(stderr, "scalpel: unknown SCALPEL_EMU_SCHEDULE '%s', using forward\n", s);
     }
-    if (const char* s = std::getenv("SCALPEL_EMU_SEED")) seed = std::strtoull(s, nullptr, 0);
-    if (const char* s = std::getenv("SCALPEL_EMU_WORKERS")) workers = std::max(1, std::atoi(s));
+    if (const char* s = std::getenv("SCALPEL_EMU_SEED"); s && *s) seed = std::strtoull(s, nullptr, 0);
+    if (const char* s = std::getenv("SCALPEL_EMU_WORKERS"); s && *s) workers = std::max(1, std::atoi(s));
 #ifdef SC_EMU_STATIC_SHARED
     workers = 1;
 #endif

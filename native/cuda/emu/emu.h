@@ -18,6 +18,10 @@
 
 #include "../../core/kernel.h"
 
+// g++ does not know `#pragma unroll` (GCC 12 warns from the preprocessor, and this diagnostic
+// pragma only helps newer GCC): write SC_UNROLL from compat.cuh, or build with -Wno-unknown-pragmas.
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+
 // ---- Qualifiers: all code is host code here. ----
 #define __global__
 #define __device__

@@ -259,9 +259,13 @@ __global__ void throwing_kernel(float* out) {
 std::string run_sgemm(int M, int N, int K, double* ms = nullptr) {
   auto a = randv(size_t(M) * K, 1), b = randv(size_t(K) * N, 2);
   DBuf<float> da(a), db(b), dc(size_t(M) * N);
-  auto t0 = std::chrono::steady_clock::now();
-  KLAUNCH(sgemm, dim3((N + TS - 1) / TS, (M + TS - 1) / TS), dim3(TS, TS), 0, 0)(da.p, db.p, dc.p, M, N, K);
-  if (ms) *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // Timed runs: best of three, so that first-touch page faults of fresh fiber stacks don't count.
+  for (int rep = 0; rep < (ms ? 3 : 1); ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    KLAUNCH(sgemm, dim3((N + TS - 1) / TS, (M + TS - 1) / TS), dim3(TS, TS), 0, 0)(da.p, db.p, dc.p, M, N, K);
+    double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (ms && (rep == 0 || t < *ms)) *ms = t;
+  }
   std::vector<double> ref(size_t(M) * N, 0.0);
   for (int i = 0; i < M; ++i)
     for (int k = 0; k < K; ++k)
@@ -306,7 +310,7 @@ void run_checks() {
   check("sgemm_128", [] {
     double ms = 0;
     std::string why = run_sgemm(128, 128, 128, &ms);
-    std::printf("INFO sgemm_128.%s %.2f ms (%d workers)\n", sched_name.c_str(), ms, sc::emu::workers());
+    std::printf("INFO sgemm_128.%s %.2f ms per launch, best of 3 (%d workers)\n", sched_name.c_str(), ms, sc::emu::workers());
     return why;
   });
   check("block_sum", [] {
