@@ -140,7 +140,9 @@ struct Runner {
   void* sched_sp = nullptr;
   Fiber* cur = nullptr;
   const Job* job = nullptr;
-  int n = 0;
+  int n = 0, live = 0;
+  int pos = -1;        // position in `order` of the running pass
+  uint64_t fpctl = 0;  // the worker's mxcsr | x87 control word << 32, for new fibers
   bool cancelling = false;
   std::exception_ptr error;  // first exception thrown by a kernel thread of this block
   uint64_t rng = 0;
@@ -202,32 +204,18 @@ std::string hex(unsigned m) {
   throw KernelError(msg);
 }
 
-void fiber_main(Fiber* f) {
-  Runner& r = *tlr;
-  try {
-    r.job->spec.body(r.job->spec.ctx);
-  } catch (const Cancel&) {
-  } catch (...) {
-    if (!r.error) r.error = std::current_exception();
-  }
-  f->st = St::done;
-  sc_emu_switch(&f->sp, r.sched_sp);
-  __builtin_unreachable();
-}
+void on_exit(Runner& r, int i);
+void fiber_main(Fiber* f);
 
-void resume(Runner& r, Fiber* f) {
+// Makes `f` the running thread; a fiber that never ran gets a fresh frame whose `ret` lands in
+// sc_emu_fiber_start, with the worker's FP control words (so FTZ/rounding settings carry over).
+Fiber* prepare(Runner& r, Fiber* f) {
   if (!f->started) {
-    // Fresh frame whose `ret` lands in sc_emu_fiber_start; FP control words copied from the
-    // worker so that FTZ/rounding settings carry over.
     // Stagger the stack tops (64 B steps within a page): identical page offsets for every fiber
     // would put all their hot frames into the same few L1 sets.
     char* top = f->map + f->map_size - (size_t(f->index) * 64 % 4096);
     uint64_t* sp = reinterpret_cast<uint64_t*>(top) - 8;
-    uint32_t csr;
-    uint16_t cw;
-    asm volatile("stmxcsr %0" : "=m"(csr));
-    asm volatile("fnstcw %0" : "=m"(cw));
-    sp[0] = csr | (uint64_t(cw) << 32);
+    sp[0] = r.fpctl;
     sp[1] = sp[2] = sp[5] = sp[6] = 0;
     sp[3] = reinterpret_cast<uint64_t>(&fiber_main);
     sp[4] = reinterpret_cast<uint64_t>(f);
@@ -237,13 +225,57 @@ void resume(Runner& r, Fiber* f) {
   }
   r.cur = f;
   threadIdx = f->tid;
+  return f;
+}
+
+// The next runnable thread of the current pass, or null when the pass is over.
+Fiber* next_ready(Runner& r) {
+  while (++r.pos < r.n) {
+    Fiber* f = r.fibers[r.order[r.pos]].get();
+    if (f->st == St::ready) return f;
+  }
+  return nullptr;
+}
+
+// Called on fiber `f` once it has blocked or exited: switch straight to the next runnable thread
+// of the pass (one switch instead of two through the scheduler), or back to the scheduler when
+// the pass is over, an error is pending or the block is being cancelled.
+void leave(Runner& r, Fiber* f) {
+  Fiber* g = (r.error || r.cancelling) ? nullptr : next_ready(r);
+  if (g) {
+    prepare(r, g);
+    sc_emu_switch(&f->sp, g->sp);
+  } else {
+    r.cur = nullptr;
+    sc_emu_switch(&f->sp, r.sched_sp);
+  }
+}
+
+void fiber_main(Fiber* f) {
+  Runner& r = *tlr;
+  try {
+    r.job->spec.body(r.job->spec.ctx);
+  } catch (const Cancel&) {
+  } catch (...) {
+    if (!r.error) r.error = std::current_exception();
+  }
+  f->st = St::done;
+  --r.live;
+  if (!r.error && !r.cancelling) on_exit(r, f->index);
+  leave(r, f);
+  __builtin_unreachable();
+}
+
+// Called on the scheduler's stack: run `f` (and whatever it chains to) until control comes back.
+void resume(Runner& r, Fiber* f) {
+  prepare(r, f);
   sc_emu_switch(&r.sched_sp, f->sp);
   r.cur = nullptr;
 }
 
-// Called on a fiber: hand control back to the scheduler until it resumes us.
+// Called on a fiber: block until some other party makes it runnable and resumes it.
 void suspend(Runner& r, Fiber* f) {
-  sc_emu_switch(&f->sp, r.sched_sp);
+  leave(r, f);
   if (r.cancelling) throw Cancel{};
 }
 
@@ -435,25 +467,26 @@ void run_block(const Job& j, uint64_t linear) {
   r.smem_ptr = r.smem.data()->b;
   r.rng = j.seed ^ (j.launch_no * 0x9e3779b97f4a7c15ull) ^ (linear * 0xc2b2ae3d27d4eb4full);
   r.error = nullptr;
+  r.live = r.n;
+  {
+    uint32_t csr;
+    uint16_t cw;
+    asm volatile("stmxcsr %0" : "=m"(csr));
+    asm volatile("fnstcw %0" : "=m"(cw));
+    r.fpctl = csr | (uint64_t(cw) << 32);
+  }
   try {
-    for (int live = r.n; live > 0;) {
-      for (bool progress = true; progress;) {
-        progress = false;
-        if (j.sched == Schedule::random)
-          for (int i = r.n - 1; i > 0; --i) std::swap(r.order[i], r.order[splitmix(r.rng) % (i + 1)]);
-        for (int i : r.order) {
-          Fiber* f = r.fibers[i].get();
-          if (f->st != St::ready) continue;
-          resume(r, f);
-          progress = true;
-          if (r.error) std::rethrow_exception(r.error);
-          if (f->st == St::done) {
-            --live;
-            on_exit(r, i);
-          }
-        }
+    while (r.live > 0) {
+      // One pass: the threads run in schedule order, each handing over to the next runnable one.
+      if (j.sched == Schedule::random)
+        for (int i = r.n - 1; i > 0; --i) std::swap(r.order[i], r.order[splitmix(r.rng) % (i + 1)]);
+      r.pos = -1;
+      if (Fiber* f = next_ready(r)) {
+        resume(r, f);
+        if (r.error) std::rethrow_exception(r.error);
+      } else {
+        resolve_stall(r);  // nothing runnable: release a barrier or report why the block is stuck
       }
-      if (live > 0) resolve_stall(r);
     }
   } catch (...) {
     abort_block(r);
