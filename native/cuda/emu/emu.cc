@@ -7,6 +7,7 @@
 // fiber (a Cancel exception thrown at its suspension point), so nothing leaks into the next launch.
 #include "emu.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -78,9 +79,30 @@ sc_emu_fiber_start:
   .size sc_emu_fiber_start, .-sc_emu_fiber_start
 )");
 
+// AddressSanitizer must be told about every stack switch, or it reports false errors (first of
+// all when an exception unwinds a fiber stack).
+#if defined(__SANITIZE_ADDRESS__)
+#define SC_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SC_EMU_ASAN 1
+#endif
+#endif
+#ifdef SC_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace sc {
 namespace emu {
 namespace {
+
+#ifdef SC_EMU_ASAN
+void asan_start(void** fake, const void* bottom, size_t size) { __sanitizer_start_switch_fiber(fake, bottom, size); }
+void asan_finish(void* fake) { __sanitizer_finish_switch_fiber(fake, nullptr, nullptr); }
+#else
+void asan_start(void**, const void*, size_t) {}
+void asan_finish(void*) {}
+#endif
 
 // Thrown into suspended fibers to unwind their stacks when a block is aborted.
 struct Cancel {};
@@ -102,6 +124,9 @@ struct Fiber {
   unsigned mask = 0;
   int size = 0, arg = 0, width = 32;
   uint64_t val = 0, result = 0;
+  void* asan_fake = nullptr;
+  const char* stack_lo() const { return map + size_t(sysconf(_SC_PAGESIZE)); }
+  size_t stack_size() const { return map_size - size_t(sysconf(_SC_PAGESIZE)); }
   ~Fiber() {
     if (map) munmap(map, map_size);
   }
@@ -138,6 +163,9 @@ struct Runner {
   std::vector<Chunk> smem;
   unsigned char* smem_ptr = nullptr;
   void* sched_sp = nullptr;
+  void* sched_fake = nullptr;  // ASan bookkeeping for the worker's own stack
+  const void* sched_lo = nullptr;
+  size_t sched_size = 0;
   Fiber* cur = nullptr;
   const Job* job = nullptr;
   int n = 0, live = 0;
@@ -155,6 +183,15 @@ Runner& runner() {
   if (!tlr) {
     tl_owner = std::make_unique<Runner>();
     tlr = tl_owner.get();
+#ifdef SC_EMU_ASAN
+    pthread_attr_t a;
+    void* lo = nullptr;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      pthread_attr_getstack(&a, &lo, &tlr->sched_size);
+      pthread_attr_destroy(&a);
+    }
+    tlr->sched_lo = lo;
+#endif
   }
   return *tlr;
 }
@@ -240,18 +277,23 @@ Fiber* next_ready(Runner& r) {
 // Called on fiber `f` once it has blocked or exited: switch straight to the next runnable thread
 // of the pass (one switch instead of two through the scheduler), or back to the scheduler when
 // the pass is over, an error is pending or the block is being cancelled.
-void leave(Runner& r, Fiber* f) {
+void leave(Runner& r, Fiber* f, bool exiting) {
   Fiber* g = (r.error || r.cancelling) ? nullptr : next_ready(r);
+  void** fake = exiting ? nullptr : &f->asan_fake;
   if (g) {
     prepare(r, g);
+    asan_start(fake, g->stack_lo(), g->stack_size());
     sc_emu_switch(&f->sp, g->sp);
   } else {
     r.cur = nullptr;
+    asan_start(fake, r.sched_lo, r.sched_size);
     sc_emu_switch(&f->sp, r.sched_sp);
   }
+  asan_finish(f->asan_fake);
 }
 
 void fiber_main(Fiber* f) {
+  asan_finish(nullptr);
   Runner& r = *tlr;
   try {
     r.job->spec.body(r.job->spec.ctx);
@@ -262,20 +304,22 @@ void fiber_main(Fiber* f) {
   f->st = St::done;
   --r.live;
   if (!r.error && !r.cancelling) on_exit(r, f->index);
-  leave(r, f);
+  leave(r, f, true);
   __builtin_unreachable();
 }
 
 // Called on the scheduler's stack: run `f` (and whatever it chains to) until control comes back.
 void resume(Runner& r, Fiber* f) {
   prepare(r, f);
+  asan_start(&r.sched_fake, f->stack_lo(), f->stack_size());
   sc_emu_switch(&r.sched_sp, f->sp);
+  asan_finish(r.sched_fake);
   r.cur = nullptr;
 }
 
 // Called on a fiber: block until some other party makes it runnable and resumes it.
 void suspend(Runner& r, Fiber* f) {
-  leave(r, f);
+  leave(r, f, false);
   if (r.cancelling) throw Cancel{};
 }
 
