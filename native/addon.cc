@@ -12,6 +12,7 @@
 #include "core/kernel.h"
 #include "core/parallel.h"
 #include "core/storage.h"
+#include "kernels/gemm.h"
 
 namespace {
 
@@ -250,6 +251,13 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 }
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
+// Benchmark calibration: the float GEMM's ISA path and the measured FMA peak (GFLOP/s).
+Napi::Value GemmIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), gemm_isa()); }
+Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
+  const int t = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : num_threads();
+  return Napi::Number::New(info.Env(), measure_fma_peak_gflops(t < 1 ? 1 : t));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, [](void*) { g_shutting_down.store(true); }, nullptr);
   exports.Set("alloc", Napi::Function::New(env, Alloc));
@@ -265,6 +273,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  exports.Set("gemmIsa", Napi::Function::New(env, GemmIsa));
+  exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops));
   return exports;
 }
 

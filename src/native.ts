@@ -19,6 +19,10 @@ export interface NativeAddon {
   synchronize(backend: number): void;
   setNumThreads(n: number): void;
   numThreads(): number;
+  /** Float GEMM ISA path in use ("avx512", "avx2", "generic"). */
+  gemmIsa(): string;
+  /** Measured FMA peak (float GFLOP/s) on `threads` threads (benchmark calibration). */
+  fmaPeakGflops(threads?: number): number;
 }
 
 function findRoot(): string {

@@ -1,0 +1,256 @@
+// npm run bench:models [-- --threads N --models cmunext-s,unet --runs 10 --train-runs 3 --no-train --no-torch --no-ort]
+//
+// Per model (each measurement in its own child process, so peak RSS is per model and mode):
+//   scalpel inference (batch 1, eval, noGrad) and training step (batch 8: forward, BCE + Dice,
+//   backward, SGD momentum 0.9 wd 1e-4), PyTorch (bench/pytorch/bench_models.py, same threads),
+//   ONNX Runtime for Node inference on the ONNX files bench_models.py exports (cached in
+//   .bench-cache/onnx). Rows are measured model by model, interleaved, so the ratios compare
+//   numbers taken under the same machine load. Missing torch / ORT / models: printed, skipped.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { arg, fmt, loadavg, machine, mdTable, median, ROOT, writeResults } from './common';
+
+const PY = '/usr/bin/python3';
+const TORCH_SCRIPT = path.join(ROOT, 'bench', 'pytorch', 'bench_models.py');
+const ONNX_DIR = path.join(ROOT, '.bench-cache', 'onnx');
+export const SIZE: Record<string, number> = { nexnet: 224, 'nexnet-ssl': 224, 'nexnet-ae': 224 };
+const sizeOf = (m: string) => SIZE[m] ?? 256;
+
+type Mode = 'inference' | 'train_step';
+interface Meas { median_ms: number; min_ms: number; runs: number; peak_rss_mb: number; loss?: number; error?: string; skipped?: string; loadavg?: number[] }
+
+// ------------------------------------------------------------------------------- children
+function loadScalpelModel(sc: any, name: string): any {
+  if (!sc.models || typeof sc.models.create !== 'function') throw Object.assign(new Error('sc.models.create is not in this build (branch models not merged yet)'), { skip: true });
+  return sc.models.create(name);
+}
+
+function timed(fn: () => void, runs: number, warmup: number): number[] {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push(performance.now() - t0);
+  }
+  return ts;
+}
+
+const rssMb = () => process.resourceUsage().maxRSS / 1024;
+
+function childScalpel(name: string, mode: Mode, threads: number, runs: number, batch: number): Meas {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const sc = require('../src');
+  sc.setNumThreads(threads);
+  const model = loadScalpelModel(sc, name);
+  const s = sizeOf(name);
+  const sinInput = (shape: number[]) => {
+    const n = shape.reduce((a, x) => a * x, 1), d = new Float32Array(n);
+    for (let i = 0; i < n; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
+    return sc.tensor(d, shape);
+  };
+  let ts: number[];
+  let loss: number | undefined;
+  if (mode === 'inference') {
+    model.eval();
+    const x = sinInput([1, 3, s, s]);
+    ts = timed(() => sc.noGrad(() => sc.tidy(() => { model.forward(x); })), runs, 2);
+  } else {
+    model.train();
+    const xb = sinInput([batch, 3, s, s]);
+    const tb = sc.tidy(() => sinInput([batch, 1, s, s]).gt(0.8).toType ? sinInput([batch, 1, s, s]) : sinInput([batch, 1, s, s]));
+    // target: 1 where sin > 0.8 (as the PyTorch script), built on the host
+    const tbData = new Float32Array(batch * s * s);
+    const src = tb.toArray() as Float32Array;
+    for (let i = 0; i < tbData.length; i++) tbData[i] = src[i] > 0.8 ? 1 : 0;
+    tb.dispose();
+    const target = sc.tensor(tbData, [batch, 1, s, s]);
+    const opt = new sc.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
+    const step = () => {
+      opt.zeroGrad();
+      sc.tidy(() => {
+        const logits = model.forward(xb);
+        const l = sc.F.add(sc.F.bceWithLogits(logits, target), sc.F.diceLoss(logits, target));
+        l.backward();
+        loss = l.item();
+      });
+      opt.step();
+    };
+    ts = timed(step, runs, 1);
+  }
+  return { median_ms: median(ts), min_ms: Math.min(...ts), runs: ts.length, peak_rss_mb: rssMb(), loss };
+}
+
+async function childOrt(name: string, threads: number, runs: number): Promise<Meas> {
+  let ort: any;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    ort = require('onnxruntime-node');
+  } catch (e) {
+    return { skipped: `onnxruntime-node not installed (${(e as Error).message.split('\n')[0]})` } as Meas;
+  }
+  const file = path.join(ONNX_DIR, `${name}.onnx`);
+  if (!fs.existsSync(file)) return { skipped: `no ONNX file ${path.relative(ROOT, file)}` } as Meas;
+  const sess = await ort.InferenceSession.create(file, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  const s = sizeOf(name);
+  const d = new Float32Array(3 * s * s);
+  for (let i = 0; i < d.length; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
+  const feeds = { [sess.inputNames[0]]: new ort.Tensor('float32', d, [1, 3, s, s]) };
+  for (let i = 0; i < 2; i++) await sess.run(feeds);
+  const ts: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await sess.run(feeds);
+    ts.push(performance.now() - t0);
+  }
+  return { median_ms: median(ts), min_ms: Math.min(...ts), runs, peak_rss_mb: rssMb() };
+}
+
+// ------------------------------------------------------------------------------- parent
+function spawnChild(args: string[], timeoutMs: number): Meas {
+  const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', __filename, ...args], { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 24 });
+  const line = (r.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('{"result"'));
+  if (line) return JSON.parse(line).result;
+  const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-3).join(' | ');
+  return { error: `child failed (status ${r.status}): ${why}`.slice(0, 400) } as Meas;
+}
+
+function spawnTorch(name: string, threads: number, runs: number, trainRuns: number, batch: number, noTrain: boolean, timeoutMs: number): { header?: any; rows: any[]; error?: string } {
+  const args = [TORCH_SCRIPT, '--threads', String(threads), '--models', name, '--runs', String(runs), '--train-runs', String(trainRuns), '--train-batch', String(batch)];
+  if (noTrain) args.push('--no-train');
+  const r = spawnSync(PY, args, { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 24 });
+  const rows: any[] = [];
+  let header: any;
+  for (const l of (r.stdout ?? '').split('\n')) {
+    if (!l.startsWith('{')) continue;
+    const o = JSON.parse(l);
+    if (o.header) header = o; else rows.push(o);
+  }
+  if (!rows.length) return { header, rows, error: (r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-2).join(' | ')).slice(0, 300) };
+  return { header, rows };
+}
+
+function torchAvailable(): string | null {
+  const r = spawnSync(PY, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? null : `PyTorch not available (${PY} -c "import torch" failed)`;
+}
+
+function ensureOnnx(models: string[]): string | null {
+  const missing = models.filter((m) => !fs.existsSync(path.join(ONNX_DIR, `${m}.onnx`)));
+  if (!missing.length) return null;
+  fs.mkdirSync(ONNX_DIR, { recursive: true });
+  const r = spawnSync(PY, [TORCH_SCRIPT, '--no-bench', '--export-onnx', ONNX_DIR, '--models', missing.join(',')], { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
+  const errs = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((o) => o.mode === 'onnx_export' && !o.ok);
+  return errs.length ? errs.map((e) => `${e.model}: ${e.error}`).join('; ') : null;
+}
+
+async function parent() {
+  const threads = Number(arg('threads', '2'));
+  const models = (arg('models', 'cmunext-s,cmunext,cmunext-l,nexnet,unet') as string).split(',').filter(Boolean);
+  const runs = Number(arg('runs', '10'));
+  const trainRuns = Number(arg('train-runs', '3'));
+  const batch = Number(arg('train-batch', '8'));
+  const noTrain = arg('no-train') === 'true';
+  const timeoutMs = Number(arg('timeout-s', '1200')) * 1000;
+  const info: any = { ...machine(), threads, runs, trainRuns, trainBatch: batch };
+  console.log(`scalpel model benchmarks: ${threads} thread(s), models ${models.join(', ')}, loadavg ${loadavg().join(' ')}`);
+
+  const torchSkip = arg('no-torch') === 'true' ? 'disabled (--no-torch)' : torchAvailable();
+  if (torchSkip) console.log(`PyTorch columns skipped: ${torchSkip}`);
+  let ortSkip: string | null = arg('no-ort') === 'true' ? 'disabled (--no-ort)' : null;
+  if (!ortSkip) {
+    try {
+      require.resolve('onnxruntime-node');
+    } catch {
+      ortSkip = 'onnxruntime-node is not installed (optional dependency)';
+    }
+  }
+  if (!ortSkip && torchSkip) ortSkip = 'no ONNX export without PyTorch';
+  if (!ortSkip) {
+    const e = ensureOnnx(models);
+    if (e) console.log(`ONNX export problems: ${e}`);
+  }
+  if (ortSkip) console.log(`ONNX Runtime column skipped: ${ortSkip}`);
+  info.torchSkipped = torchSkip;
+  info.ortSkipped = ortSkip;
+
+  const rows: any[] = [];
+  for (const m of models) {
+    const s = sizeOf(m);
+    const la0 = loadavg();
+    const scInf = spawnChild(['--child', 'scalpel', '--model', m, '--mode', 'inference', '--threads', String(threads), '--runs', String(runs)], timeoutMs);
+    const scTr = noTrain ? null : spawnChild(['--child', 'scalpel', '--model', m, '--mode', 'train_step', '--threads', String(threads), '--runs', String(trainRuns), '--train-batch', String(batch)], timeoutMs);
+    const ortInf = ortSkip ? null : spawnChild(['--child', 'ort', '--model', m, '--threads', String(threads), '--runs', String(runs)], timeoutMs);
+    let torchInf: any = null, torchTr: any = null, torchErr: string | undefined;
+    if (!torchSkip) {
+      const t = spawnTorch(m, threads, runs, trainRuns, batch, noTrain, timeoutMs);
+      if (t.header && !info.torchHeader) {
+        info.torchHeader = t.header;
+        console.log(`PyTorch ${t.header.torch}: threads ${t.header.threads}, oneDNN(mkldnn) available ${t.header.mkldnn_available}, MKL ${t.header.mkl_available}, ` +
+          `BLAS ${t.header.build_flags?.BLAS_INFO ?? '?'} -> ${JSON.stringify(t.header.build_flags?.['libblas.so.3'] ?? null)}, USE_MKLDNN=${t.header.build_flags?.USE_MKLDNN ?? '?'}`);
+      }
+      torchInf = t.rows.find((r) => r.mode === 'inference') ?? null;
+      torchTr = t.rows.find((r) => r.mode === 'train_step') ?? null;
+      torchErr = t.error;
+    }
+    const la = loadavg();
+    for (const [mode, sc, th, ort] of [['inference', scInf, torchInf, ortInf], ['train_step', scTr, torchTr, null]] as const) {
+      if (mode === 'train_step' && noTrain) continue;
+      const row = {
+        model: m, mode, batch: mode === 'inference' ? 1 : batch, size: s,
+        scalpel: sc, torch: th ?? (torchSkip ? { skipped: torchSkip } : { error: torchErr ?? 'no result' }),
+        ort: mode === 'inference' ? (ort ?? { skipped: ortSkip }) : null,
+        ratioTorch: sc?.median_ms && th?.median_ms ? sc.median_ms / th.median_ms : null,
+        ratioOrt: sc?.median_ms && ort?.median_ms ? sc.median_ms / ort.median_ms : null,
+        loadavgBefore: la0, loadavgAfter: la,
+      };
+      rows.push(row);
+      const show = (x: any) => (x?.median_ms != null ? `${fmt(x.median_ms, 1)} ms (RSS ${fmt(x.peak_rss_mb, 0)} MB)` : x?.skipped ? 'skipped' : `error: ${x?.error ?? '?'}`);
+      console.log(`${m} ${mode} b${row.batch}: scalpel ${show(sc)} | torch ${show(row.torch)}${mode === 'inference' ? ` | ort ${show(row.ort)}` : ''} | ratio sc/torch ${fmt(row.ratioTorch)}${row.ratioOrt != null ? `, sc/ort ${fmt(row.ratioOrt)}` : ''} | loadavg ${la.join(' ')}`);
+    }
+  }
+
+  const ips = (x: any, b: number) => (x?.median_ms ? (1000 * b) / x.median_ms : null);
+  const cell = (x: any) => (x?.median_ms != null ? fmt(x.median_ms, 1) : x?.skipped ? 'skip' : 'err');
+  const h = info.torchHeader;
+  const md = [
+    '# scalpel model benchmarks', '',
+    `${info.date}, ${info.cpu} (${info.logicalCpus} logical CPUs), ${info.node}, ${threads} thread(s) for every engine, loadavg at start ${info.loadavg.join(' ')}, at end ${loadavg().join(' ')}.`,
+    h ? `PyTorch ${h.torch} (BLAS_INFO=${h.build_flags?.BLAS_INFO}, libblas -> ${JSON.stringify(h.build_flags?.['libblas.so.3'])}, USE_MKLDNN=${h.build_flags?.USE_MKLDNN}, mkldnn available ${h.mkldnn_available}).` : `PyTorch: ${torchSkip ?? 'no header'}.`,
+    `ONNX Runtime: ${ortSkip ?? 'onnxruntime-node ' + (() => { try { return require('onnxruntime-node/package.json').version; } catch { return '?'; } })()}.`, '',
+    'Inference: batch 1, eval mode, no grad. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak).', '',
+    mdTable(['model', 'mode', 'size', 'scalpel ms', 'img/s', 'RSS MB', 'PyTorch ms', 'img/s', 'RSS MB', 'ORT ms', 'RSS MB', 'scalpel/PyTorch', 'scalpel/ORT', 'loadavg (1 min)'],
+      rows.map((r) => [r.model, r.mode === 'inference' ? 'inference b1' : `train b${r.batch}`, r.size,
+        cell(r.scalpel), fmt(ips(r.scalpel, r.batch), 1), fmt(r.scalpel?.peak_rss_mb, 0),
+        cell(r.torch), fmt(ips(r.torch, r.batch), 1), fmt(r.torch?.peak_rss_mb, 0),
+        r.ort ? cell(r.ort) : '', r.ort ? fmt(r.ort?.peak_rss_mb, 0) : '',
+        fmt(r.ratioTorch), fmt(r.ratioOrt), r.loadavgAfter[0]])),
+    '',
+    ...rows.filter((r) => r.scalpel?.error || r.scalpel?.skipped).slice(0, 1).map((r) => `scalpel rows missing: ${r.scalpel.error ?? r.scalpel.skipped}`),
+  ].join('\n');
+  console.log('\n' + md);
+  writeResults('models', { info: { ...info, loadavgEnd: loadavg() }, rows }, md);
+}
+
+async function child() {
+  const kind = arg('child');
+  const name = arg('model') as string;
+  const threads = Number(arg('threads', '2'));
+  const runs = Number(arg('runs', '5'));
+  let result: Meas;
+  try {
+    if (kind === 'ort') result = await childOrt(name, threads, runs);
+    else result = childScalpel(name, arg('mode') as Mode, threads, runs, Number(arg('train-batch', '8')));
+  } catch (e) {
+    const err = e as Error & { skip?: boolean };
+    result = err.skip ? ({ skipped: err.message } as Meas) : ({ error: String(err.stack ?? err).split('\n').slice(0, 3).join(' | ') } as Meas);
+  }
+  result.loadavg = loadavg();
+  console.log(JSON.stringify({ result }));
+}
+
+(arg('child') ? child() : parent()).catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
