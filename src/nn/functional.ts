@@ -5,3 +5,11 @@ export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze,
 export { matmul, bmm, linear } from '../tensor/ops/linalg';
 export { conv2d } from '../tensor/ops/conv';
 export type { Conv2dOptions } from '../tensor/ops/conv';
+export { maxPool2d, avgPool2d, adaptiveAvgPool2d, interpolate } from '../tensor/ops/pool';
+export type { Pool2dOptions, InterpolateOptions } from '../tensor/ops/pool';
+export { cat, stack, split, pad } from '../tensor/ops/concat';
+export type { PadMode } from '../tensor/ops/concat';
+export { batchNorm, layerNorm } from '../tensor/ops/norm';
+export type { BatchNormOptions } from '../tensor/ops/norm';
+export { dropout, dropout2d } from '../tensor/ops/dropout';
+export type { DropoutOptions } from '../tensor/ops/dropout';
