@@ -15,12 +15,21 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
 
 namespace sc {
+
+// Float fast path (decay_attention_fast.cc): packed GEMM over blocks of query rows.
+void decay_attention_forward_f32(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t L,
+                                 int64_t D, int64_t H, int64_t W, double gamma);
+void decay_attention_backward_f32(const float* q, const float* k, const float* v, const float* go, float* dq,
+                                  float* dk, float* dv, int64_t B, int64_t L, int64_t D, int64_t H, int64_t W,
+                                  double gamma);
+
 namespace {
 
 struct Geometry {
@@ -84,6 +93,10 @@ inline double scores(const Geometry& g, const T* qn, const T* kb, double* s) {
 template <typename T>
 void forward_typed(const TArg& q, const TArg& k, const TArg& v, const TArg& out, const Attrs& at) {
   const Geometry g = geometry(q, k, v, at);
+  if constexpr (std::is_same_v<T, float>) {
+    return decay_attention_forward_f32(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), out.ptr<float>(), g.B, g.L, g.D,
+                                       g.H, g.W, at.num("gamma"));
+  }
   const T *qp = q.ptr<T>(), *kp = k.ptr<T>(), *vp = v.ptr<T>();
   T* op = out.ptr<T>();
   const int64_t L = g.L, D = g.D;
@@ -121,6 +134,13 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
   const Geometry g = geometry(q, k, v, at);
   const T *qp = q.ptr<T>(), *kp = k.ptr<T>(), *vp = v.ptr<T>(), *gp = go.ptr<T>();
   T *dq = out[0].ptr<T>(), *dk = out[1].ptr<T>(), *dv = out[2].ptr<T>();
+  // Float fast path, one task per sequence: used when there are enough sequences to keep every
+  // thread busy (the row-parallel reference path below otherwise).
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.B >= 2 * num_threads()) {
+      return decay_attention_backward_f32(qp, kp, vp, gp, dq, dk, dv, g.B, g.L, g.D, g.H, g.W, at.num("gamma"));
+    }
+  }
   const int64_t L = g.L, D = g.D, rows = g.B * L;
   const int64_t grain = std::max<int64_t>(1, 8192 / (L * D + 1));
   // Per query row: softmax max and 1/sum, and delta = sum_m dP P.
