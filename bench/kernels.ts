@@ -4,11 +4,13 @@
 // reports median ms, GFLOP/s, GB/s and % of the FMA peak measured in this same run by the
 // addon's calibration kernel (sc::measure_fma_peak_gflops). Writes bench/results/kernels.{md,json}.
 import * as b from 'benny';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import * as sc from '../src';
 import { native } from '../src/native';
 import { apply } from '../src/tensor/op';
 import { conv2dBackwardInputOp, conv2dBackwardWeightOp } from '../src/tensor/ops/conv';
-import { arg, fmt, loadavg, machine, mdTable, median, writeResults } from './common';
+import { arg, fmt, loadavg, machine, mdTable, median, ROOT, writeResults } from './common';
 
 const F: any = sc.F;
 const threads = Number(arg('threads', String(sc.getNumThreads())));
@@ -23,6 +25,7 @@ interface Case {
   flops?: number; // floating-point operations per call (2 per multiply-add)
   bytes?: number; // minimum bytes moved per call (inputs read once + outputs written once)
   setup(): { run: () => void; dispose: () => void } | null; // null = op unavailable in this build
+  torch?: Record<string, unknown>; // the same case for bench/pytorch/bench_kernels.py
 }
 
 const rnd = (shape: number[]) => sc.tidy(() => sc.rand(shape).mul(2).sub(1) as sc.Tensor);
@@ -58,22 +61,23 @@ function convCases(family: string, spec: ConvSpec) {
   const attrs = { stride: [s, s], padding: [p, p], dilation: [d, d], groups: g };
   const shape = `${n}x${c}x${h}x${h} -> ${oc}, k${k}${d > 1 ? ` d${d}` : ''}${g > 1 ? ` g${g}` : ''}${s > 1 ? ` s${s}` : ''}`;
   const bytesF = f32(prod(xs) + prod(ws) + prod(ys) + oc);
+  const tspec = { x: xs, w: ws, stride: s, padding: p, dilation: d, groups: g };
   cases.push({
-    family, name: `${tag} fwd`, shape, flops, bytes: bytesF,
+    family, name: `${tag} fwd`, shape, torch: { ...tspec, kind: 'fwd', name: `${tag} fwd` }, flops, bytes: bytesF,
     setup() {
       const x = rnd(xs), w = rnd(ws), bias = rnd([oc]);
       return { run: () => F.conv2d(x, w, bias, { stride: s, padding: p, dilation: d, groups: g }).dispose(), dispose: () => disposeAll([x, w, bias]) };
     },
   });
   cases.push({
-    family, name: `${tag} bwd-data`, shape, flops, bytes: f32(prod(ys) + prod(ws) + prod(xs)),
+    family, name: `${tag} bwd-data`, shape, torch: { ...tspec, kind: 'bwd-data', name: `${tag} bwd-data` }, flops, bytes: f32(prod(ys) + prod(ws) + prod(xs)),
     setup() {
       const gy = rnd(ys), w = rnd(ws);
       return { run: () => apply(conv2dBackwardInputOp, [gy, w], { ...attrs, inputShape: xs }).forEach((t) => t.dispose()), dispose: () => disposeAll([gy, w]) };
     },
   });
   cases.push({
-    family, name: `${tag} bwd-weight`, shape, flops, bytes: f32(prod(xs) + prod(ys) + prod(ws) + oc),
+    family, name: `${tag} bwd-weight`, shape, torch: { ...tspec, kind: 'bwd-weight', name: `${tag} bwd-weight` }, flops, bytes: f32(prod(xs) + prod(ys) + prod(ws) + oc),
     setup() {
       const x = rnd(xs), gy = rnd(ys);
       return { run: () => apply(conv2dBackwardWeightOp, [x, gy], { ...attrs, weightShape: ws, withBias: true }).forEach((t) => t.dispose()), dispose: () => disposeAll([x, gy]) };
@@ -197,7 +201,26 @@ for (const [c, h] of [[256, 14], [128, 28], [64, 56], [32, 112], [16, 128]]) {
 }
 
 // ----------------------------------------------------------------------------------- run
-interface Row { family: string; name: string; shape: string; ms: number | null; gflops: number | null; gbs: number | null; pctPeak: number | null; samples: number; rme: number | null; cpuMs?: number | null; pctPeakCpu?: number | null; skipped?: string }
+interface Row { family: string; name: string; shape: string; ms: number | null; gflops: number | null; gbs: number | null; pctPeak: number | null; samples: number; rme: number | null; cpuMs?: number | null; pctPeakCpu?: number | null; torchMs?: number | null; ratioTorch?: number | null; skipped?: string }
+
+/** PyTorch timings of the convolution cases (same thread count), or the reason they are missing. */
+function torchConv(cs: Case[]): { ms: Map<string, number>; note: string } {
+  const ms = new Map<string, number>();
+  if (arg('no-torch') === 'true') return { ms, note: 'PyTorch comparison disabled (--no-torch)' };
+  const specs = cs.filter((c) => c.torch).map((c) => c.torch);
+  if (!specs.length) return { ms, note: '' };
+  const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'bench', 'pytorch', 'bench_kernels.py'), '--threads', String(threads), '--budget-ms', quick ? '150' : '400'],
+    { input: JSON.stringify(specs), encoding: 'utf8', timeout: 1800_000, maxBuffer: 1 << 24 });
+  let header = '';
+  for (const l of (r.stdout ?? '').split('\n')) {
+    if (!l.startsWith('{')) continue;
+    const o = JSON.parse(l);
+    if (o.header) header = `PyTorch ${o.torch} (${o.threads} threads, mkldnn ${o.mkldnn})`;
+    else ms.set(o.name, o.median_ms);
+  }
+  if (!ms.size) return { ms, note: `PyTorch comparison skipped: ${(r.error?.message ?? r.stderr ?? '').trim().split('\n').slice(-1)[0]}` };
+  return { ms, note: `${header}: the same convolution cases timed right after scalpel's (F.conv2d / aten::convolution_backward).` };
+}
 
 /** Own timing next to benny's: wall and process CPU time per call (CPU time is robust to other jobs taking the cores). */
 function cpuTime(run: () => void, budgetMs: number): { wallMs: number; cpuMs: number } {
@@ -260,14 +283,25 @@ async function main() {
     console.log(`  loadavg after ${family}: ${loadavg().join(' ')}`);
   }
 
+  const tc = torchConv(cases.filter((c) => families.includes(c.family)));
+  for (const r of rows) {
+    const t = tc.ms.get(r.name);
+    if (t != null) {
+      r.torchMs = t;
+      r.ratioTorch = r.ms != null ? r.ms / t : null;
+    }
+  }
   const parts = [`# scalpel kernel benchmarks`, '',
     `${info.date}, ${info.cpu} (${info.logicalCpus} logical CPUs), ${info.node}, ${threads} thread(s), GEMM ISA **${isa}**, ` +
     `measured FMA peak **${fmt(peak, 1)} GFLOP/s** (${fmt(peak1, 1)} on 1 thread), loadavg at start ${info.loadavg.join(' ')}, at end ${loadavg().join(' ')}.`, '',
-    'Median time per call (benny / benchmark.js samples); GFLOP/s counts 2 flops per multiply-add; GB/s is the minimum traffic (inputs read once, outputs written once); % FMA peak = GFLOP/s / measured FMA peak on all threads (wall clock: drops when other jobs share the cores). CPU ms = process CPU time per call (own timing); % peak per CPU-s = flops / CPU seconds / 1-thread FMA peak (the efficiency on the cores actually obtained; pool threads that spin count against it).', ''];
+    'Median time per call (benny / benchmark.js samples); GFLOP/s counts 2 flops per multiply-add; GB/s is the minimum traffic (inputs read once, outputs written once); % FMA peak = GFLOP/s / measured FMA peak on all threads (wall clock: drops when other jobs share the cores). CPU ms = process CPU time per call (own timing); % peak per CPU-s = flops / CPU seconds / 1-thread FMA peak (the efficiency on the cores actually obtained; pool threads that spin count against it).', tc.note, ''];
   for (const family of families) {
     parts.push(`## ${family}`, '');
-    parts.push(mdTable(['case', 'shape', 'ms', 'GFLOP/s', 'GB/s', '% FMA peak', '±%', 'CPU ms', '% peak per CPU-s'],
-      rows.filter((r) => r.family === family).map((r) => [r.name, r.shape, r.skipped ?? fmt(r.ms, 3), fmt(r.gflops, 1), fmt(r.gbs, 1), fmt(r.pctPeak, 1), fmt(r.rme, 1), fmt(r.cpuMs, 3), fmt(r.pctPeakCpu, 1)])));
+    const fr = rows.filter((r) => r.family === family);
+    const withTorch = fr.some((r) => r.torchMs != null);
+    parts.push(mdTable(['case', 'shape', 'ms', 'GFLOP/s', 'GB/s', '% FMA peak', '±%', 'CPU ms', '% peak per CPU-s', ...(withTorch ? ['PyTorch ms', 'scalpel/PyTorch'] : [])],
+      fr.map((r) => [r.name, r.shape, r.skipped ?? fmt(r.ms, 3), fmt(r.gflops, 1), fmt(r.gbs, 1), fmt(r.pctPeak, 1), fmt(r.rme, 1), fmt(r.cpuMs, 3), fmt(r.pctPeakCpu, 1),
+        ...(withTorch ? [fmt(r.torchMs, 3), fmt(r.ratioTorch)] : [])])));
     parts.push('');
   }
   const md = parts.join('\n');
