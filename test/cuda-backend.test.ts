@@ -85,12 +85,35 @@ describe('cuda backend', function () {
     });
   });
 
-  const convCases: [string, number[], number[], number, number][] = [
-    // name, x shape, w shape, padding, groups
-    ['3x3 dense 1x16x32x32', [1, 16, 32, 32], [16, 16, 3, 3], 1, 1],
-    ['7x7 depthwise 1x16x32x32', [1, 16, 32, 32], [16, 1, 7, 7], 3, 16],
+  it('reductions and softmax in the block-per-row paths match the CPU', () => {
+    sc.tidy(() => {
+      const g = new sc.Generator(5);
+      const x = sc.randn([3, 1500], { generator: g });
+      const xd = x.to('cuda');
+      const pairs: [sc.Tensor, sc.Tensor, string][] = [
+        [x.sum(1), xd.sum(1), 'sum'],
+        [x.max(1), xd.max(1), 'max'],
+        [x.argmax(1), xd.argmax(1), 'argmax'],
+        [x.softmax(1), xd.softmax(1), 'softmax'],
+        [x.transpose(0, 1).softmax(1), xd.transpose(0, 1).softmax(1), 'softmax over a strided inner axis'],
+        [x.mean(), xd.mean(), 'mean of all'],
+      ];
+      for (const [c, d, what] of pairs) {
+        const e = nmse(host(d), host(c));
+        assert.ok(e < 1e-10, `${what}: NMSE ${e.toExponential(2)}`);
+      }
+    });
+  });
+
+  const convCases: [string, number[], number[], number, number, number, number][] = [
+    // name, x shape, w shape, padding, groups, stride, dilation
+    ['3x3 dense 1x16x32x32', [1, 16, 32, 32], [16, 16, 3, 3], 1, 1, 1, 1],
+    ['7x7 depthwise 1x16x32x32', [1, 16, 32, 32], [16, 1, 7, 7], 3, 16, 1, 1],
+    // Depthwise with stride and dilation over several images (split weight-gradient reduction).
+    ['5x5 depthwise stride 2 dilation 2 4x3x37x35', [4, 3, 37, 35], [3, 1, 5, 5], 4, 3, 2, 2],
+    ['3x3 grouped stride 2 2x8x19x17', [2, 8, 19, 17], [12, 2, 3, 3], 1, 4, 2, 1],
   ];
-  for (const [name, xs, ws, pad, groups] of convCases) {
+  for (const [name, xs, ws, pad, groups, stride, dilation] of convCases) {
     it(`conv2d ${name}: forward and gradients match the CPU`, () => {
       sc.tidy(() => {
         const g = new sc.Generator(11);
@@ -101,7 +124,7 @@ describe('cuda backend', function () {
           const xd = x.to(device).requiresGrad_();
           const wd = w.to(device).requiresGrad_();
           const bd = b.to(device).requiresGrad_();
-          const y = sc.F.conv2d(xd, wd, bd, { stride: 1, padding: pad, dilation: 1, groups });
+          const y = sc.F.conv2d(xd, wd, bd, { stride, padding: pad, dilation, groups });
           const gw = sc.tensor(Float32Array.from({ length: y.size }, (_, i) => Math.sin(i * 0.37)), y.shape).to(device);
           y.mul(gw).sum().backward();
           return { y: host(y), gx: host(xd.grad!), gw: host(wd.grad!), gb: host(bd.grad!) };
