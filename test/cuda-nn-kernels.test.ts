@@ -7,8 +7,9 @@ import { native } from '../src/native';
 
 type Arr = Float32Array | Float64Array;
 type DT = 'f32' | 'f64';
-interface In { data: Arr; shape: number[]; strides?: number[] }
-interface Out { shape: number[]; init?: Arr }
+type AnyArr = Arr | Int32Array;
+interface In { data: AnyArr; shape: number[]; strides?: number[] }
+interface Out { shape: number[]; init?: Arr; i32?: boolean }
 
 const CPU = 0, CUDA = 1;
 
@@ -33,7 +34,7 @@ function rand(n: number, dt: DT, seed: number, lo = -1, hi = 1): Arr {
   return a;
 }
 
-function runOn(backend: number, kernel: string, dt: DT, ins: In[], outs: Out[], attrs: Record<string, unknown>): Arr[] {
+function runOn(backend: number, kernel: string, dt: DT, ins: In[], outs: Out[], attrs: Record<string, unknown>): AnyArr[] {
   const dtype = dt === 'f32' ? 0 : 1;
   const es = dt === 'f32' ? 4 : 8;
   const handles: unknown[] = [];
@@ -42,19 +43,20 @@ function runOn(backend: number, kernel: string, dt: DT, ins: In[], outs: Out[], 
       const h = native.alloc(backend, Math.max(8, t.data.byteLength));
       handles.push(h);
       if (t.data.length) native.copyIn(h, 0, t.data);
-      return [h, 0, dtype, t.shape, t.strides ?? contiguousStrides(t.shape)] as [unknown, number, number, number[], number[]];
+      return [h, 0, t.data instanceof Int32Array ? 2 : dtype, t.shape, t.strides ?? contiguousStrides(t.shape)] as [unknown, number, number, number[], number[]];
     });
     const outArgs = outs.map((o) => {
       const n = numel(o.shape);
-      const h = native.alloc(backend, Math.max(8, n * es));
+      const h = native.alloc(backend, Math.max(8, n * (o.i32 ? 4 : es)));
       handles.push(h);
       if (o.init && n) native.copyIn(h, 0, o.init);
-      return [h, 0, dtype, o.shape, contiguousStrides(o.shape)] as [unknown, number, number, number[], number[]];
+      return [h, 0, o.i32 ? 2 : dtype, o.shape, contiguousStrides(o.shape)] as [unknown, number, number, number[], number[]];
     });
     native.run(kernel, backend, inArgs, outArgs, attrs);
     return outs.map((o, i) => {
       const n = numel(o.shape);
-      const buf = n ? native.copyOut(outArgs[i][0], 0, n * es) : new ArrayBuffer(0);
+      const buf = n ? native.copyOut(outArgs[i][0], 0, n * (o.i32 ? 4 : es)) : new ArrayBuffer(0);
+      if (o.i32) return new Int32Array(buf);
       return dt === 'f32' ? new Float32Array(buf) : new Float64Array(buf);
     });
   } finally {
@@ -62,7 +64,7 @@ function runOn(backend: number, kernel: string, dt: DT, ins: In[], outs: Out[], 
   }
 }
 
-function compare(kernel: string, dt: DT, ins: In[], outs: Out[], attrs: Record<string, unknown>, tol?: number) {
+function compare(kernel: string, dt: DT, ins: In[], outs: Out[], attrs: Record<string, unknown>, tol?: number): AnyArr[] {
   const want = runOn(CPU, kernel, dt, ins, outs, attrs);
   const got = runOn(CUDA, kernel, dt, ins, outs, attrs);
   const t = tol ?? (dt === 'f32' ? 2e-4 : 1e-9);
@@ -77,7 +79,9 @@ function compare(kernel: string, dt: DT, ins: In[], outs: Out[], attrs: Record<s
       }
     }
   });
+  return want;
 }
+const has = (name: string) => native.kernels(CUDA).includes(name) && native.kernels(CPU).includes(name);
 
 const available = (() => {
   try {
@@ -198,6 +202,62 @@ describe('NN CUDA kernels vs CPU (native addon)', function () {
         }
         compare('bce_with_logits', dt, [x, t, pwB], [{ shape }], { posWeight: 1 });
         compare('bce_with_logits_backward', dt, [g, x, tB, pwB], [{ shape }], { posWeight: 1 });
+      });
+
+      it('dropout / dropout2d (same mask as the CPU backend)', function () {
+        if (!has('dropout')) this.skip();
+        const shape = [2, 3, 5, 7], n = numel(shape), x = { data: rand(n, dt, 61), shape };
+        for (const p of [0, 0.3, 0.9]) {
+          for (const group of [1, 35]) compare('dropout', dt, [x], [{ shape }], { p, seed: 12345 + group, group }, 0);
+        }
+      });
+
+      const poolCases = [
+        { N: 2, C: 3, H: 7, W: 9, k: [3, 3], s: [2, 2], p: [1, 1] },
+        { N: 1, C: 2, H: 8, W: 8, k: [2, 2], s: [2, 2], p: [0, 0] },
+        { N: 1, C: 2, H: 11, W: 6, k: [3, 2], s: [1, 2], p: [1, 0] },
+        { N: 1, C: 1, H: 5, W: 5, k: [5, 5], s: [3, 3], p: [2, 2] },
+      ];
+      const outSize = (i: number, k: number, s: number, p: number) => Math.floor((i + 2 * p - k) / s) + 1;
+      it('max_pool2d (+indices) and backward', function () {
+        if (!has('max_pool2d')) this.skip();
+        for (const c of poolCases) {
+          const xs = [c.N, c.C, c.H, c.W], os = [c.N, c.C, outSize(c.H, c.k[0], c.s[0], c.p[0]), outSize(c.W, c.k[1], c.s[1], c.p[1])];
+          const attrs = { kernelSize: c.k, stride: c.s, padding: c.p };
+          const [, ind] = compare('max_pool2d', dt, [{ data: rand(numel(xs), dt, 71), shape: xs }], [{ shape: os }, { shape: os, i32: true }], attrs, 0);
+          compare('max_pool2d_backward', dt, [{ data: rand(numel(os), dt, 72), shape: os }, { data: ind, shape: os }], [{ shape: xs }], {});
+        }
+      });
+      it('avg_pool2d and backward (countIncludePad on/off)', function () {
+        if (!has('avg_pool2d')) this.skip();
+        for (const c of poolCases) {
+          const xs = [c.N, c.C, c.H, c.W], os = [c.N, c.C, outSize(c.H, c.k[0], c.s[0], c.p[0]), outSize(c.W, c.k[1], c.s[1], c.p[1])];
+          for (const countIncludePad of [1, 0]) {
+            const attrs = { kernelSize: c.k, stride: c.s, padding: c.p, countIncludePad };
+            compare('avg_pool2d', dt, [{ data: rand(numel(xs), dt, 73), shape: xs }], [{ shape: os }], attrs);
+            compare('avg_pool2d_backward', dt, [{ data: rand(numel(os), dt, 74), shape: os }], [{ shape: xs }], attrs);
+          }
+        }
+      });
+      it('adaptive_avg_pool2d and backward (down and up)', function () {
+        if (!has('adaptive_avg_pool2d')) this.skip();
+        for (const [H, W, OH, OW] of [[7, 9, 3, 4], [5, 5, 1, 1], [3, 2, 7, 5], [8, 8, 8, 8], [10, 7, 6, 3]]) {
+          const xs = [2, 3, H, W], os = [2, 3, OH, OW];
+          compare('adaptive_avg_pool2d', dt, [{ data: rand(numel(xs), dt, 75), shape: xs }], [{ shape: os }], {});
+          compare('adaptive_avg_pool2d_backward', dt, [{ data: rand(numel(os), dt, 76), shape: os }], [{ shape: xs }], {});
+        }
+      });
+      it('interpolate and backward (bilinear, alignCorners, nearest, sizes and scales)', function () {
+        if (!has('interpolate')) this.skip();
+        const cases: Array<[number, number, number, number, string, number, number[]]> = [
+          [5, 7, 10, 14, 'bilinear', 0, [2, 2]], [5, 7, 10, 14, 'bilinear', 1, [0, 0]], [6, 4, 3, 9, 'bilinear', 0, [0, 0]],
+          [5, 7, 10, 14, 'nearest', 0, [2, 2]], [7, 5, 3, 11, 'nearest', 0, [0, 0]], [4, 4, 1, 1, 'bilinear', 1, [0, 0]],
+        ];
+        for (const [H, W, OH, OW, mode, alignCorners, scales] of cases) {
+          const xs = [2, 3, H, W], os = [2, 3, OH, OW], attrs = { mode, alignCorners, scales };
+          compare('interpolate', dt, [{ data: rand(numel(xs), dt, 77), shape: xs }], [{ shape: os }], attrs);
+          compare('interpolate_backward', dt, [{ data: rand(numel(os), dt, 78), shape: os }], [{ shape: xs }], attrs);
+        }
       });
     });
   }
