@@ -13,7 +13,7 @@ import { Conv2d } from '../nn/layers';
 import { DoubleConv, pool2, up2 } from './blocks';
 
 export interface UNetPPOptions {
-  /** Four 1x1 heads on X^{0,1..4}; forward then returns the four logit maps (training) or their mean (eval). */
+  /** Four 1x1 heads on X^{0,1..4} (forwardAll returns all four; forward their mean). */
   deepSupervision?: boolean;
   filters?: number[];
 }
@@ -57,9 +57,8 @@ export class UNetPlusPlus extends Module {
     return this.heads.map((h, k) => h.forward(X[0][k + 1]));
   }
   /**
-   * Logits [N, classes, H, W]. With deep supervision: in training mode the mean of the four
-   * heads' logits is returned as well through forwardAll (use it for the per-head losses); here
-   * (train or eval) the mean of the four maps.
+   * Logits [N, classes, H, W]. With deep supervision this is the mean of the four heads' logits
+   * (the usual inference rule); train the heads individually with forwardAll().
    */
   forward(x: Tensor): Tensor {
     const outs = this.forwardAll(x);

@@ -5,7 +5,9 @@
 // per output pixel; transposed: per input pixel), matrix products (bmm: B*M*N*K, which covers
 // Linear layers such as MaSA's q/k/v projections) and decay attention (q k^T and A v: 2*B*L*L*D).
 // Element-wise ops, normalisation, pooling, interpolation, softmax and T-PEN's power expansion
-// are not counted (like the usual PyTorch counters, e.g. thop/fvcore for these layers).
+// are not counted (like the usual PyTorch counters, e.g. thop/fvcore for these layers). Only ops
+// that run count: NExNet Seg at 224 gives 16.16 GMAC, not models.md's 16.5, because its forward
+// (like tools/pytorch/models.py) skips the last NEx block's unused att branch (0.31 GMAC).
 import { Device } from '../tensor/device';
 import { DTYPES } from '../tensor/dtype';
 import { Tensor, isTensor } from '../tensor/tensor';
