@@ -30,9 +30,9 @@ function summarize(model: any, shape: number[]): { params: number; gmac: number;
   if (typeof anySc.summary === 'function') {
     try {
       const s = anySc.summary(model, shape);
-      const params = s.totalParams ?? s.params ?? s.parameters ?? s.numParams;
-      const macs = s.totalMacs ?? s.macs ?? s.totalMACs;
-      const gmac = macs != null ? macs / 1e9 : s.gmacs ?? s.gflops;
+      const t = s.totals ?? s;
+      const params = t.params ?? t.totalParams;
+      const gmac = t.gmac ?? (t.macs != null ? t.macs / 1e9 : undefined);
       if (typeof params === 'number' && typeof gmac === 'number') return { params, gmac, via: 'sc.summary' };
     } catch (e) {
       console.log(`sc.summary failed (${(e as Error).message}); counting with the op observer`);
