@@ -3,8 +3,10 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "../core/kernel.h"
+#include "fast_gelu.h"
 #include "strided.h"
 
 namespace sc {
@@ -18,6 +20,9 @@ inline T gelu_grad_f(T x) {
   const T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
   return cdf + x * pdf;
 }
+// float32: the vectorisable approximations (fast_gelu.h); exact template for double.
+inline float gelu_f(float x) { return fastmath::gelu(x); }
+inline float gelu_grad_f(float x) { return fastmath::gelu_grad(x); }
 template <typename T>
 inline T sigmoid_f(T x) {
   // Split by sign so exp never overflows.
@@ -127,7 +132,17 @@ void unary_typed(U op, const TArg& x, const TArg& y, const Attrs& at) {
     case U::sqrt: return unary_apply<T>(x, y, [](T v) { return std::sqrt(v); });
     case U::abs: return unary_apply<T>(x, y, [](T v) { return std::abs(v); });
     case U::relu: return unary_apply<T>(x, y, [](T v) { return v > T(0) ? v : T(0); });
-    case U::gelu: return unary_apply<T>(x, y, [](T v) { return gelu_f(v); });
+    case U::gelu:
+      if constexpr (std::is_same_v<T, float>) {  // contiguous rows: the vectorised loop
+        auto plan = make_plan<1>(y, {&x});
+        const float* xp = x.ptr<float>();
+        float* yp = y.ptr<float>();
+        return for_each_row<1>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+          if (st[0] == 1) return gelu_f32_array(xp + off[0], yp + o, n);
+          for (int64_t i = 0; i < n; ++i) yp[o + i] = gelu_f(xp[off[0] + i * st[0]]);
+        });
+      }
+      return unary_apply<T>(x, y, [](T v) { return gelu_f(v); });
     case U::sigmoid: return unary_apply<T>(x, y, [](T v) { return sigmoid_f(v); });
     case U::tanh: return unary_apply<T>(x, y, [](T v) { return std::tanh(v); });
     case U::square: return unary_apply<T>(x, y, [](T v) { return v * v; });
@@ -210,7 +225,17 @@ void binary_typed(B op, const TArg& a, const TArg& b, const TArg& y) {
     case B::ge: return binary_apply<T, uint8_t>(a, b, y, [](T u, T v) { return uint8_t(u >= v); });
     // Activation derivatives: a = incoming gradient, b = saved input (relu, gelu) or output.
     case B::relu_grad: return binary_apply<T, T>(a, b, y, [](T g, T x) { return x > T(0) ? g : T(0); });
-    case B::gelu_grad: return binary_apply<T, T>(a, b, y, [](T g, T x) { return g * gelu_grad_f(x); });
+    case B::gelu_grad:
+      if constexpr (std::is_same_v<T, float>) {  // both operands contiguous in the row: vectorised
+        auto plan = make_plan<2>(y, {&a, &b});
+        const float *ap = a.ptr<float>(), *bp = b.ptr<float>();
+        float* yp = y.ptr<float>();
+        return for_each_row<2>(plan, [&](int64_t n, int64_t o, const int64_t* off, const int64_t* st) {
+          if (st[0] == 1 && st[1] == 1) return gelu_grad_f32_array(ap + off[0], bp + off[1], yp + o, n);
+          for (int64_t i = 0; i < n; ++i) yp[o + i] = ap[off[0] + i * st[0]] * gelu_grad_f(bp[off[1] + i * st[1]]);
+        });
+      }
+      return binary_apply<T, T>(a, b, y, [](T g, T x) { return g * gelu_grad_f(x); });
     case B::sigmoid_grad: return binary_apply<T, T>(a, b, y, [](T g, T s) { return g * s * (T(1) - s); });
     case B::tanh_grad: return binary_apply<T, T>(a, b, y, [](T g, T t) { return g * (T(1) - t * t); });
   }

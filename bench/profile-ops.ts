@@ -1,0 +1,52 @@
+// npx tsx bench/profile-ops.ts [--model cmunext-s] [--mode inference|train_step] [--threads 2]
+// Time per native kernel (wraps native.run), to see where a model's time goes.
+import * as sc from '../src';
+import { native } from '../src/native';
+import { arg, fmt } from './common';
+
+const name = arg('model', 'cmunext-s') as string;
+const mode = arg('mode', 'inference');
+sc.setNumThreads(Number(arg('threads', '2')));
+const s = name.startsWith('nexnet') ? 224 : 256;
+const acc = new Map<string, { ms: number; n: number }>();
+let total = 0;
+const orig = native.run.bind(native);
+native.run = (kernel, be, ins, outs, attrs) => {
+  const t0 = performance.now();
+  orig(kernel, be, ins, outs, attrs);
+  const dt = performance.now() - t0;
+  total += dt;
+  const a = attrs as any;
+  let key = kernel;
+  if (kernel.startsWith('conv2d')) {
+    const w = kernel === 'conv2d_backward_weight' ? outs[0][3] : ins[1][3];
+    key += ` k${w[2]}${a.groups > 1 ? (a.groups === ins[0][3][1] || a.groups === outs[0][3][1] ? ' dw' : ` g${a.groups}`) : ''}`;
+  }
+  const e = acc.get(key) ?? { ms: 0, n: 0 };
+  e.ms += dt;
+  e.n++;
+  acc.set(key, e);
+};
+const model: any = sc.models.create(name);
+const b = mode === 'inference' ? 1 : 8;
+const x = sc.rand([b, 3, s, s]);
+const t = sc.tidy(() => sc.rand([b, 1, s, s]).gt(0.8).to('float32'));
+const opt = new sc.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
+const step = () => {
+  if (mode === 'inference') return sc.noGrad(() => sc.tidy(() => void model.forward(x)));
+  opt.zeroGrad();
+  sc.tidy(() => {
+    const y = model.forward(x);
+    sc.F.add(sc.F.bceWithLogits(y, t), sc.F.diceLoss(y, t)).backward();
+  });
+  opt.step();
+};
+if (mode === 'inference') model.eval();
+step();
+acc.clear();
+total = 0;
+const t0 = performance.now();
+step();
+const wall = performance.now() - t0;
+console.log(`${name} ${mode}: wall ${fmt(wall, 1)} ms, in native.run ${fmt(total, 1)} ms (${fmt((100 * total) / wall, 1)}%)`);
+for (const [k, v] of [...acc].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) console.log(`${k.padEnd(34)} ${fmt(v.ms, 2).padStart(9)} ms  ${String(v.n).padStart(5)} calls  ${fmt((100 * v.ms) / total, 1)}%`);
