@@ -22,6 +22,7 @@ native.run = (kernel, be, ins, outs, attrs) => {
     const w = kernel === 'conv2d_backward_weight' ? outs[0][3] : ins[1][3];
     key += ` k${w[2]}${a.groups > 1 ? (a.groups === ins[0][3][1] || a.groups === outs[0][3][1] ? ' dw' : ` g${a.groups}`) : ''}`;
   }
+  if (kernel === "decay_attention" || kernel === "copy") key += " " + JSON.stringify(ins[0][3]) + (kernel === "decay_attention" ? ` h${a.height} w${a.width}` : "");
   const e = acc.get(key) ?? { ms: 0, n: 0 };
   e.ms += dt;
   e.n++;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/parallel.h"
+#include "fast_gelu.h"
 #include "gemm.h"
 
 namespace sc {
@@ -34,13 +35,21 @@ std::vector<float> powers(double gamma, int64_t H, int64_t W) {
 }
 
 // Softmax of row s (length L) in place; returns nothing, P = exp(s - max) / sum.
+// The exponentials use the vectorisable polynomial exp of fast_gelu.h (relative error ~2e-7);
+// the sum runs in 16 float lanes per row (rows are at most a few thousand long).
 inline void softmax_row(float* s, int64_t L) {
   float mx = s[0];
   for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
+  for (int64_t m = 0; m < L; ++m) s[m] = fastmath::exp_f(s[m] - mx);
+  float lanes[16] = {};
+  int64_t m = 0;
+  for (; m + 16 <= L; m += 16)
+    for (int j = 0; j < 16; ++j) lanes[j] += s[m + j];
   double sum = 0;
-  for (int64_t m = 0; m < L; ++m) sum += (s[m] = std::exp(s[m] - mx));
+  for (; m < L; ++m) sum += s[m];
+  for (int j = 0; j < 16; ++j) sum += lanes[j];
   const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t m = 0; m < L; ++m) s[m] *= inv;
+  for (int64_t i = 0; i < L; ++i) s[i] *= inv;
 }
 }  // namespace
 
