@@ -1,0 +1,87 @@
+/**
+ * Model registry for training: the models of `src/models` (sc.models.create) when that module is
+ * present, plus two tiny built-in networks made only of Conv2d + ReLU ('tiny' for segmentation,
+ * 'tiny-ae' for the denoising-pretraining path) that tests and the default demo can always use.
+ */
+import { Module, Sequential, Conv2d, ReLU, Sigmoid } from '../nn';
+import { UserError } from './errors';
+
+export type ModelOptions = Record<string, unknown>;
+
+interface ModelsModule {
+  create(name: string, opts?: ModelOptions): Module;
+  names?: () => string[];
+  list?: () => string[];
+  MODEL_NAMES?: readonly string[];
+}
+
+let modelsModule: ModelsModule | null | undefined;
+/** src/models, once the models branch has landed; null before. */
+export function modelsApi(): ModelsModule | null {
+  if (modelsModule !== undefined) return modelsModule;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const m = require('../models') as ModelsModule & { default?: ModelsModule };
+    modelsModule = typeof m.create === 'function' ? m : m.default && typeof m.default.create === 'function' ? m.default : null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'MODULE_NOT_FOUND') throw e;
+    modelsModule = null;
+  }
+  return modelsModule;
+}
+
+/** A small fully convolutional net of Conv2d + ReLU with growing dilation (receptive field 63 px). */
+export function tinySegNet(opts: ModelOptions = {}): Module {
+  const inCh = Number(opts.inChannels ?? 3);
+  const width = Number(opts.width ?? 16);
+  const out = Number(opts.numClasses ?? 1);
+  const layers: Module[] = [new Conv2d(inCh, width, 3, { padding: 1 }), ReLU()];
+  for (const d of [2, 4, 8, 16]) layers.push(new Conv2d(width, width, 3, { padding: d, dilation: d }), ReLU());
+  layers.push(new Conv2d(width, width, 3, { padding: 1 }), ReLU(), new Conv2d(width, out, 1));
+  return new Sequential(...layers);
+}
+
+/** Tiny denoising autoencoder (Conv2d + ReLU, sigmoid output), a stand-in for nexnet-ae in tests. */
+export function tinyAutoencoder(opts: ModelOptions = {}): Module {
+  const inCh = Number(opts.inChannels ?? 3);
+  const width = Number(opts.width ?? 8);
+  return new Sequential(new Conv2d(inCh, width, 3, { padding: 1 }), ReLU(), new Conv2d(width, width, 3, { padding: 2, dilation: 2 }), ReLU(), new Conv2d(width, inCh, 1), Sigmoid());
+}
+
+const BUILTIN: Record<string, (opts: ModelOptions) => Module> = { tiny: tinySegNet, 'tiny-ae': tinyAutoencoder };
+
+export function modelNames(): string[] {
+  const api = modelsApi();
+  let names: string[] = [];
+  if (api) names = [...(api.names?.() ?? api.list?.() ?? api.MODEL_NAMES ?? [])];
+  return [...names, ...Object.keys(BUILTIN)];
+}
+
+export function hasModel(name: string): boolean {
+  if (name in BUILTIN) return true;
+  const api = modelsApi();
+  if (!api) return false;
+  const names = modelNames();
+  return names.length > Object.keys(BUILTIN).length ? names.includes(name) : true;
+}
+
+/** Builds a model by name; unknown names are a UserError listing the available ones. */
+export function createModel(name: string, opts: ModelOptions = {}): Module {
+  const b = BUILTIN[name];
+  if (b) return b(opts);
+  const api = modelsApi();
+  if (!api) throw new UserError(`unknown model '${name}': the model zoo (src/models) is not available in this build; built-in models: ${Object.keys(BUILTIN).join(', ')}`);
+  try {
+    return api.create(name, opts);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/unknown model|not a model|no model/i.test(msg)) throw new UserError(`${msg}`);
+    throw e;
+  }
+}
+
+/** The default segmentation model of the built-in demo: CMUNeXt-S when available, else 'tiny'. */
+export function defaultModelName(): string {
+  return hasModel('cmunext-s') && modelsApi() ? 'cmunext-s' : 'tiny';
+}
