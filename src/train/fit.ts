@@ -288,6 +288,7 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
       model.train();
       const t0 = performance.now();
       const wait0 = trainLoader.waitMs;
+      const lrUsed = optimizer.lr;
       let lossSum = 0, seen = 0;
       const bar = showBar
         ? new cliProgress.SingleBar({
@@ -322,7 +323,6 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
       bar?.stop();
       const trainS = (performance.now() - t0) / 1000;
       const waitShare = (trainLoader.waitMs - wait0) / 1000 / trainS;
-      const lrUsed = optimizer.lr;
 
       // ---- validate ----
       const v0 = performance.now();

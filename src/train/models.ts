@@ -3,7 +3,7 @@
  * present, plus two tiny built-in networks made only of Conv2d + ReLU ('tiny' for segmentation,
  * 'tiny-ae' for the denoising-pretraining path) that tests and the default demo can always use.
  */
-import { Module, Sequential, Conv2d, ReLU, Sigmoid } from '../nn';
+import { Module, Sequential, Conv2d, ConvTranspose2d, ReLU, Sigmoid } from '../nn';
 import { UserError } from './errors';
 
 export type ModelOptions = Record<string, unknown>;
@@ -31,15 +31,24 @@ export function modelsApi(): ModelsModule | null {
   return modelsModule;
 }
 
-/** A small fully convolutional net of Conv2d + ReLU with growing dilation (receptive field 63 px). */
+/**
+ * A small encoder-decoder of Conv2d / ConvTranspose2d + ReLU: two stride-2 convolutions down to
+ * 1/4 resolution, two dilated convolutions there, two transposed convolutions back up, 1x1 head.
+ */
 export function tinySegNet(opts: ModelOptions = {}): Module {
   const inCh = Number(opts.inChannels ?? 3);
-  const width = Number(opts.width ?? 16);
+  const w = Number(opts.width ?? 16);
   const out = Number(opts.numClasses ?? 1);
-  const layers: Module[] = [new Conv2d(inCh, width, 3, { padding: 1 }), ReLU()];
-  for (const d of [2, 4, 8, 16]) layers.push(new Conv2d(width, width, 3, { padding: d, dilation: d }), ReLU());
-  layers.push(new Conv2d(width, width, 3, { padding: 1 }), ReLU(), new Conv2d(width, out, 1));
-  return new Sequential(...layers);
+  return new Sequential(
+    new Conv2d(inCh, w, 3, { padding: 1 }), ReLU(),
+    new Conv2d(w, 2 * w, 3, { stride: 2, padding: 1 }), ReLU(),
+    new Conv2d(2 * w, 2 * w, 3, { stride: 2, padding: 1 }), ReLU(),
+    new Conv2d(2 * w, 2 * w, 3, { padding: 2, dilation: 2 }), ReLU(),
+    new Conv2d(2 * w, 2 * w, 3, { padding: 4, dilation: 4 }), ReLU(),
+    new ConvTranspose2d(2 * w, w, 4, { stride: 2, padding: 1 }), ReLU(),
+    new ConvTranspose2d(w, w, 4, { stride: 2, padding: 1 }), ReLU(),
+    new Conv2d(w, out, 1),
+  );
 }
 
 /** Tiny denoising autoencoder (Conv2d + ReLU, sigmoid output), a stand-in for nexnet-ae in tests. */
