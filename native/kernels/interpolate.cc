@@ -1,0 +1,124 @@
+// 2-D resizing of contiguous NCHW tensors with PyTorch's coordinate rules (bilinear with or
+// without align_corners, nearest), and the backward scatter-add. Per-axis source indices and
+// weights are computed once; planes (n, c) are split over threads, so no atomics are needed.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../core/kernel.h"
+#include "../core/parallel.h"
+
+namespace sc {
+namespace {
+
+// One output coordinate: the two source taps and their weights (nearest: i1 == i0, w1 == 0).
+struct Tap {
+  int64_t i0, i1;
+  double w0, w1;
+};
+
+// scale_attr is the user's scale factor for this axis, or 0 when an explicit size was given.
+std::vector<Tap> taps(int64_t in, int64_t out, double scale_attr, bool bilinear, bool align) {
+  std::vector<Tap> t(out);
+  if (!bilinear) {
+    // PyTorch's nearest_idx computes in float: floor(dst * scale), scale = 1/factor or in/out.
+    const float scale = scale_attr > 0 ? static_cast<float>(1.0 / scale_attr) : static_cast<float>(in) / static_cast<float>(out);
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t i = std::min(static_cast<int64_t>(std::floor(static_cast<float>(o) * scale)), in - 1);
+      t[o] = {i, i, 1.0, 0.0};
+    }
+    return t;
+  }
+  double scale;
+  if (align) scale = out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
+  else scale = scale_attr > 0 ? 1.0 / scale_attr : static_cast<double>(in) / static_cast<double>(out);
+  for (int64_t o = 0; o < out; ++o) {
+    double src = align ? scale * o : scale * (o + 0.5) - 0.5;
+    if (src < 0) src = 0;
+    const int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
+    const int64_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
+    const double l1 = src - i0;
+    t[o] = {i0, i1, 1.0 - l1, l1};
+  }
+  return t;
+}
+
+struct Resize {
+  int64_t planes, H, W, OH, OW;
+  std::vector<Tap> th, tw;
+};
+
+Resize plan(const TArg& x, const TArg& y, const Attrs& at) {
+  if (x.ndim != 4 || y.ndim != 4) throw KernelError("interpolate: expected 4-D [N, C, H, W] tensors");
+  const std::string mode = at.str("mode");
+  if (mode != "bilinear" && mode != "nearest") throw KernelError("interpolate: unknown mode '" + mode + "'");
+  const bool bil = mode == "bilinear", align = at.b("alignCorners");
+  const auto sc = at.list("scales");
+  Resize r{x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3], {}, {}};
+  r.th = taps(r.H, r.OH, sc[0], bil, align);
+  r.tw = taps(r.W, r.OW, sc[1], bil, align);
+  return r;
+}
+
+template <typename T>
+void interp_typed(const TArg& x, const TArg& y, const Resize& r) {
+  parallel_for(0, r.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, r.OH * r.OW)), [&](int64_t a, int64_t b) {
+    for (int64_t pl = a; pl < b; ++pl) {
+      const T* xs = x.ptr<T>() + pl * r.H * r.W;
+      T* ys = y.ptr<T>() + pl * r.OH * r.OW;
+      for (int64_t oh = 0; oh < r.OH; ++oh) {
+        const Tap& h = r.th[oh];
+        const T* row0 = xs + h.i0 * r.W;
+        const T* row1 = xs + h.i1 * r.W;
+        for (int64_t ow = 0; ow < r.OW; ++ow) {
+          const Tap& w = r.tw[ow];
+          ys[oh * r.OW + ow] = static_cast<T>(h.w0 * (w.w0 * row0[w.i0] + w.w1 * row0[w.i1]) +
+                                              h.w1 * (w.w0 * row1[w.i0] + w.w1 * row1[w.i1]));
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void interp_bwd_typed(const TArg& g, const TArg& gx, const Resize& r) {
+  parallel_for(0, r.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, r.OH * r.OW)), [&](int64_t a, int64_t b) {
+    for (int64_t pl = a; pl < b; ++pl) {
+      const T* gs = g.ptr<T>() + pl * r.OH * r.OW;
+      T* dst = gx.ptr<T>() + pl * r.H * r.W;
+      std::fill(dst, dst + r.H * r.W, T(0));
+      for (int64_t oh = 0; oh < r.OH; ++oh) {
+        const Tap& h = r.th[oh];
+        T* row0 = dst + h.i0 * r.W;
+        T* row1 = dst + h.i1 * r.W;
+        for (int64_t ow = 0; ow < r.OW; ++ow) {
+          const Tap& w = r.tw[ow];
+          const double v = gs[oh * r.OW + ow];
+          row0[w.i0] += static_cast<T>(h.w0 * w.w0 * v);
+          row0[w.i1] += static_cast<T>(h.w0 * w.w1 * v);
+          row1[w.i0] += static_cast<T>(h.w1 * w.w0 * v);
+          row1[w.i1] += static_cast<T>(h.w1 * w.w1 * v);
+        }
+      }
+    }
+  });
+}
+
+// in: x; out: y [N, C, OH, OW]; attrs: mode ('bilinear' | 'nearest'), alignCorners,
+// scales [sh, sw] (the scale factors the caller gave, 0 where an explicit size was given).
+void interpolate_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const Resize r = plan(in[0], out[0], at);
+  SC_FLOAT_DISPATCH(in[0].dtype, T, interp_typed<T>(in[0], out[0], r));
+}
+SC_KERNEL("interpolate", cpu, interpolate_kernel);
+
+// in: gy; out: gx (the input's shape); attrs as interpolate.
+void interpolate_backward_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const Resize r = plan(out[0], in[0], at);
+  SC_FLOAT_DISPATCH(in[0].dtype, T, interp_bwd_typed<T>(in[0], out[0], r));
+}
+SC_KERNEL("interpolate_backward", cpu, interpolate_backward_kernel);
+
+}  // namespace
+}  // namespace sc

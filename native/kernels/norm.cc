@@ -1,0 +1,233 @@
+// Batch normalisation (per channel of [N, C, *]) and layer normalisation (over trailing
+// dims), each with a single-pass backward kernel that gives every gradient at once. Sums
+// accumulate in double so float32 statistics stay accurate on large batches.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../core/kernel.h"
+#include "../core/parallel.h"
+
+namespace sc {
+namespace {
+
+// Optional inputs follow x in a fixed order; the attrs say which are present.
+struct Opt {
+  const TArg* weight = nullptr;
+  const TArg* bias = nullptr;
+  const TArg* rmean = nullptr;
+  const TArg* rvar = nullptr;
+};
+
+Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
+  Opt o;
+  size_t i = first;
+  auto next = [&]() -> const TArg* {
+    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
+    return &in[i++];
+  };
+  if (at.b("hasWeight")) o.weight = next();
+  if (at.b("hasBias")) o.bias = next();
+  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
+  return o;
+}
+
+// ---- batch norm ---------------------------------------------------------------------------
+
+template <typename T>
+void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg& x = in[0];
+  const Opt o = optional_inputs(in, 1, at, true);
+  const bool training = at.b("training");
+  const double eps = at.num("eps"), mom = at.num("momentum");
+  const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
+  const T* xp = x.ptr<T>();
+  T* yp = out[0].ptr<T>();
+  T* smean = out[1].ptr<T>();
+  T* sinv = out[2].ptr<T>();
+  parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double mean, invstd;
+      if (training) {
+        double s = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const T* p = xp + (n * C + c) * S;
+          for (int64_t i = 0; i < S; ++i) s += p[i];
+        }
+        mean = s / M;
+        double ss = 0;  // two passes: no cancellation for large means
+        for (int64_t n = 0; n < N; ++n) {
+          const T* p = xp + (n * C + c) * S;
+          for (int64_t i = 0; i < S; ++i) { const double d = p[i] - mean; ss += d * d; }
+        }
+        invstd = 1.0 / std::sqrt(ss / M + eps);
+        if (o.rmean) {
+          // In-place running-stat update; the variance is the unbiased one, like PyTorch.
+          T* rm = o.rmean->ptr<T>();
+          T* rv = o.rvar->ptr<T>();
+          rm[c] = static_cast<T>((1 - mom) * rm[c] + mom * mean);
+          rv[c] = static_cast<T>((1 - mom) * rv[c] + mom * (M > 1 ? ss / (M - 1) : ss));
+        }
+      } else {
+        mean = o.rmean->ptr<T>()[c];
+        invstd = 1.0 / std::sqrt(static_cast<double>(o.rvar->ptr<T>()[c]) + eps);
+      }
+      smean[c] = static_cast<T>(mean);
+      sinv[c] = static_cast<T>(invstd);
+      const double w = o.weight ? o.weight->ptr<T>()[c] : 1.0, b = o.bias ? o.bias->ptr<T>()[c] : 0.0;
+      const double a = w * invstd, sh = b - mean * a;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* p = xp + (n * C + c) * S;
+        T* q = yp + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) q[i] = static_cast<T>(p[i] * a + sh);
+      }
+    }
+  });
+}
+
+// in: x [N, C, *], weight? [C], bias? [C], runningMean? [C], runningVar? [C] (present per
+// attrs hasWeight, hasBias, hasRunning); out: y, saveMean [C], saveInvstd [C]; attrs:
+// training (normalise with batch statistics), momentum, eps. When training and hasRunning,
+// the kernel WRITES runningMean/runningVar in place through their input pointers (TS
+// guarantees they are contiguous and not aliased with anything the kernel reads otherwise).
+// Without training, runningMean/runningVar are required and only read.
+void batch_norm_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  if (!at.b("training") && !at.b("hasRunning")) throw KernelError("batch_norm: inference needs running statistics");
+  SC_FLOAT_DISPATCH(in[0].dtype, T, bn_typed<T>(in, out, at));
+}
+SC_KERNEL("batch_norm", cpu, batch_norm_kernel);
+
+template <typename T>
+void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg &g = in[0], &x = in[1];
+  const Opt o = optional_inputs(in, 2, at, false);
+  const size_t k = 2 + (o.weight ? 1 : 0) + (o.bias ? 1 : 0);
+  const T* smean = in[k].ptr<T>();
+  const T* sinv = in[k + 1].ptr<T>();
+  const bool training = at.b("training");
+  const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
+  T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
+  parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
+      double sg = 0, sgx = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* gp = g.ptr<T>() + (n * C + c) * S;
+        const T* xp = x.ptr<T>() + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) { sg += gp[i]; sgx += gp[i] * (xp[i] - mean) * inv; }
+      }
+      dw[c] = static_cast<T>(sgx);
+      db[c] = static_cast<T>(sg);
+      // Training: the batch statistics depend on x, which adds the two mean terms.
+      const double a = w * inv, mg = training ? sg / M : 0.0, mgx = training ? sgx / M : 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* gp = g.ptr<T>() + (n * C + c) * S;
+        const T* xp = x.ptr<T>() + (n * C + c) * S;
+        T* dp = dx + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) dp[i] = static_cast<T>(a * (gp[i] - mg - (xp[i] - mean) * inv * mgx));
+      }
+    }
+  });
+}
+
+// in: gy, x, weight? (attr hasWeight), saveMean, saveInvstd (from batch_norm; in inference
+// mode they hold the running statistics); out: dx, dweight [C], dbias [C] (always all three);
+// attrs: hasWeight, training.
+void batch_norm_backward_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, bn_bwd_typed<T>(in, out, at));
+}
+SC_KERNEL("batch_norm_backward", cpu, batch_norm_backward_kernel);
+
+// ---- layer norm ---------------------------------------------------------------------------
+
+template <typename T>
+void ln_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg& x = in[0];
+  const Opt o = optional_inputs(in, 1, at, false);
+  const int64_t D = at.i("d"), R = D > 0 ? x.numel() / D : 0;
+  const double eps = at.num("eps");
+  const T* w = o.weight ? o.weight->ptr<T>() : nullptr;
+  const T* b = o.bias ? o.bias->ptr<T>() : nullptr;
+  parallel_for(0, R, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* p = x.ptr<T>() + r * D;
+      T* q = out[0].ptr<T>() + r * D;
+      double s = 0, ss = 0;
+      for (int64_t i = 0; i < D; ++i) s += p[i];
+      const double mean = s / D;
+      for (int64_t i = 0; i < D; ++i) { const double d = p[i] - mean; ss += d * d; }
+      const double inv = 1.0 / std::sqrt(ss / D + eps);
+      out[1].ptr<T>()[r] = static_cast<T>(mean);
+      out[2].ptr<T>()[r] = static_cast<T>(inv);
+      for (int64_t i = 0; i < D; ++i) {
+        double v = (p[i] - mean) * inv;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        q[i] = static_cast<T>(v);
+      }
+    }
+  });
+}
+
+// in: x [..., D], weight? [D], bias? [D] (attrs hasWeight, hasBias); out: y, mean [rows],
+// invstd [rows]; attrs: d (elements normalised together), eps.
+void layer_norm_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, ln_typed<T>(in, out, at));
+}
+SC_KERNEL("layer_norm", cpu, layer_norm_kernel);
+
+template <typename T>
+void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg &g = in[0], &x = in[1];
+  const bool hw = at.b("hasWeight");
+  const T* w = hw ? in[2].ptr<T>() : nullptr;
+  const T* mean = in[hw ? 3 : 2].ptr<T>();
+  const T* inv = in[hw ? 4 : 3].ptr<T>();
+  const int64_t D = at.i("d"), R = D > 0 ? x.numel() / D : 0;
+  const T* gp = g.ptr<T>();
+  const T* xp = x.ptr<T>();
+  parallel_for(0, R, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T *gr = gp + r * D, *xr = xp + r * D;
+      const double m = mean[r], iv = inv[r];
+      double s1 = 0, s2 = 0;  // mean of g*w and of g*w*xhat over the row
+      for (int64_t i = 0; i < D; ++i) {
+        const double gw = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        s1 += gw;
+        s2 += gw * (xr[i] - m) * iv;
+      }
+      s1 /= D; s2 /= D;
+      T* dx = out[0].ptr<T>() + r * D;
+      for (int64_t i = 0; i < D; ++i) {
+        const double gw = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        dx[i] = static_cast<T>(iv * (gw - s1 - (xr[i] - m) * iv * s2));
+      }
+    }
+  });
+  // Parameter gradients reduce over rows: split the columns so each thread owns its sums.
+  parallel_for(0, D, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, R)), [&](int64_t c0, int64_t c1) {
+    std::vector<double> sw(c1 - c0, 0.0), sb(c1 - c0, 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const double m = mean[r], iv = inv[r];
+      for (int64_t c = c0; c < c1; ++c) {
+        const double gv = gp[r * D + c];
+        sw[c - c0] += gv * (xp[r * D + c] - m) * iv;
+        sb[c - c0] += gv;
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      out[1].ptr<T>()[c] = static_cast<T>(sw[c - c0]);
+      out[2].ptr<T>()[c] = static_cast<T>(sb[c - c0]);
+    }
+  });
+}
+
+// in: gy, x, weight? (attr hasWeight), mean, invstd (from layer_norm); out: dx, dweight [D],
+// dbias [D] (always all three); attrs: d, hasWeight.
+void layer_norm_backward_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, ln_bwd_typed<T>(in, out, at));
+}
+SC_KERNEL("layer_norm_backward", cpu, layer_norm_backward_kernel);
+
+}  // namespace
+}  // namespace sc

@@ -1,0 +1,139 @@
+// Batch normalisation (running statistics updated in place by the kernel, outside autograd)
+// and layer normalisation, each with a single-kernel backward giving all gradients at once.
+import { apply, defineOp } from '../op';
+import { isGradEnabled } from '../grad-mode';
+import { shapeStr } from '../shape';
+import { Tensor } from '../tensor';
+import { checkFloat, runOutputs } from './run';
+
+// ---- batch norm ---------------------------------------------------------------------------
+
+type BnAttrs = { training: boolean; momentum: number; eps: number; hasWeight: boolean; hasBias: boolean; hasRunning: boolean };
+
+/** Batch statistics are used when training, and when there are no running statistics. */
+const useBatchStats = (a: BnAttrs) => a.training || !a.hasRunning;
+
+export const batchNormBackwardOp = defineOp<{ hasWeight: boolean; training: boolean }>({
+  name: 'batch_norm_backward',
+  infer([, x]) {
+    const c = [x.shape[1]];
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: c, dtype: x.dtype }, { shape: c, dtype: x.dtype }];
+  },
+});
+
+export const batchNormOp = defineOp<BnAttrs>({
+  name: 'batch_norm',
+  // Inputs: x, then weight, bias, runningMean, runningVar where present (the has* attrs). In
+  // training with running statistics the kernel writes runningMean/runningVar in place; that
+  // write is not an autograd event, and runs under noGrad just the same.
+  infer(inputs, a) {
+    const x = inputs[0];
+    checkFloat(x, 'batchNorm');
+    if (x.ndim < 2) throw new Error(`batchNorm: input must be [N, C] or [N, C, ...], got ${shapeStr(x.shape)}`);
+    const C = x.shape[1];
+    const names = [a.hasWeight && 'weight', a.hasBias && 'bias', a.hasRunning && 'runningMean', a.hasRunning && 'runningVar'].filter(Boolean) as string[];
+    names.forEach((n, i) => {
+      const t = inputs[i + 1];
+      if (t.ndim !== 1 || t.shape[0] !== C) throw new Error(`batchNorm: ${n} must be [${C}] for ${C} channels, got ${shapeStr(t.shape)}`);
+      if (t.dtype !== x.dtype) throw new Error(`batchNorm: ${n} is ${t.dtype} but the input is ${x.dtype}`);
+    });
+    if (a.training && a.hasRunning) {
+      for (const t of inputs.slice(-2)) {
+        if (!t.isContiguous()) throw new Error('batchNorm: running statistics must be contiguous (they are updated in place)');
+        if (t.requiresGrad) throw new Error('batchNorm: running statistics must not require grad (they are updated in place)');
+      }
+    }
+    if (useBatchStats(a) && x.size / C <= 1) throw new Error(`batchNorm: expected more than 1 value per channel when training, got input ${shapeStr(x.shape)}`);
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: [C], dtype: x.dtype }, { shape: [C], dtype: x.dtype }];
+  },
+  kernelAttrs: (a) => ({ ...a, training: useBatchStats(a) }),
+  forward(inputs, attrs, saved) {
+    const [y, mean, invstd] = runOutputs(batchNormOp, inputs, batchNormOp.infer!(inputs, attrs), attrs);
+    const n = 1 + (attrs.hasWeight ? 1 : 0) + (attrs.hasBias ? 1 : 0);
+    if (isGradEnabled() && inputs.slice(0, n).some((t) => t.requiresGrad)) Object.assign(saved, { mean, invstd });
+    else [mean, invstd].forEach((t) => t.dispose());
+    return [y];
+  },
+  backward({ inputs, attrs, saved }, [g]) {
+    if (!g) return inputs.map(() => null);
+    const [x, ...rest] = inputs;
+    const w = attrs.hasWeight ? rest[0] : null;
+    const [dx, dw, db] = apply(batchNormBackwardOp, [g, x, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor], { hasWeight: attrs.hasWeight, training: useBatchStats(attrs) });
+    const grads: (Tensor | null)[] = [dx];
+    if (attrs.hasWeight) grads.push(dw);
+    if (attrs.hasBias) grads.push(db);
+    if (attrs.hasRunning) grads.push(null, null);
+    return grads;
+  },
+});
+
+export interface BatchNormOptions {
+  training?: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+/**
+ * Batch normalisation of [N, C] or [N, C, ...] per channel. Training (or no running
+ * statistics): batch mean and biased variance; running statistics, when given, are updated in
+ * place with the unbiased variance (momentum m: r = (1 - m) r + m batch). Inference: running
+ * statistics. weight/bias may be null (no affine transform).
+ */
+export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null = null, bias: Tensor | null = null, opts: BatchNormOptions = {}): Tensor {
+  if (!runningMean !== !runningVar) throw new Error('batchNorm: give both runningMean and runningVar, or neither');
+  const momentum = opts.momentum ?? 0.1, eps = opts.eps ?? 1e-5;
+  if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm: momentum must be in [0, 1], got ${momentum}`);
+  if (!(eps >= 0)) throw new Error(`batchNorm: eps must be >= 0, got ${eps}`);
+  const inputs = [x, weight, bias, runningMean, runningVar].filter((t): t is Tensor => !!t);
+  return apply(batchNormOp, inputs, { training: !!opts.training, momentum, eps, hasWeight: !!weight, hasBias: !!bias, hasRunning: !!runningMean })[0];
+}
+
+// ---- layer norm ---------------------------------------------------------------------------
+
+type LnAttrs = { normalizedShape: number[]; eps: number; hasWeight: boolean; hasBias: boolean };
+
+export const layerNormBackwardOp = defineOp<{ normalizedShape: number[]; hasWeight: boolean }>({
+  name: 'layer_norm_backward',
+  infer([, x], { normalizedShape }) {
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: normalizedShape.slice(), dtype: x.dtype }, { shape: normalizedShape.slice(), dtype: x.dtype }];
+  },
+  kernelAttrs: ({ normalizedShape, hasWeight }) => ({ d: normalizedShape.reduce((a, b) => a * b, 1), hasWeight }),
+});
+
+export const layerNormOp = defineOp<LnAttrs>({
+  name: 'layer_norm',
+  infer(inputs, { normalizedShape: ns, hasWeight, hasBias }) {
+    const x = inputs[0];
+    checkFloat(x, 'layerNorm');
+    const lead = x.ndim - ns.length;
+    if (lead < 0 || ns.some((s, i) => x.shape[lead + i] !== s)) throw new Error(`layerNorm: normalizedShape ${shapeStr(ns)} does not match the trailing dimensions of ${shapeStr(x.shape)}`);
+    [hasWeight && 'weight', hasBias && 'bias'].filter(Boolean).forEach((n, i) => {
+      const t = inputs[i + 1];
+      if (t.shape.join() !== ns.join()) throw new Error(`layerNorm: ${n} must be ${shapeStr(ns)}, got ${shapeStr(t.shape)}`);
+      if (t.dtype !== x.dtype) throw new Error(`layerNorm: ${n} is ${t.dtype} but the input is ${x.dtype}`);
+    });
+    const rows = x.shape.slice(0, lead);
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: rows, dtype: x.dtype }, { shape: rows.slice(), dtype: x.dtype }];
+  },
+  kernelAttrs: ({ normalizedShape, eps, hasWeight, hasBias }) => ({ d: normalizedShape.reduce((a, b) => a * b, 1), eps, hasWeight, hasBias }),
+  forward(inputs, attrs, saved) {
+    const [y, mean, invstd] = runOutputs(layerNormOp, inputs, layerNormOp.infer!(inputs, attrs), attrs);
+    if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) Object.assign(saved, { mean, invstd });
+    else [mean, invstd].forEach((t) => t.dispose());
+    return [y];
+  },
+  backward({ inputs, attrs, saved }, [g]) {
+    if (!g) return inputs.map(() => null);
+    const [x, ...rest] = inputs;
+    const w = attrs.hasWeight ? [rest[0]] : [];
+    const [dx, dw, db] = apply(layerNormBackwardOp, [g, x, ...w, saved.mean as Tensor, saved.invstd as Tensor], { normalizedShape: attrs.normalizedShape, hasWeight: attrs.hasWeight });
+    return [dx, ...(attrs.hasWeight ? [dw] : []), ...(attrs.hasBias ? [db] : [])];
+  },
+});
+
+/** Layer normalisation over the trailing dims given by normalizedShape (biased variance). */
+export function layerNorm(x: Tensor, normalizedShape: number | number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+  if (!Array.isArray(ns) || ns.length === 0 || !ns.every((s) => Number.isInteger(s) && s >= 1)) throw new Error(`layerNorm: normalizedShape must be a positive integer or a non-empty list of them, got ${JSON.stringify(normalizedShape)}`);
+  return apply(layerNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { normalizedShape: ns.slice(), eps, hasWeight: !!weight, hasBias: !!bias })[0];
+}

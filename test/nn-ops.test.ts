@@ -1,0 +1,131 @@
+// Behaviour of the network ops beyond the harness: batch-norm running statistics, dropout
+// statistics and reproducibility, and error messages.
+import { strict as assert } from 'node:assert';
+import * as sc from '../src';
+
+const arr = (t: sc.Tensor) => Array.from(t.toArray() as Float64Array);
+const close = (a: number[], b: number[], tol = 1e-6) => a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) <= tol, `index ${i}: ${v} vs ${b[i]}`));
+
+describe('batchNorm running statistics', () => {
+  const x = () => sc.tensor(Float64Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => Math.sin(i) * 3 + (i % 3)), [2, 3, 2, 2], { dtype: 'float64' });
+  function expected(xs: sc.Tensor, rm0: number[], rv0: number[], m: number) {
+    const v = arr(xs), C = 3, mean: number[] = [], uvar: number[] = [];
+    for (let c = 0; c < C; c++) {
+      const vals = v.filter((_, i) => Math.floor(i / 4) % C === c);
+      const mu = vals.reduce((a, b) => a + b, 0) / vals.length;
+      mean.push(mu);
+      uvar.push(vals.reduce((a, b) => a + (b - mu) ** 2, 0) / (vals.length - 1));
+    }
+    return { rm: rm0.map((r, c) => (1 - m) * r + m * mean[c]), rv: rv0.map((r, c) => (1 - m) * r + m * uvar[c]) };
+  }
+
+  it('training updates them in place with the unbiased variance, without autograd', () => {
+    const xs = x();
+    xs.requiresGrad = true;
+    const rm = sc.tensor([0.5, -1, 2], [3], { dtype: 'float64' }), rv = sc.tensor([1, 2, 0.5], [3], { dtype: 'float64' });
+    const want = expected(xs, [0.5, -1, 2], [1, 2, 0.5], 0.2);
+    const y = sc.F.batchNorm(xs, rm, rv, null, null, { training: true, momentum: 0.2 });
+    close(arr(rm), want.rm, 1e-12);
+    close(arr(rv), want.rv, 1e-12);
+    assert.equal(rm.requiresGrad, false);
+    assert.equal(rm.gradFn, null);
+    y.sum().backward();
+    assert.ok(xs.grad);
+  });
+
+  it('updates under noGrad too, and inference reads them without changing them', () => {
+    const xs = x();
+    const rm = sc.zeros([3], { dtype: 'float64' }), rv = sc.ones([3], { dtype: 'float64' });
+    const want = expected(xs, [0, 0, 0], [1, 1, 1], 0.1);
+    sc.noGrad(() => sc.F.batchNorm(xs, rm, rv, null, null, { training: true }));
+    close(arr(rm), want.rm, 1e-12);
+    const before = [...arr(rm), ...arr(rv)];
+    const y = sc.F.batchNorm(xs, rm, rv, null, null, { training: false });
+    assert.deepEqual([...arr(rm), ...arr(rv)], before);
+    const v = arr(xs), out = arr(y);
+    out.forEach((o, i) => { const c = Math.floor(i / 4) % 3; assert.ok(Math.abs(o - (v[i] - before[c]) / Math.sqrt(before[3 + c] + 1e-5)) < 1e-12); });
+  });
+
+  it('works in float32', () => {
+    const xs = sc.randn([4, 2, 3, 3]);
+    const rm = sc.zeros([2]), rv = sc.ones([2]);
+    sc.F.batchNorm(xs, rm, rv, null, null, { training: true });
+    const m = arr(xs.mean([0, 2, 3]));
+    close(arr(rm), m.map((v) => 0.1 * v), 1e-6);
+  });
+
+  it('names its errors', () => {
+    assert.throws(() => sc.F.batchNorm(sc.randn([4, 3]), sc.zeros([2]), sc.ones([2]), null, null, { training: true }), /runningMean must be \[3\]/);
+    assert.throws(() => sc.F.batchNorm(sc.randn([1, 3]), null, null, null, null, { training: true }), /more than 1 value per channel/);
+    assert.throws(() => sc.F.batchNorm(sc.randn([4, 3]), sc.zeros([3]), null), /both runningMean and runningVar/);
+  });
+});
+
+describe('dropout', () => {
+  it('keeps about 1-p of the elements and scales them by 1/(1-p)', () => {
+    const x = sc.ones([200, 500]);
+    const y = arr(sc.F.dropout(x, 0.3));
+    const kept = y.filter((v) => v !== 0);
+    assert.ok(Math.abs(kept.length / y.length - 0.7) < 0.01, `kept fraction ${kept.length / y.length}`);
+    kept.forEach((v) => assert.ok(Math.abs(v - 1 / 0.7) < 1e-6));
+  });
+
+  it('is reproducible for a seed and differs between calls', () => {
+    const x = sc.randn([50, 40]);
+    sc.manualSeed(5);
+    const a = arr(sc.F.dropout(x, 0.5));
+    const b = arr(sc.F.dropout(x, 0.5));
+    sc.manualSeed(5);
+    const c = arr(sc.F.dropout(x, 0.5));
+    assert.deepEqual(a, c);
+    assert.notDeepEqual(a, b);
+    assert.deepEqual(arr(sc.F.dropout(x, 0.5, true, { seed: 9 })), arr(sc.F.dropout(x, 0.5, true, { seed: 9 })));
+  });
+
+  it('backward uses the same mask', () => {
+    const x = sc.randn([30, 30], { dtype: 'float64', requiresGrad: true });
+    const y = sc.F.dropout(x, 0.4);
+    y.sum().backward();
+    const g = arr(x.grad!), yv = arr(y);
+    g.forEach((v, i) => assert.equal(v, yv[i] === 0 ? 0 : 1 / 0.6));
+  });
+
+  it('dropout2d drops whole channels', () => {
+    const y = sc.F.dropout2d(sc.ones([8, 16, 3, 3]), 0.5);
+    const v = arr(y);
+    let dropped = 0;
+    for (let ch = 0; ch < 8 * 16; ch++) {
+      const plane = v.slice(ch * 9, ch * 9 + 9);
+      assert.ok(plane.every((p) => p === plane[0]));
+      if (plane[0] === 0) dropped++;
+      else assert.equal(plane[0], 2);
+    }
+    assert.ok(dropped > 40 && dropped < 88, `dropped ${dropped} of 128 channels`);
+  });
+
+  it('p=0 and eval return the input values as a new tensor; p outside [0, 1) is an error', () => {
+    const x = sc.randn([3, 4]);
+    for (const y of [sc.F.dropout(x, 0), sc.F.dropout(x, 0.5, false), sc.F.dropout2d(sc.randn([1, 2, 2, 2]), 0.9, false)]) assert.ok(y !== x);
+    assert.deepEqual(arr(sc.F.dropout(x, 0.5, false)), arr(x));
+    assert.throws(() => sc.F.dropout(x, 1), /p must be in \[0, 1\), got 1/);
+    assert.throws(() => sc.F.dropout(x, -0.1), /p must be in \[0, 1\)/);
+  });
+});
+
+describe('network op errors', () => {
+  it('pooling, interpolate, cat and pad name the problem', () => {
+    assert.throws(() => sc.F.maxPool2d(sc.randn([3, 4]), { kernelSize: 2 }), /maxPool2d: input must be 4-D \[N, C, H, W\], got \[3, 4\]/);
+    assert.throws(() => sc.F.avgPool2d(sc.randn([1, 1, 4, 4]), { kernelSize: 3, padding: 2 }), /padding must be between 0 and half/);
+    assert.throws(() => sc.F.interpolate(sc.randn([1, 1, 4, 4]), { size: [8, 8], scaleFactor: 2 }), /give exactly one of size or scaleFactor/);
+    assert.throws(() => sc.F.interpolate(sc.randn([1, 1, 4, 4]), { mode: 'bilinear' }), /give exactly one of size or scaleFactor/);
+    assert.throws(() => sc.F.cat([sc.randn([2, 3]), sc.randn([3, 3])], 1), /cat: tensor 1 has shape \[3, 3\]/);
+    assert.throws(() => sc.F.pad(sc.randn([1, 2, 3]), [3, 0], { mode: 'reflect' }), /reflect padding must be smaller/);
+    assert.throws(() => sc.F.layerNorm(sc.randn([2, 5]), [4]), /normalizedShape \[4\] does not match/);
+  });
+
+  it('maxPool2d gives the gradient to the argmax', () => {
+    const x = sc.tensor([1, 5, 2, 3, 0, 4, 9, 8, 7], [1, 1, 3, 3], { dtype: 'float64', requiresGrad: true });
+    sc.F.maxPool2d(x, { kernelSize: 2, stride: 1 }).sum().backward();
+    assert.deepEqual(arr(x.grad!), [0, 2, 0, 0, 0, 0, 1, 1, 0]);
+  });
+});

@@ -1,0 +1,442 @@
+"""Reference PyTorch re-implementations of scalpel's segmentation networks.
+
+Used ONLY to generate test fixtures and benchmark comparisons; scalpel never imports Python
+at run time.  Written from /work/shared/design/models.md (NCHW; "conv k" = Conv2d with bias,
+padding k//2; BN = BatchNorm2d(eps 1e-5, momentum 0.1); GELU = exact erf form).
+
+State-dict naming schemes (the TypeScript models mirror these names AND this order exactly;
+state_dict order = a module's own parameters, then its buffers, then its children in
+registration order, recursively; BN entries are weight, bias, running_mean, running_var,
+num_batches_tracked):
+
+CMUNeXt (S / base / L) -- names of the authors' code (FengheTan9/CMUNeXt), so converted
+checkpoints load; checked against /work/shared/reference/cmunext*.params.txt:
+    stem.conv.{0: conv3 3->d0, 1: BN}                       (2 = ReLU)
+    encoder{s}  s = 1..5, stage s-1 of models.md:
+        encoder{s}.block.{b}            b = 0..depth-1, one CMUNeXt block (a Sequential):
+            .0.fn.0  depthwise conv k (groups C)   .0.fn.2  BN    (.0 = Residual, fn.1 = GELU)
+            .1 conv1x1 C->4C   .3 BN   .4 conv1x1 4C->C   .6 BN  (.2/.5 = GELU)
+        encoder{s}.up.conv.{0: conv3 Cin->Cout, 1: BN}      (2 = ReLU)
+    Up{u} u = 5,4,3,2: Up{u}.up.{1: conv3 d(u-1)->d(u-2), 2: BN}   (0 = Upsample, 3 = ReLU)
+    Up_conv{u}: Up_conv{u}.conv.{0: grouped conv3 2c->2c g=2, 2: BN, 3: conv1x1 2c->4c, 5: BN,
+                                 6: conv1x1 4c->c, 8: BN}  with c = d(u-2)
+    Conv_1x1 conv1x1 d0 -> classes
+    Registration order: stem, encoder1..5, Up5, Up_conv5, Up4, Up_conv4, Up3, Up_conv3, Up2,
+    Up_conv2, Conv_1x1.
+
+Shared building blocks of NExNet / UNet (our own, regular names):
+    DoubleConv(in, out, mid=out):  conv1 (conv3 in->mid), bn1, conv2 (conv3 mid->out), bn2
+        forward: relu(bn2(conv2(relu(bn1(conv1(x)))))) [-> Dropout2d(p) if p > 0]
+        [-> masa (if with MaSA): masa.q, masa.k, masa.v, each Linear(out, out)]
+    TPEN(C, order=3):  a1, a2, a3 (each shape [C]), then mix (conv1x1 3C -> C, with bias)
+        forward: mix(cat([a1*x, a2*x^2, a3*x^3], dim=1)); a_i broadcast as [1, C, 1, 1].
+
+NExNet Seg  (NExNetSeg(ssl=False); filters F = [32, 64, 128, 256, 256, 512]):
+    enc.{i}  i = 0..5, NEx block F_in -> F[i] (F_in = 3 for i = 0, else F[i-1]):
+        enc.i.bn    BN(F_in)
+        enc.i.conv  conv3 F_in -> F[i], dilation 2, padding 2
+        enc.i.tpen  TPEN(F[i])                       y = tpen(relu(conv(bn(x))))
+        enc.i.att   DoubleConv(F[i], F[i]) with MaSA  att = att(y)
+        MaxPool 2x2 on y between blocks.
+    dec.{j}  j = 0..4, DoubleConv(in_j, W[j]), W = [256, 256, 128, 64, 32]; stage j:
+        h = dec.j(cat([bilinear_x2_align_corners_true(h), att_{4-j}], dim=1))
+        with first h = y_5 (the last NEx block's main output; its att branch is unused in
+        the non-SSL model but its parameters are counted, as in the authors' code), and
+        dec.4 has Dropout2d(dropout, default 0).
+    head     conv1x1 32 -> classes (logits)
+NExNet Seg SSL (NExNetSeg(ssl=True)): same names as above, plus the autoencoder registered
+    last as `ae.*`; the first decoder input is cat([att_5, ae.embed(x)]) (512 + 1024 ch), so
+    dec.0 is DoubleConv(512 + 1024 + 256, 256).
+NExNet denoising autoencoder (NExNetAE), widths L = [32, 64, 128, 256, 512]:
+    enc.{l}  l = 0..4, DoubleConv(prev, L[l]) (plain path; MaxPool 2x2 after each level)
+    att.{l}  l = 0..2, DoubleConv(prev, L[l]) with MaSA on the same input as enc.l (skip)
+    bottleneck.conv  conv3 512 -> 1024,  bottleneck.bn  BN(1024)   (then ReLU)
+    dec.{j}  j = 0..4, DoubleConv(prev + skip, [512, 256, 128, 64, 32][j]); skip of level
+             4-j = att.(4-j) for levels 0..2, enc.(4-j)'s output for levels 3, 4;
+             concat order cat([up, skip]); up = bilinear x2 align_corners=True
+    head     conv1x1 32 -> 3, then sigmoid
+    Registration order: enc, att, bottleneck, dec, head.
+
+UNet (UNet(bilinear=False|True)), 64 base filters, concat order cat([skip, up]):
+    enc.{l}  l = 0..4, DoubleConv: 3->64, 64->128, 128->256, 256->512, 512->1024
+             (bilinear: the last is 512->512, "halved bottleneck"); MaxPool before enc.1..4
+    transposed:  up.{i} i = 0..3, ConvTranspose2d(c, c/2, 2, stride 2) for c = 1024,512,256,128
+                 dec.{i} DoubleConv(c, c/2)
+    bilinear:    (no up.*; bilinear x2 align_corners=True)
+                 dec.{i} DoubleConv(c, out, mid=c/2) with (c, out) = (1024,256), (512,128),
+                 (256,64), (128,64)
+    head     conv1x1 64 -> classes
+    Registration order: enc, up (transposed only), dec, head.
+
+MaSA (decomposed, the paper's form; single head, gamma is a constant, not a parameter):
+    X = x.permute(0, 2, 3, 1)                      # [B, H, W, d], channel vector per pixel
+    row pass:    q, k, v = q(X), k(X), v(X)        # Linear(d, d), over the last axis
+                 A = softmax(q k^T / sqrt(d), over W) * D_W,  D_W[i, j] = gamma^|i - j|
+                 R = A @ v                           (attention among the W pixels of a row)
+    column pass: the same on R, within each column (length H), with the same q/k/v layers:
+                 Rt = R.transpose(1, 2)  [B, W, H, d];  C = softmax(q(Rt) k(Rt)^T/sqrt(d)) * D_H
+                 @ v(Rt);  out = C.permute(0, 3, 2, 1)  -> [B, d, H, W]
+    full MaSA:   one softmax over all H*W positions (row-major n = y*W + x), times
+                 D[n, m] = gamma^(|y_n - y_m| + |x_n - x_m|), @ v.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------- CMUNeXt
+
+class _Residual(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x) + x
+
+
+class _ConvBNReLU(nn.Module):
+    """`conv.0` conv3, `conv.1` BN, `conv.2` ReLU."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout),
+                                  nn.ReLU())
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _cmunext_block(c, k):
+    return nn.Sequential(
+        _Residual(nn.Sequential(nn.Conv2d(c, c, k, groups=c, padding=k // 2), nn.GELU(),
+                                nn.BatchNorm2d(c))),
+        nn.Conv2d(c, 4 * c, 1), nn.GELU(), nn.BatchNorm2d(4 * c),
+        nn.Conv2d(4 * c, c, 1), nn.GELU(), nn.BatchNorm2d(c))
+
+
+class _CMUNeXtStage(nn.Module):
+    def __init__(self, cin, cout, depth, k):
+        super().__init__()
+        self.block = nn.Sequential(*[_cmunext_block(cin, k) for _ in range(depth)])
+        self.up = _ConvBNReLU(cin, cout)
+
+    def forward(self, x):
+        return self.up(self.block(x))
+
+
+class _Upsample(nn.Module):
+    def __init__(self, align_corners):
+        super().__init__()
+        self.align_corners = align_corners
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
+
+
+class _CMUNeXtUp(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.up = nn.Sequential(_Upsample(False), nn.Conv2d(cin, cout, 3, padding=1),
+                                nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x):
+        return self.up(x)
+
+
+class _CMUNeXtFusion(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=2), nn.GELU(), nn.BatchNorm2d(cin),
+            nn.Conv2d(cin, 4 * cout, 1), nn.GELU(), nn.BatchNorm2d(4 * cout),
+            nn.Conv2d(4 * cout, cout, 1), nn.GELU(), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+CMUNEXT_VARIANTS = {
+    "cmunext-s": dict(dims=[8, 16, 32, 64, 128], depths=[1, 1, 1, 1, 1], kernels=[3, 3, 7, 7, 9]),
+    "cmunext": dict(dims=[16, 32, 128, 160, 256], depths=[1, 1, 1, 3, 1], kernels=[3, 3, 7, 7, 7]),
+    "cmunext-l": dict(dims=[32, 64, 128, 256, 512], depths=[1, 1, 1, 6, 3], kernels=[3, 3, 7, 7, 7]),
+}
+
+
+class CMUNeXt(nn.Module):
+    def __init__(self, in_ch=3, classes=1, dims=(16, 32, 128, 160, 256), depths=(1, 1, 1, 3, 1),
+                 kernels=(3, 3, 7, 7, 7)):
+        super().__init__()
+        d = list(dims)
+        self.stem = _ConvBNReLU(in_ch, d[0])
+        self.encoder1 = _CMUNeXtStage(d[0], d[0], depths[0], kernels[0])
+        self.encoder2 = _CMUNeXtStage(d[0], d[1], depths[1], kernels[1])
+        self.encoder3 = _CMUNeXtStage(d[1], d[2], depths[2], kernels[2])
+        self.encoder4 = _CMUNeXtStage(d[2], d[3], depths[3], kernels[3])
+        self.encoder5 = _CMUNeXtStage(d[3], d[4], depths[4], kernels[4])
+        self.Up5 = _CMUNeXtUp(d[4], d[3])
+        self.Up_conv5 = _CMUNeXtFusion(2 * d[3], d[3])
+        self.Up4 = _CMUNeXtUp(d[3], d[2])
+        self.Up_conv4 = _CMUNeXtFusion(2 * d[2], d[2])
+        self.Up3 = _CMUNeXtUp(d[2], d[1])
+        self.Up_conv3 = _CMUNeXtFusion(2 * d[1], d[1])
+        self.Up2 = _CMUNeXtUp(d[1], d[0])
+        self.Up_conv2 = _CMUNeXtFusion(2 * d[0], d[0])
+        self.Conv_1x1 = nn.Conv2d(d[0], classes, 1)
+
+    def forward(self, x):
+        x1 = self.encoder1(self.stem(x))
+        x2 = self.encoder2(F.max_pool2d(x1, 2))
+        x3 = self.encoder3(F.max_pool2d(x2, 2))
+        x4 = self.encoder4(F.max_pool2d(x3, 2))
+        x5 = self.encoder5(F.max_pool2d(x4, 2))
+        d = self.Up_conv5(torch.cat([x4, self.Up5(x5)], 1))
+        d = self.Up_conv4(torch.cat([x3, self.Up4(d)], 1))
+        d = self.Up_conv3(torch.cat([x2, self.Up3(d)], 1))
+        d = self.Up_conv2(torch.cat([x1, self.Up2(d)], 1))
+        return self.Conv_1x1(d)
+
+
+# ----------------------------------------------------------------------------- MaSA, T-PEN
+
+def decay_1d(n, gamma, dtype=torch.float32, device=None):
+    i = torch.arange(n, device=device)
+    return (gamma ** (i[:, None] - i[None, :]).abs().to(torch.float64)).to(dtype)
+
+
+def decay_2d(h, w, gamma, dtype=torch.float32, device=None):
+    n = torch.arange(h * w, device=device)
+    y, x = n // w, n % w
+    dist = (y[:, None] - y[None, :]).abs() + (x[:, None] - x[None, :]).abs()
+    return (gamma ** dist.to(torch.float64)).to(dtype)
+
+
+class MaSA(nn.Module):
+    """Manhattan self-attention, single head; `q`, `k`, `v` = Linear(d, d)."""
+
+    def __init__(self, d, gamma=0.9, decomposed=True):
+        super().__init__()
+        self.d, self.gamma, self.decomposed = d, gamma, decomposed
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+
+    def _attend(self, t, decay):
+        # t: [..., L, d]; attention among the L tokens of the second-to-last axis.
+        q, k, v = self.q(t), self.k(t), self.v(t)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.d), dim=-1) * decay
+        return a @ v
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.permute(0, 2, 3, 1)                                   # [B, H, W, d]
+        if self.decomposed:
+            r = self._attend(t, decay_1d(w, self.gamma, x.dtype, x.device))       # rows
+            col = self._attend(r.transpose(1, 2), decay_1d(h, self.gamma, x.dtype, x.device))
+            return col.permute(0, 3, 2, 1)                          # [B, W, H, d] -> [B, d, H, W]
+        t = t.reshape(b, h * w, c)
+        o = self._attend(t, decay_2d(h, w, self.gamma, x.dtype, x.device))
+        return o.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class TPEN(nn.Module):
+    """Trainable progressively expanded neuron: mix(cat[a1 x, a2 x^2, a3 x^3])."""
+
+    def __init__(self, c, order=3):
+        super().__init__()
+        self.order = order
+        for n in range(1, order + 1):
+            # Maclaurin coefficients of ln(1 + x): 1, -1/2, 1/3, ...
+            setattr(self, f"a{n}", nn.Parameter(torch.full((c,), (-1.0) ** (n + 1) / n)))
+        self.mix = nn.Conv2d(order * c, c, 1)
+
+    def forward(self, x):
+        terms = [getattr(self, f"a{n}").view(1, -1, 1, 1) * x ** n
+                 for n in range(1, self.order + 1)]
+        return self.mix(torch.cat(terms, 1))
+
+
+class DoubleConv(nn.Module):
+    def __init__(self, cin, cout, mid=None, masa=False, gamma=0.9, dropout=0.0):
+        super().__init__()
+        mid = cout if mid is None else mid
+        self.conv1 = nn.Conv2d(cin, mid, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, cout, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else None
+        self.masa = MaSA(cout, gamma) if masa else None
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        if self.dropout is not None:
+            x = self.dropout(x)
+        if self.masa is not None:
+            x = self.masa(x)
+        return x
+
+
+def _up2(x):
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
+# ----------------------------------------------------------------------------- NExNet
+
+class NExBlock(nn.Module):
+    def __init__(self, cin, cout, gamma=0.9):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=2, dilation=2)
+        self.tpen = TPEN(cout)
+        self.att = DoubleConv(cout, cout, masa=True, gamma=gamma)
+
+    def forward(self, x, need_att=True):
+        y = self.tpen(F.relu(self.conv(self.bn(x))))
+        return y, (self.att(y) if need_att else None)
+
+
+class _BNConvReLU(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class NExNetAE(nn.Module):
+    """Denoising U-Net autoencoder of the NExNet SSL recipe (forward -> (sigmoid image, embedding))."""
+
+    def __init__(self, in_ch=3, gamma=0.9):
+        super().__init__()
+        L = [32, 64, 128, 256, 512]
+        ins = [in_ch] + L[:-1]
+        self.enc = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, L))
+        self.att = nn.ModuleList(DoubleConv(i, o, masa=True, gamma=gamma)
+                                 for i, o in zip(ins[:3], L[:3]))
+        self.bottleneck = _BNConvReLU(512, 1024)
+        dec, prev = [], 1024
+        for w in [512, 256, 128, 64, 32]:
+            dec.append(DoubleConv(prev + w, w))
+            prev = w
+        self.dec = nn.ModuleList(dec)
+        self.head = nn.Conv2d(32, in_ch, 1)
+
+    def embed(self, x):
+        for e in self.enc:
+            x = F.max_pool2d(e(x), 2)
+        return self.bottleneck(x)
+
+    def forward(self, x):
+        skips, h = [], x
+        for l, e in enumerate(self.enc):
+            o = e(h)
+            skips.append(self.att[l](h) if l < len(self.att) else o)
+            h = F.max_pool2d(o, 2)
+        emb = self.bottleneck(h)
+        h = emb
+        for j, d in enumerate(self.dec):
+            h = d(torch.cat([_up2(h), skips[4 - j]], 1))
+        return torch.sigmoid(self.head(h)), emb
+
+
+class NExNetSeg(nn.Module):
+    def __init__(self, in_ch=3, classes=1, gamma=0.9, dropout=0.0, ssl=False, freeze_ae=True):
+        super().__init__()
+        Fs = [32, 64, 128, 256, 256, 512]
+        ins = [in_ch] + Fs[:-1]
+        self.ssl, self.freeze_ae = ssl, freeze_ae
+        self.enc = nn.ModuleList(NExBlock(i, o, gamma) for i, o in zip(ins, Fs))
+        W = [256, 256, 128, 64, 32]
+        skips = [Fs[4], Fs[3], Fs[2], Fs[1], Fs[0]]
+        dec, prev = [], Fs[5] + (1024 if ssl else 0)
+        for j, (w, s) in enumerate(zip(W, skips)):
+            dec.append(DoubleConv(prev + s, w, dropout=dropout if j == 4 else 0.0))
+            prev = w
+        self.dec = nn.ModuleList(dec)
+        self.head = nn.Conv2d(32, classes, 1)
+        self.ae = NExNetAE(in_ch, gamma) if ssl else None
+
+    def forward(self, x):
+        atts, h = [], x
+        for i, blk in enumerate(self.enc):
+            last = i == len(self.enc) - 1
+            y, a = blk(h, need_att=(not last) or self.ssl)
+            atts.append(a)
+            h = y if last else F.max_pool2d(y, 2)
+        if self.ssl:
+            if self.freeze_ae:
+                with torch.no_grad():
+                    emb = self.ae.embed(x)
+            else:
+                emb = self.ae.embed(x)
+            h = torch.cat([atts[5], emb], 1)
+        for j, d in enumerate(self.dec):
+            h = d(torch.cat([_up2(h), atts[4 - j]], 1))
+        return self.head(h)
+
+
+# ----------------------------------------------------------------------------- UNet
+
+class UNet(nn.Module):
+    def __init__(self, in_ch=3, classes=1, bilinear=False):
+        super().__init__()
+        self.bilinear = bilinear
+        f = 2 if bilinear else 1
+        self.enc = nn.ModuleList([DoubleConv(in_ch, 64), DoubleConv(64, 128), DoubleConv(128, 256),
+                                  DoubleConv(256, 512), DoubleConv(512, 1024 // f)])
+        chans = [1024, 512, 256, 128]
+        if bilinear:
+            self.dec = nn.ModuleList(DoubleConv(c, o, mid=c // 2)
+                                     for c, o in zip(chans, [256, 128, 64, 64]))
+        else:
+            self.up = nn.ModuleList(nn.ConvTranspose2d(c, c // 2, 2, stride=2) for c in chans)
+            self.dec = nn.ModuleList(DoubleConv(c, c // 2) for c in chans)
+        self.head = nn.Conv2d(64, classes, 1)
+
+    def forward(self, x):
+        skips, h = [], x
+        for l, e in enumerate(self.enc):
+            h = e(h if l == 0 else F.max_pool2d(h, 2))
+            skips.append(h)
+        for i, d in enumerate(self.dec):
+            s = skips[3 - i]
+            u = _up2(h) if self.bilinear else self.up[i](h)
+            dy, dx = s.shape[2] - u.shape[2], s.shape[3] - u.shape[3]
+            if dy or dx:
+                u = F.pad(u, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+            h = d(torch.cat([s, u], 1))
+        return self.head(h)
+
+
+# ----------------------------------------------------------------------------- registry
+
+EXPECTED_PARAMS = {
+    "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
+    "unet": 31043521, "unet-bilinear": 17267393,
+    "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
+}
+
+
+def build(name, **kw):
+    if name in CMUNEXT_VARIANTS:
+        return CMUNeXt(**CMUNEXT_VARIANTS[name], **kw)
+    if name == "unet":
+        return UNet(bilinear=False, **kw)
+    if name == "unet-bilinear":
+        return UNet(bilinear=True, **kw)
+    if name == "nexnet":
+        return NExNetSeg(ssl=False, **kw)
+    if name == "nexnet-ssl":
+        return NExNetSeg(ssl=True, **kw)
+    if name == "nexnet-ae":
+        return NExNetAE(**kw)
+    raise KeyError(name)
+
+
+def count_params(m):
+    return sum(p.numel() for p in m.parameters())
