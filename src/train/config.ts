@@ -104,14 +104,15 @@ export const RECIPES: Record<string, Partial<TrainConfig>> = {
 
 /** Defaults: a quick demo (about two minutes on two cores) on the built-in synthetic data. */
 export function defaultConfig(): TrainConfig {
+  const model = defaultModelName();
   return {
-    model: defaultModelName(),
+    model,
     modelOptions: {},
-    syntheticCount: 80,
+    syntheticCount: 96,
     size: 96,
     channels: 3,
-    epochs: 6,
-    batch: 8,
+    epochs: model === 'tiny' ? 30 : 12,
+    batch: 4,
     optimizer: 'adam',
     lr: 3e-3,
     momentum: 0.9,
@@ -124,7 +125,7 @@ export function defaultConfig(): TrainConfig {
     plateauPatience: 10,
     clip: 0,
     earlyStop: 0,
-    posWeight: undefined,
+    posWeight: 'auto',
     bceWeight: 1,
     diceWeight: 1,
     augment: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },

@@ -81,12 +81,13 @@ const fmt = (v: number): string => {
 };
 
 /** Draws one panel (axes box, min/max labels, title, legend, lines) into a canvas region. */
-export function drawPanel(cv: Canvas, x0: number, y0: number, w: number, h: number, title: string, series: Series[], logScale = false): void {
+export function drawPanel(cv: Canvas, x0: number, y0: number, w: number, h: number, title: string, series: Series[], logScale = false, range?: [number, number]): void {
   const ax0 = x0 + 70, ay0 = y0 + 22, ax1 = x0 + w - 10, ay1 = y0 + h - 18;
   const tr = (v: number) => (logScale ? Math.log10(Math.max(v, 1e-12)) : v);
   const all = series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)).map(tr));
   let lo = all.length ? Math.min(...all) : 0;
   let hi = all.length ? Math.max(...all) : 1;
+  if (range) [lo, hi] = range;
   if (hi - lo < 1e-12) { hi += 0.5 * (Math.abs(hi) || 1); lo -= 0.5 * (Math.abs(lo) || 1); }
   const n = Math.max(1, ...series.map((s) => s.values.length));
   cv.rect(ax0, ay0, ax1, ay1, [0.3, 0.3, 0.3]);
@@ -130,7 +131,7 @@ export async function plotCurves(file: string, h: { trainLoss: number[]; valLoss
   drawPanel(cv, 0, P, W, P, 'DICE', [
     { label: 'GLOBAL', values: h.dice, color: [0.1, 0.6, 0.1] },
     { label: 'PER IMAGE', values: h.diceImg, color: [0.6, 0.1, 0.6] },
-  ]);
+  ], false, [0, 1]);
   const pos = h.lr.every((v) => v > 0);
   drawPanel(cv, 0, 2 * P, W, P, 'LR', [{ label: 'LR', values: h.lr, color: [0.8, 0.1, 0.1] }], pos && Math.max(...h.lr) / Math.min(...h.lr) > 20);
   await cv.save(file);
