@@ -79,7 +79,7 @@ describe('train: fit', function () {
 
   for (const [name, extra] of [
     ['sgd + poly', {}],
-    ['adam + warmup+plateau + clip + pos_weight auto', { optimizer: 'adam', lr: 0.01, schedule: 'warmup+plateau', warmupEpochs: 1, plateauPatience: 0, clip: 0.5, posWeight: 'auto' }],
+    ['adam + warmup+plateau + clip + pos_weight auto, batch norm + dropout', { modelOptions: { width: 6, bn: true, dropout: 0.2 }, optimizer: 'adam', lr: 0.01, schedule: 'warmup+plateau', warmupEpochs: 1, plateauPatience: 0, clip: 0.5, posWeight: 'auto' }],
   ] as [string, FitOptions][]) {
     it(`resumes exactly (${name}): 2 epochs == 1 epoch, stop, resume 1 epoch`, async () => {
       const a = `full-${name.length}`, b = `resumed-${name.length}`;

@@ -66,11 +66,50 @@ export function checkpointPaths(dir: string, name: string): CheckpointPaths {
   return { model: path.join(dir, `${name}.safetensors`), optim: path.join(dir, `${name}.optim.safetensors`), state: path.join(dir, `${name}.json`) };
 }
 
+/** Writes data to a temporary file next to `file` (fsynced); returns its name. Removes it on failure. */
+function stage(file: string, data: Buffer | string): string {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    return tmp;
+  } catch (e) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Writes the three files of a checkpoint as one transaction as far as a filesystem allows: all
+ * three are first written in full to temporary files (a failure there -- disk full, a crash --
+ * leaves the previous checkpoint untouched and removes the temporaries), then renamed over the
+ * old ones, state JSON last.
+ */
 export function saveCheckpoint(dir: string, name: string, model: Module, optimTensors: Record<string, Tensor>, state: TrainState): CheckpointPaths {
   const p = checkpointPaths(dir, name);
-  writeFileAtomic(p.optim, encodeSafetensors(optimTensors, { format: 'scalpel-optim', tag: state.tag }));
-  writeFileAtomic(p.model, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: state.tag, scalpel: JSON.stringify(state.model) }));
-  writeFileAtomic(p.state, JSON.stringify(state, null, 1) + '\n');
+  const staged: [string, string][] = [];
+  try {
+    staged.push([stage(p.optim, encodeSafetensors(optimTensors, { format: 'scalpel-optim', tag: state.tag })), p.optim]);
+    staged.push([stage(p.model, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: state.tag, scalpel: JSON.stringify(state.model) })), p.model]);
+    staged.push([stage(p.state, JSON.stringify(state, null, 1) + '\n'), p.state]);
+  } catch (e) {
+    for (const [tmp] of staged) fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  for (const [tmp, file] of staged) fs.renameSync(tmp, file);
+  try {
+    const dfd = fs.openSync(dir, 'r');
+    fs.fsyncSync(dfd);
+    fs.closeSync(dfd);
+  } catch {
+    // fsync on a directory is not supported everywhere; the renames are still atomic.
+  }
   return p;
 }
 

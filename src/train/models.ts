@@ -3,7 +3,7 @@
  * present, plus two tiny built-in networks made only of Conv2d + ReLU ('tiny' for segmentation,
  * 'tiny-ae' for the denoising-pretraining path) that tests and the default demo can always use.
  */
-import { Module, Sequential, Conv2d, ConvTranspose2d, ReLU, Sigmoid } from '../nn';
+import { Module, Sequential, Conv2d, ConvTranspose2d, ReLU, Sigmoid, BatchNorm2d, Dropout2d } from '../nn';
 import { UserError } from './errors';
 
 export type ModelOptions = Record<string, unknown>;
@@ -39,9 +39,13 @@ export function tinySegNet(opts: ModelOptions = {}): Module {
   const inCh = Number(opts.inChannels ?? 3);
   const w = Number(opts.width ?? 16);
   const out = Number(opts.numClasses ?? 1);
+  // Options bn / dropout add a BatchNorm2d and a Dropout2d (used by tests of resumable state).
+  const extra: Module[] = [];
+  if (opts.bn) extra.push(new BatchNorm2d(2 * w));
+  if (opts.dropout) extra.push(Dropout2d(Number(opts.dropout)));
   return new Sequential(
     new Conv2d(inCh, w, 3, { padding: 1 }), ReLU(),
-    new Conv2d(w, 2 * w, 3, { stride: 2, padding: 1 }), ReLU(),
+    new Conv2d(w, 2 * w, 3, { stride: 2, padding: 1 }), ...extra, ReLU(),
     new Conv2d(2 * w, 2 * w, 3, { stride: 2, padding: 1 }), ReLU(),
     new Conv2d(2 * w, 2 * w, 3, { padding: 2, dilation: 2 }), ReLU(),
     new Conv2d(2 * w, 2 * w, 3, { padding: 4, dilation: 4 }), ReLU(),
