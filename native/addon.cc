@@ -5,6 +5,7 @@
 #define NAPI_VERSION 8
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -165,32 +166,61 @@ void parse_attrs(const Napi::Object& o, Attrs& at) {
   }
 }
 
-// run(kernel, backend, inputs, outputs, attrs)
-Napi::Value Run(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
-  const Backend be = parse_backend(env, info[1]);
-  KernelFn fn = KernelRegistry::find(name, be);
-  if (!fn) throw err(env, "kernel '" + name + "' is not implemented on " + (be == Backend::cpu ? "cpu" : "cuda"));
+struct ParsedCall {
+  std::string name;
+  Backend be;
+  KernelFn fn;
   std::vector<TArg> in, out;
+  Attrs attrs;
+};
+
+ParsedCall parse_call(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ParsedCall c;
+  c.name = info[0].As<Napi::String>().Utf8Value();
+  c.be = parse_backend(env, info[1]);
+  c.fn = KernelRegistry::find(c.name, c.be);
+  if (!c.fn) throw err(env, "kernel '" + c.name + "' is not implemented on " + (c.be == Backend::cpu ? "cpu" : "cuda"));
   Napi::Array ins = info[2].As<Napi::Array>(), outs = info[3].As<Napi::Array>();
   std::string why;
   for (uint32_t i = 0; i < ins.Length(); ++i) {
-    in.emplace_back();
-    if (!parse_targ(env, ins.Get(i), in.back(), be, why)) throw err(env, name + ": input " + std::to_string(i) + ": " + why);
+    c.in.emplace_back();
+    if (!parse_targ(env, ins.Get(i), c.in.back(), c.be, why)) throw err(env, c.name + ": input " + std::to_string(i) + ": " + why);
   }
   for (uint32_t i = 0; i < outs.Length(); ++i) {
-    out.emplace_back();
-    if (!parse_targ(env, outs.Get(i), out.back(), be, why)) throw err(env, name + ": output " + std::to_string(i) + ": " + why);
+    c.out.emplace_back();
+    if (!parse_targ(env, outs.Get(i), c.out.back(), c.be, why)) throw err(env, c.name + ": output " + std::to_string(i) + ": " + why);
   }
-  Attrs at;
-  if (info.Length() > 4 && info[4].IsObject()) parse_attrs(info[4].As<Napi::Object>(), at);
+  if (info.Length() > 4 && info[4].IsObject()) parse_attrs(info[4].As<Napi::Object>(), c.attrs);
+  return c;
+}
+
+// run(kernel, backend, inputs, outputs, attrs)
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ParsedCall c = parse_call(info);
   try {
-    fn(in, out, at);
+    c.fn(c.in, c.out, c.attrs);
   } catch (const std::exception& e) {
-    throw err(env, name + ": " + e.what());
+    throw err(env, c.name + ": " + e.what());
   }
   return env.Undefined();
+}
+
+// timeKernel(kernel, backend, inputs, outputs, attrs, iters) -> ms per call (benchmarks; CUDA
+// events on the GPU).
+Napi::Value TimeKernel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ParsedCall c = parse_call(info);
+  const int iters = std::max(1, info[5].As<Napi::Number>().Int32Value());
+  double ms = 0;
+  try {
+    c.fn(c.in, c.out, c.attrs);  // warm-up
+    ms = allocator(c.be).memory()->time_ms([&] { c.fn(c.in, c.out, c.attrs); }, iters);
+  } catch (const std::exception& e) {
+    throw err(env, c.name + ": " + e.what());
+  }
+  return Napi::Number::New(env, ms);
 }
 
 Napi::Value Kernels(const Napi::CallbackInfo& info) {
@@ -258,6 +288,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyOut", Napi::Function::New(env, CopyOut));
   exports.Set("hostView", Napi::Function::New(env, HostView));
   exports.Set("run", Napi::Function::New(env, Run));
+  exports.Set("timeKernel", Napi::Function::New(env, TimeKernel));
   exports.Set("kernels", Napi::Function::New(env, Kernels));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("memory", Napi::Function::New(env, Memory));

@@ -12,6 +12,8 @@ export interface NativeAddon {
   copyOut(handle: unknown, byteOffset: number, nbytes: number): ArrayBuffer;
   hostView(handle: unknown): ArrayBuffer;
   run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
+  /** Milliseconds per call over `iters` calls (CUDA events on the GPU). For benchmarks. */
+  timeKernel(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>, iters: number): number;
   kernels(backend: number): string[];
   backendInfo(backend: number): { available: boolean; emulated: boolean; deviceCount: number; deviceName: string; reason: string };
   memory(backend: number): { storages?: number; bytesInUse?: number; bytesCached?: number; peakBytesInUse?: number };

@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -24,6 +25,15 @@ class HostMemory final : public DeviceMemory {
 CachingAllocator* g_alloc[2] = {new CachingAllocator(new HostMemory()), nullptr};
 
 }  // namespace
+
+double DeviceMemory::time_ms(const std::function<void()>& fn, int iters) {
+  synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) fn();
+  synchronize();
+  const auto t1 = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::milli>(t1 - t0).count() / iters;
+}
 
 size_t CachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) return 64;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -33,6 +34,9 @@ class DeviceMemory {
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Milliseconds per call of fn over `iters` calls, timed the way the device measures best
+  // (host clock here; CUDA events on the GPU backend).
+  virtual double time_ms(const std::function<void()>& fn, int iters);
 };
 
 class CachingAllocator {

@@ -22,6 +22,21 @@ class CudaMemory final : public DeviceMemory {
   void copy_to_host(void* d, const void* s, size_t n) override { SC_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost)); }
   void copy_device(void* d, const void* s, size_t n) override { SC_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToDevice)); }
   void synchronize() override { SC_CUDA_CHECK(cudaDeviceSynchronize()); }
+  double time_ms(const std::function<void()>& fn, int iters) override {
+    // CUDA events on the default stream time the kernels themselves, not the host loop.
+    cudaEvent_t a, b;
+    SC_CUDA_CHECK(cudaEventCreate(&a));
+    SC_CUDA_CHECK(cudaEventCreate(&b));
+    SC_CUDA_CHECK(cudaEventRecord(a, 0));
+    for (int i = 0; i < iters; ++i) fn();
+    SC_CUDA_CHECK(cudaEventRecord(b, 0));
+    SC_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    SC_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    (void)cudaEventDestroy(a);
+    (void)cudaEventDestroy(b);
+    return ms / iters;
+  }
 };
 
 BackendStatus cuda_init() {

@@ -94,6 +94,8 @@ def model_fixture(name, out_dir):
         "of shape [1,3,64,64], x[i] = float32(sin(0.37*i)*0.5 + 0.5) over the flat index i "
         "(float64 math). 'output' = the logits (row-major), 'stats' over the output in float64.",
         "model": name,
+        "build_kwargs": ({"gamma": 0.9, "dropout": 0.0, "masa": "decomposed"}
+                         if name.startswith("nexnet") else {}),
         "params": models.count_params(m),
         "state_dict_entries": len(m.state_dict()),
         "input": {"shape": [1, 3, 64, 64], "formula": "sin(0.37*i)*0.5+0.5"},
