@@ -78,3 +78,79 @@ inline void check_launch(const char* what) {
 
 }  // namespace cu
 }  // namespace sc
+
+// ---- Strided geometry (added for the elementwise / reduce kernels) ---------------------------
+// Shapes and per-operand strides travel to kernels by value in a small struct. Device code only
+// indexes the arrays inside loops unrolled over kMaxDims, so every index is a compile-time
+// constant (no local-memory copy of the parameter struct).
+namespace sc {
+namespace cu {
+
+template <int N>
+struct Geom {
+  int ndim;
+  int64_t shape[kMaxDims];
+  int64_t st[N][kMaxDims];
+};
+
+// Offsets of linear index i (row-major over g.shape) in each of the N operands.
+template <int N>
+__device__ __forceinline__ void geom_offsets(const Geom<N>& g, int64_t i, int64_t* off) {
+  SC_UNROLL for (int k = 0; k < N; ++k) off[k] = 0;
+  SC_UNROLL for (int d = kMaxDims - 1; d >= 0; --d) {
+    if (d < g.ndim) {
+      const int64_t s = g.shape[d];
+      const int64_t q = i / s, r = i - q * s;
+      SC_UNROLL for (int k = 0; k < N; ++k) off[k] += r * g.st[k][d];
+      i = q;
+    }
+  }
+}
+
+// Builds the iteration geometry over `shape` (ndim dims) for N operands whose strides are given
+// right-aligned to that shape (an operand with fewer dims is broadcast over the leading ones).
+// Size-1 dimensions are dropped and dimensions contiguous in every operand are merged.
+template <int N>
+inline Geom<N> make_geom(int ndim, const int64_t* shape, const TArg* const* ops) {
+  int64_t shp[kMaxDims];
+  int64_t st[N][kMaxDims];
+  int nd = 0;
+  for (int d = 0; d < ndim; ++d) {
+    if (shape[d] == 1) continue;
+    shp[nd] = shape[d];
+    for (int k = 0; k < N; ++k) {
+      const int dd = d + (ops[k]->ndim - ndim);
+      st[k][nd] = dd >= 0 ? ops[k]->strides[dd] : 0;
+    }
+    ++nd;
+  }
+  Geom<N> g{};
+  if (nd == 0) {
+    g.ndim = 1;
+    g.shape[0] = 1;
+    for (int k = 0; k < N; ++k) g.st[k][0] = 0;
+    return g;
+  }
+  g.ndim = 0;
+  for (int d = 0; d < nd; ++d) {
+    if (g.ndim > 0) {
+      bool merge = true;
+      for (int k = 0; k < N; ++k)
+        if (g.st[k][g.ndim - 1] != st[k][d] * shp[d]) merge = false;
+      if (merge) {
+        g.shape[g.ndim - 1] *= shp[d];
+        for (int k = 0; k < N; ++k) g.st[k][g.ndim - 1] = st[k][d];
+        continue;
+      }
+    }
+    g.shape[g.ndim] = shp[d];
+    for (int k = 0; k < N; ++k) g.st[k][g.ndim] = st[k][d];
+    ++g.ndim;
+  }
+  return g;
+}
+
+inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace cu
+}  // namespace sc
