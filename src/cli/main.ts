@@ -90,6 +90,7 @@ function trainOptions(cmd: Command): Command {
     .option('--seed <n>', 'random seed (runs with the same seed are identical)', int('--seed'))
     .option('--out <dir>', 'run folder (checkpoints, logs, plots)')
     .option('--workers <n>', 'data-loading worker threads', int('--workers'))
+    .addOption(new Option('--device <name>', 'compute device').choices(['cpu', 'cuda']))
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
@@ -129,6 +130,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     seed: o.seed as number | undefined,
     out: o.out as string | undefined,
     workers: o.workers as number | undefined,
+    device: o.device as 'cpu' | 'cuda' | undefined,
     syntheticCount: o.syntheticCount as number | undefined,
     resume: o.resume as string | undefined,
     hd95: o.hd95 as boolean | undefined,

@@ -47,6 +47,8 @@ export interface TrainConfig {
   seed: number;
   out: string;
   workers: number;
+  /** 'cpu' (default) or 'cuda'. */
+  device: 'cpu' | 'cuda';
   /** Resume from a run folder or a state JSON (last.json / best.json). */
   resume?: string;
   /** Compute HD95 during validation (slower). */
@@ -133,6 +135,7 @@ export function defaultConfig(): TrainConfig {
     seed: 0,
     out: 'runs/train',
     workers: 1,
+    device: 'cpu',
     hd95: false,
     overlays: 4,
     verbose: true,
@@ -168,6 +171,7 @@ export function validateConfig(c: TrainConfig): void {
   posInt('workers', 0);
   posInt('overlays', 0);
   if (!Number.isInteger(c.seed)) throw new UserError(`invalid seed: expected an integer, got ${c.seed}`);
+  if (c.device !== 'cpu' && c.device !== 'cuda') throw new UserError(`invalid device '${c.device}' (expected cpu or cuda)`);
   if (c.channels !== 1 && c.channels !== 3) throw new UserError(`invalid channels: expected 1 or 3, got ${c.channels}`);
   if (!['sgd', 'adam', 'adamw'].includes(c.optimizer)) throw new UserError(`invalid optimizer '${c.optimizer}' (expected sgd, adam or adamw)`);
   if (!SCHEDULES.includes(c.schedule)) throw new UserError(`invalid schedule '${c.schedule}' (expected one of ${SCHEDULES.join(', ')})`);

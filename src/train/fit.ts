@@ -59,7 +59,7 @@ export interface FitResult {
 const tidy = <T>(fn: () => T): T => tidyWith(fn, isTensor);
 
 /** Keys of TrainConfig a resumed run may change (everything else comes from the checkpoint). */
-const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'workers', 'progress', 'verbose', 'overlays', 'hd95'] as const;
+const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'workers', 'progress', 'verbose', 'overlays', 'hd95', 'device'] as const;
 
 export async function ensureSyntheticData(dir: string, count: number, size: number): Promise<string> {
   const marker = path.join(dir, '.complete');
@@ -208,6 +208,7 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
   manualSeed(cfg.seed);
   const modelOptions = { inChannels: cfg.channels, ...cfg.modelOptions };
   const model = createModel(cfg.model, modelOptions);
+  if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);
 
@@ -283,8 +284,9 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
   };
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
-    if (task === 'autoencoder') return [tensor(noisy(b.images, noiseStd, dataRng), shape), tensor(b.images, shape)];
-    return [tensor(b.images, shape), tensor(b.masks, [b.size, 1, b.height, b.width])];
+    const dev = { device: cfg.device };
+    if (task === 'autoencoder') return [tensor(noisy(b.images, noiseStd, dataRng), shape, dev), tensor(b.images, shape, dev)];
+    return [tensor(b.images, shape, dev), tensor(b.masks, [b.size, 1, b.height, b.width], dev)];
   };
 
   const paths = { best: checkpointPaths(outDir, 'best'), last: checkpointPaths(outDir, 'last') };
@@ -455,7 +457,8 @@ export function predictMask(model: Module, image: Float32Array, channels: number
     const n = h * w;
     for (let c = 0; c < channels; c++) for (let i = 0; i < n; i++) x[c * n + i] = (x[c * n + i] - normalize.mean[c]) / normalize.std[c];
   }
-  const logits = noGrad(() => tidy(() => (model.forward(tensor(x, [1, channels, h, w])) as Tensor).toArray() as Float32Array));
+  const device = model.parameters()[0]?.device ?? 'cpu';
+  const logits = noGrad(() => tidy(() => (model.forward(tensor(x, [1, channels, h, w], { device })) as Tensor).toArray() as Float32Array));
   const out = new Uint8Array(h * w);
   for (let i = 0; i < out.length; i++) out[i] = logits[i] > 0 ? 1 : 0;
   return out;
