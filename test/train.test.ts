@@ -96,6 +96,17 @@ describe('train: fit', function () {
     });
   }
 
+  it('pretrains a denoising autoencoder and trains an SSL model on its frozen weights', async () => {
+    await fit(base('ae', { model: 'tiny-ae', modelOptions: { width: 4 }, task: 'autoencoder', normalize: 'none', optimizer: 'adam', lr: 1e-3, schedule: 'constant', epochs: 1, overlays: 0 }));
+    const ae = weights(path.join(tmp, 'ae', 'best.safetensors'));
+    const st = JSON.parse(fs.readFileSync(path.join(tmp, 'ae', 'last.json'), 'utf8'));
+    assert.equal(st.model.task, 'autoencoder');
+    assert.ok(Number.isFinite(st.history[0].mse));
+    await fit(base('ssl', { model: 'tiny-ssl', modelOptions: { width: 4, aeWidth: 4 }, encoder: path.join(tmp, 'ae', 'best.safetensors'), freezeEncoder: true, epochs: 1, overlays: 0 }));
+    const ssl = weights(path.join(tmp, 'ssl', 'last.safetensors'));
+    for (const [k, v] of Object.entries(ae)) assert.ok(Buffer.from(ssl[`autoencoder.${k}`].buffer).equals(Buffer.from(v.buffer)), `frozen ${k}`);
+  });
+
   describe('atomic checkpoints', () => {
     // Makes fs.writeSync fail half-way through writing any file whose name matches `re`.
     function failWrites(re: RegExp): () => void {

@@ -155,9 +155,8 @@ export function buildProgram(): Command {
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
     .action(async (o: Record<string, unknown>) => {
       const opts = toFitOptions(o);
-      if (o.encoder !== undefined || o.freezeEncoder) {
-        opts.modelOptions = { ...(opts.modelOptions ?? {}), ...(o.encoder !== undefined ? { encoder: path.resolve(String(o.encoder)) } : {}), ...(o.freezeEncoder ? { freezeEncoder: true } : {}) };
-      }
+      if (o.encoder !== undefined) opts.encoder = path.resolve(String(o.encoder));
+      if (o.freezeEncoder) opts.freezeEncoder = true;
       if (opts.out === undefined && opts.resume === undefined) opts.out = path.join('runs', `${opts.recipe ?? 'train'}-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
       await fit(opts);
     });

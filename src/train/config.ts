@@ -11,6 +11,10 @@ export interface TrainConfig {
   /** Model name for createModel / sc.models.create, and its options. */
   model: string;
   modelOptions: ModelOptions;
+  /** Pretrained autoencoder checkpoint (from `pretrain`) loaded into the matching sub-module (nexnet-ssl). */
+  encoder?: string;
+  /** Freeze the loaded autoencoder's parameters. */
+  freezeEncoder?: boolean;
   /** Dataset root; omitted = the built-in synthetic dataset (generated into `<out>/data`, or syntheticDir). */
   data?: string;
   syntheticDir?: string;

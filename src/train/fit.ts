@@ -164,6 +164,26 @@ function writeLogs(outDir: string, history: EpochRecord[]): void {
 }
 
 /**
+ * Loads a pretrained autoencoder checkpoint into the sub-module of `model` whose state-dict keys
+ * are exactly the checkpoint's (e.g. nexnet-ssl's autoencoder), and optionally freezes it.
+ */
+function attachEncoder(model: Module, cfg: TrainConfig, load: boolean, log: (l: string) => void): void {
+  if (cfg.encoder === undefined) throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
+  const { weights, meta } = loadModelFile(path.resolve(cfg.encoder));
+  try {
+    const keys = Object.keys(weights).sort().join('\n');
+    const target = model.namedModules().find(([name, m]) => name !== '' && Object.keys(m.stateDict()).sort().join('\n') === keys);
+    if (!target) throw new UserError(`${cfg.encoder}: no sub-module of ${cfg.model} matches this ${meta.model} checkpoint (${Object.keys(weights).length} tensors)`);
+    const [name, sub] = target;
+    if (load) sub.loadStateDict(weights);
+    if (cfg.freezeEncoder) sub.requiresGrad_(false);
+    if (cfg.verbose && load) log(`loaded pretrained ${meta.model} (epoch ${meta.epoch}) into ${cfg.model}.${name}${cfg.freezeEncoder ? ' (frozen)' : ''}`);
+  } finally {
+    Object.values(weights).forEach((t) => t.dispose());
+  }
+}
+
+/**
  * BatchNorm2d counts its training batches in a private field and writes it to the
  * num_batches_tracked buffer; after loading a checkpoint the field must continue from the buffer.
  */
@@ -208,6 +228,7 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
   manualSeed(cfg.seed);
   const modelOptions = { inChannels: cfg.channels, ...cfg.modelOptions };
   const model = createModel(cfg.model, modelOptions);
+  if (cfg.encoder !== undefined || cfg.freezeEncoder) attachEncoder(model, cfg, !resumed, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);

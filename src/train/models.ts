@@ -5,6 +5,7 @@
  */
 import { Module, Sequential, Conv2d, ConvTranspose2d, ReLU, Sigmoid, BatchNorm2d, Dropout2d } from '../nn';
 import { UserError } from './errors';
+import type { Tensor } from '../tensor';
 
 export type ModelOptions = Record<string, unknown>;
 
@@ -62,7 +63,21 @@ export function tinyAutoencoder(opts: ModelOptions = {}): Module {
   return new Sequential(new Conv2d(inCh, width, 3, { padding: 1 }), ReLU(), new Conv2d(width, width, 3, { padding: 2, dilation: 2 }), ReLU(), new Conv2d(width, inCh, 1), Sigmoid());
 }
 
-const BUILTIN: Record<string, (opts: ModelOptions) => Module> = { tiny: tinySegNet, 'tiny-ae': tinyAutoencoder };
+/** 'tiny-ssl': a tiny-ae (sub-module 'autoencoder') whose output feeds a tiny segmentation net; for SSL tests. */
+class TinySsl extends Module {
+  readonly autoencoder: Module;
+  readonly seg: Module;
+  constructor(opts: ModelOptions) {
+    super();
+    this.autoencoder = this.add('autoencoder', tinyAutoencoder({ inChannels: opts.inChannels, width: opts.aeWidth }));
+    this.seg = this.add('seg', tinySegNet(opts));
+  }
+  forward(x: Tensor): Tensor {
+    return this.seg.forward(this.autoencoder.forward(x) as Tensor) as Tensor;
+  }
+}
+
+const BUILTIN: Record<string, (opts: ModelOptions) => Module> = { tiny: tinySegNet, 'tiny-ae': tinyAutoencoder, 'tiny-ssl': (o) => new TinySsl(o) };
 
 export function modelNames(): string[] {
   const api = modelsApi();
