@@ -5,11 +5,14 @@ import { tidyWith } from './tensor/scope';
 import * as F from './nn/functional';
 import * as nn from './nn';
 import * as optim from './nn/optim-index';
+import * as models from './models';
 
 export * from './tensor';
 export { noGrad, enableGrad, isGradEnabled, detach, backward } from './autograd/engine';
 export { gradcheck } from './autograd/gradcheck';
-export { F, nn, optim };
+export { F, nn, optim, models };
+export { summary, formatSummary } from './nn/summary';
+export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors, writeFileAtomic } from './nn/safetensors';
 
 /**

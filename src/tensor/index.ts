@@ -9,5 +9,5 @@ export { manualSeed, Generator, defaultGenerator } from './random';
 export { memory, emptyCache } from './storage';
 export type { MemoryInfo } from './storage';
 export { keep } from './scope';
-export { opTable, defineOp, apply, apply1, applyInto } from './op';
+export { opTable, defineOp, apply, apply1, applyInto, timeOp, observeOps } from './op';
 export type { OpDef } from './op';

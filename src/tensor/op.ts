@@ -2,7 +2,7 @@
 // (shape and dtype inference with errors that name the problem), its forward runs a native
 // kernel registered under the same name on every backend (or a custom forward for views and
 // multi-kernel ops), and its backward composes other ops or calls dedicated backward kernels.
-import { native } from '../native';
+import { native, TArgSpec } from '../native';
 import { DEVICE_IDS } from './device';
 import { DType } from './dtype';
 import { isGradEnabled } from './grad-mode';
@@ -58,7 +58,7 @@ export function opTable(): ReadonlyMap<string, OpDef> {
 }
 
 /** The argument tuple for a view expanded (broadcast) to `shape`. */
-function broadcastArg(t: Tensor, shape: number[]): ReturnType<Tensor['nativeArg']> {
+function broadcastArg(t: Tensor, shape: number[]): TArgSpec {
   const nd = shape.length;
   const strides = new Array<number>(nd).fill(0);
   for (let i = 0; i < t.ndim; i++) {
@@ -69,8 +69,8 @@ function broadcastArg(t: Tensor, shape: number[]): ReturnType<Tensor['nativeArg'
   return [a[0], a[1], a[2], shape, strides];
 }
 
-/** Runs a registered kernel on the inputs' device with the layout rules of the op. */
-export function runKernel(op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs): void {
+/** Converts inputs per the op's layout rules and calls fn with the native arguments. */
+function withKernelArgs<R>(op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs, fn: (kernel: string, device: number, ins: TArgSpec[], outs: TArgSpec[], kattrs: Attrs) => R): R {
   const device = (inputs[0] ?? outputs[0]).device;
   const layout = op.inputLayout ?? 'contiguous';
   const temps: Tensor[] = [];
@@ -83,9 +83,29 @@ export function runKernel(op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs:
       return c.nativeArg();
     });
     const kattrs = op.kernelAttrs ? op.kernelAttrs(attrs as never, inputs, outputs) : attrs;
-    native.run(op.kernel ?? op.name, DEVICE_IDS[device], ins, outputs.map((t) => t.nativeArg()), kattrs);
+    return fn(op.kernel ?? op.name, DEVICE_IDS[device], ins, outputs.map((t) => t.nativeArg()), kattrs);
   } finally {
     for (const t of temps) t.dispose();
+  }
+}
+
+/** Runs a registered kernel on the inputs' device with the layout rules of the op. */
+export function runKernel(op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs): void {
+  withKernelArgs(op, inputs, outputs, attrs, (k, d, ins, outs, ka) => native.run(k, d, ins, outs, ka));
+}
+
+/**
+ * Benchmarks: milliseconds per call of the op's kernel (CUDA events on the GPU, the host clock
+ * on the CPU), on outputs allocated from infer(). Ops with a custom forward are not timed here.
+ */
+export function timeOp<A extends Attrs>(op: OpDef<A>, inputs: Tensor[], attrs: A, iters = 10): number {
+  if (!op.infer) throw new Error(`timeOp: '${op.name}' has a custom forward; time its kernels directly`);
+  checkInputs(op as OpDef, inputs);
+  const outs = op.infer(inputs, attrs).map((s) => Tensor.empty(s.shape, s.dtype, inputs[0].device));
+  try {
+    return withKernelArgs(op as OpDef, inputs, outs, attrs, (k, d, ins, o, ka) => native.timeKernel(k, d, ins, o, ka, iters));
+  } finally {
+    outs.forEach((t) => t.dispose());
   }
 }
 

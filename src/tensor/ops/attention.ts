@@ -34,6 +34,8 @@ export const decayAttentionOp = defineOp<DecayAttentionAttrs>({
     checkAttention(inputs, attrs);
     return [{ shape: inputs[0].shape.slice(), dtype: inputs[0].dtype }];
   },
+  // q k^T (B*L*L*D) and A v (B*L*L*D); softmax and the decay product are not counted.
+  macs: ([q]) => 2 * q.shape[0] * q.shape[1] * q.shape[1] * q.shape[2],
   backward({ inputs, attrs }, [g]) {
     if (!g) return [null, null, null];
     return apply(decayAttentionBackwardOp, [...inputs, g], attrs).map((t, i) => (inputs[i].requiresGrad ? t : null));

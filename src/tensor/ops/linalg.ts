@@ -21,6 +21,8 @@ export const bmmOp = defineOp<BmmAttrs>({
     return [{ shape: [B, M, N], dtype: a.dtype }];
   },
   kernelAttrs: ({ transA, transB }) => ({ transA: transA ? 1 : 0, transB: transB ? 1 : 0 }),
+  // B*M*N*K: out [B, M, N], each element a K-long dot product.
+  macs: ([a], [y], { transA }) => y.size * (transA ? a.shape[1] : a.shape[2]),
   backward({ inputs: [a, b], attrs: { transA: tA, transB: tB } }, [g]) {
     if (!g) return [null, null];
     const ga = a.requiresGrad ? (tA ? bmm(b, g, tB, true) : bmm(g, b, false, !tB)) : null;

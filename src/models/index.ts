@@ -1,0 +1,100 @@
+// sc.models: the segmentation networks by name.
+import { Module } from '../nn/module';
+import { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
+import { NExNetAE, NExNetSeg } from './nexnet';
+import { UNet } from './unet';
+import { UNetPlusPlus } from './unetpp';
+
+export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
+export type { CMUNeXtConfig } from './cmunext';
+export { NExNetSeg, NExNetAE, NExBlock } from './nexnet';
+export type { NExNetOptions, NExNetSegOptions } from './nexnet';
+export { UNet } from './unet';
+export type { UNetOptions } from './unet';
+export { UNetPlusPlus } from './unetpp';
+export type { UNetPPOptions } from './unetpp';
+export { DoubleConv, MaSA, TPEN, Residual } from './blocks';
+
+export interface CreateOptions {
+  inChannels?: number;
+  numClasses?: number;
+  /** unetpp: four supervised heads. */
+  deepSupervision?: boolean;
+  /** nexnet*: MaSA decay gamma (0.9). */
+  gamma?: number;
+  /** nexnet, nexnet-ssl: Dropout2d on the last decoder stage (0). */
+  dropout?: number;
+  /** nexnet*: decomposed MaSA (true) or the full O((HW)^2) form. */
+  decomposed?: boolean;
+  /** nexnet, nexnet-ssl: T-PEN expansion order (3). */
+  tpenOrder?: number;
+  /** nexnet-ssl: freeze the attached autoencoder (true). */
+  freezeEncoder?: boolean;
+}
+
+export interface ModelInfo {
+  name: string;
+  description: string;
+  /** Default input [C, H, W]. */
+  inputSize: [number, number, number];
+  /** Extra options the model accepts besides inChannels and numClasses. */
+  options: string[];
+}
+
+interface Entry extends ModelInfo {
+  build(o: Required<Pick<CreateOptions, 'inChannels' | 'numClasses'>> & CreateOptions): Module;
+}
+
+const NEX = ['gamma', 'dropout', 'decomposed', 'tpenOrder'];
+const REGISTRY: Entry[] = [
+  { name: 'unet', description: 'UNet, 64 base filters, transposed-conv upsampling (31.04 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: false }) },
+  { name: 'unet-bilinear', description: 'UNet, 64 base filters, bilinear upsampling, halved bottleneck (17.27 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: true }) },
+  { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision }) },
+  { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
+  { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
+  { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },
+  { name: 'nexnet', description: 'NExNet Seg: NEx blocks with T-PEN and decomposed MaSA (17.04 M params)', inputSize: [3, 224, 224], options: NEX, build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, NEX), ssl: false }) },
+  { name: 'nexnet-ae', description: 'NExNet denoising U-Net autoencoder for SSL pretraining (22.37 M params; output = sigmoid image)', inputSize: [3, 224, 224], options: ['gamma', 'decomposed'], build: (o) => new NExNetAE(o.inChannels, pick(o, ['gamma', 'decomposed'])) },
+  { name: 'nexnet-ssl', description: 'NExNet Seg with the autoencoder attached, encoder frozen by default (41.76 M params)', inputSize: [3, 224, 224], options: [...NEX, 'freezeEncoder'], build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, [...NEX, 'freezeEncoder']), ssl: true }) },
+];
+
+function pick(o: CreateOptions, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if ((o as Record<string, unknown>)[k] !== undefined) out[k] = (o as Record<string, unknown>)[k];
+  return out;
+}
+
+const positiveInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
+  inChannels: [positiveInt, 'a positive integer'],
+  numClasses: [positiveInt, 'a positive integer'],
+  deepSupervision: [(v) => typeof v === 'boolean', 'a boolean'],
+  gamma: [(v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1, 'a number in [0, 1]'],
+  dropout: [(v) => typeof v === 'number' && v >= 0 && v < 1, 'a number in [0, 1)'],
+  decomposed: [(v) => typeof v === 'boolean', 'a boolean'],
+  tpenOrder: [(v) => positiveInt(v) && (v as number) <= 5, 'an integer in 1..5'],
+  freezeEncoder: [(v) => typeof v === 'boolean', 'a boolean'],
+};
+
+/** The available models: name, one-line description, default input size and extra options. */
+export function list(): ModelInfo[] {
+  return REGISTRY.map(({ name, description, inputSize, options }) => ({ name, description, inputSize: [...inputSize] as [number, number, number], options: [...options] }));
+}
+
+/**
+ * Builds a model by name with PyTorch-default random initialisation:
+ * create('cmunext-s', { inChannels: 3, numClasses: 1 }).
+ */
+export function create(name: string, options: CreateOptions = {}): Module {
+  const entry = REGISTRY.find((e) => e.name === name);
+  if (!entry) throw new Error(`models.create: unknown model ${JSON.stringify(name)}; valid names: ${REGISTRY.map((e) => e.name).join(', ')}`);
+  if (options === null || typeof options !== 'object') throw new Error(`models.create('${name}'): options must be an object`);
+  const allowed = ['inChannels', 'numClasses', ...entry.options];
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined) continue;
+    if (!allowed.includes(k)) throw new Error(`models.create('${name}'): unknown option '${k}'; valid options: ${allowed.join(', ')}`);
+    const [ok, what] = CHECKS[k];
+    if (!ok(v)) throw new Error(`models.create('${name}'): option '${k}' must be ${what}, got ${JSON.stringify(v)}`);
+  }
+  return entry.build({ ...options, inChannels: options.inChannels ?? 3, numClasses: options.numClasses ?? 1 });
+}

@@ -1,0 +1,423 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as sc from '../src';
+
+const FIX = path.resolve(__dirname, 'fixtures');
+const REF = path.resolve(__dirname, '../../shared/reference');
+const HEAVY = process.env.SCALPEL_HEAVY_TESTS === '1';
+
+const EXPECTED: Record<string, number> = {
+  'cmunext-s': 417505, cmunext: 3149185, 'cmunext-l': 8286721,
+  unet: 31043521, 'unet-bilinear': 17267393,
+  nexnet: 17036999, 'nexnet-ae': 22367619, 'nexnet-ssl': 41763914,
+};
+
+/** Parses a "name [d0, d1, ...]" state-dict list (lines starting with '#' are comments). */
+function readParamsList(file: string): { total: number | null; entries: [string, number[]][] } {
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const m = /(\d+) trainable parameters/.exec(lines[0] ?? '');
+  const entries: [string, number[]][] = [];
+  for (const l of lines) {
+    const t = l.trim();
+    if (!t || t.startsWith('#')) continue;
+    const mm = /^(\S+)\s+\[(.*)\]$/.exec(t);
+    assert.ok(mm, `cannot parse line '${t}' of ${file}`);
+    entries.push([mm[1], mm[2].trim() ? mm[2].split(',').map((s) => Number(s.trim())) : []]);
+  }
+  return { total: m ? Number(m[1]) : null, entries };
+}
+
+function stateList(m: sc.nn.Module): [string, number[]][] {
+  return Object.entries(m.stateDict()).map(([k, t]) => [k, t.shape.slice()]);
+}
+
+/** det_init of tools/pytorch/detinit.py, exactly. */
+function detInit(m: sc.nn.Module): void {
+  const sd = m.stateDict();
+  Object.entries(sd).forEach(([name, t], p) => {
+    if (name.endsWith('num_batches_tracked') || (t.dtype !== 'float32' && t.dtype !== 'float64')) return;
+    const n = t.size;
+    const v = new Float32Array(n);
+    const fanIn = t.ndim >= 2 ? n / t.shape[0] : 1;
+    const scale = 1 / Math.sqrt(fanIn);
+    for (let i = 0; i < n; i++) {
+      const s = Math.sin((0.7 * i + 1.3 * p) + 0.1);
+      let x: number;
+      if (name.endsWith('.running_mean')) x = 0.05 * s;
+      else if (name.endsWith('.running_var')) x = 1 + 0.5 * (s * s);
+      else if (t.ndim >= 2) x = scale * s;
+      else if (t.ndim === 1 && name.endsWith('.weight')) x = 1 + 0.1 * s;
+      else x = 0.1 * s;
+      v[i] = Math.fround(x);
+    }
+    const src = sc.fromTyped(v, t.shape.slice(), 'float32', 'cpu');
+    sc.nn.copyInto(t, src);
+    src.dispose();
+  });
+}
+
+function sinInput(shape: number[], a = 0.37, mul = 0.5, add = 0.5): sc.Tensor {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = Math.fround(Math.sin(a * i) * mul + add);
+  return sc.fromTyped(v, shape, 'float32', 'cpu');
+}
+
+function maxRelErr(got: ArrayLike<number>, want: number[]): { maxRel: number; at: number } {
+  assert.equal(got.length, want.length);
+  let scale = 0;
+  for (const w of want) scale = Math.max(scale, Math.abs(w));
+  let maxRel = 0, at = -1;
+  for (let i = 0; i < want.length; i++) {
+    // Relative to max(|want_i|, 1e-3 * max|want|): elements near zero compare on the output's scale.
+    const rel = Math.abs(Number(got[i]) - want[i]) / Math.max(Math.abs(want[i]), 1e-3 * scale);
+    if (rel > maxRel) { maxRel = rel; at = i; }
+  }
+  return { maxRel, at };
+}
+
+const relClose = (a: number, b: number, tol: number, what: string) =>
+  assert.ok(Math.abs(a - b) <= tol * Math.abs(b), `${what}: ${a} vs ${b} (rel ${(Math.abs(a - b) / Math.abs(b)).toExponential(2)})`);
+
+describe('models: registry', () => {
+  it('lists every model with a description and default input size', () => {
+    const names = sc.models.list().map((m) => m.name);
+    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
+    for (const m of sc.models.list()) {
+      assert.ok(m.description.length > 10);
+      assert.equal(m.inputSize.length, 3);
+    }
+  });
+  it('rejects unknown names and bad options with clear errors', () => {
+    assert.throws(() => sc.models.create('unet3d'), /unknown model "unet3d"; valid names: unet, unet-bilinear, unetpp, cmunext-s/);
+    assert.throws(() => sc.models.create('cmunext-s', { inChannels: 0 }), /option 'inChannels' must be a positive integer, got 0/);
+    assert.throws(() => sc.models.create('cmunext-s', { numClasses: 1.5 }), /option 'numClasses' must be a positive integer/);
+    assert.throws(() => sc.models.create('cmunext', { deepSupervision: true }), /unknown option 'deepSupervision'; valid options: inChannels, numClasses$/);
+    assert.throws(() => sc.models.create('nexnet', { gamma: 2 }), /option 'gamma' must be a number in \[0, 1\]/);
+    assert.throws(() => sc.models.create('nexnet', { freezeEncoder: true }), /unknown option 'freezeEncoder'/);
+  });
+  it('honours inChannels / numClasses', () => {
+    const m = sc.models.create('cmunext-s', { inChannels: 1, numClasses: 4 });
+    const sd = m.stateDict();
+    assert.deepEqual(sd['stem.conv.0.weight'].shape, [8, 1, 3, 3]);
+    assert.deepEqual(sd['Conv_1x1.weight'].shape, [4, 8, 1, 1]);
+    m.dispose();
+  });
+});
+
+describe('models: parameter counts and state-dict names', () => {
+  for (const name of Object.keys(EXPECTED)) {
+    it(`${name}: ${EXPECTED[name].toLocaleString('en-US')} parameters, names/shapes/order as the params file`, () => {
+      const m = sc.models.create(name);
+      try {
+        assert.equal(m.numParameters(), EXPECTED[name]);
+        const want = readParamsList(path.join(FIX, 'params', `${name}.params.txt`));
+        assert.equal(want.total, EXPECTED[name]);
+        const got = stateList(m);
+        assert.deepEqual(got.map(([n]) => n), want.entries.map(([n]) => n));
+        assert.deepEqual(got, want.entries);
+        for (const [k, t] of Object.entries(m.stateDict())) {
+          if (k.endsWith('num_batches_tracked')) {
+            assert.equal(t.dtype, 'int64');
+            assert.deepEqual(t.shape, []);
+          } else assert.equal(t.dtype, 'float32');
+        }
+      } finally {
+        m.dispose();
+      }
+    });
+  }
+  it('UNet++: the standard configuration (filters 32..512) and deep supervision heads', () => {
+    const m = sc.models.create('unetpp');
+    const ds = sc.models.create('unetpp', { deepSupervision: true });
+    assert.equal(m.numParameters(), 9163329);
+    assert.equal(ds.numParameters(), 9163329 + 3 * 33);
+    const names = Object.keys(m.stateDict());
+    assert.equal(names[0], 'conv0_0.conv1.weight');
+    assert.ok(names.includes('conv0_4.bn2.num_batches_tracked') && names.includes('final.weight'));
+    assert.ok(Object.keys(ds.stateDict()).includes('final4.bias'));
+    m.dispose();
+    ds.dispose();
+  });
+  for (const [name, file] of [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['cmunext-l', 'cmunext_l']]) {
+    it(`${name}: names/shapes/order as the authors' code (shared/reference/${file}.params.txt)`, function () {
+      const f = path.join(REF, `${file}.params.txt`);
+      if (!fs.existsSync(f)) {
+        console.log(`      (skipped: ${f} not present)`);
+        this.skip();
+      }
+      const m = sc.models.create(name);
+      const want = readParamsList(f);
+      assert.equal(want.total, EXPECTED[name]);
+      assert.deepEqual(stateList(m), want.entries);
+      m.dispose();
+    });
+  }
+});
+
+describe('models: PyTorch fixtures (det_init, eval)', () => {
+  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet']];
+  for (const [name, file] of cases) {
+    const fx = path.join(FIX, `${file}_forward.json`);
+    it(`${name}: logits match ${file}_forward.json to 1e-4 relative`, function () {
+      if (!fs.existsSync(fx)) this.skip();
+      this.timeout(120000);
+      const ref = JSON.parse(fs.readFileSync(fx, 'utf8'));
+      const m = sc.models.create(name);
+      detInit(m);
+      m.eval();
+      const y = sc.tidy(() => sc.noGrad(() => (m.forward(sinInput(ref.input.shape)) as sc.Tensor)));
+      try {
+        assert.deepEqual(y.shape, ref.output.shape);
+        const { maxRel, at } = maxRelErr(y.toArray() as Float32Array, ref.output.values);
+        console.log(`      ${name}: max relative error ${maxRel.toExponential(2)}`);
+        assert.ok(maxRel <= 1e-4, `max relative error ${maxRel} at ${at}`);
+      } finally {
+        y.dispose();
+        m.dispose();
+      }
+    });
+  }
+
+  it('cmunext-s: one SGD step in train mode matches cmunext_s_train.json', function () {
+    this.timeout(60000);
+    const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'cmunext_s_train.json'), 'utf8'));
+    const m = sc.models.create('cmunext-s');
+    detInit(m);
+    m.train();
+    assert.deepEqual(m.namedParameters().map(([n]) => n), ref.param_names);
+    const x = sinInput([2, 3, 64, 64]);
+    const t = sc.tidy(() => sinInput([2, 1, 64, 64], 0.21, 1, 0).gt(0.3).to('float32'));
+    assert.equal((t.sum().item()), ref.target.positives);
+    const lossOf = (y: sc.Tensor) => {
+      const bce = sc.F.bceWithLogits(y, t);
+      const dice = sc.F.diceLoss(y, t);
+      return { loss: sc.F.add(bce, dice), bce, dice };
+    };
+    const opt = new sc.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
+    sc.tidy(() => {
+      const y0 = m.forward(x) as sc.Tensor;
+      const l0 = lossOf(y0);
+      relClose(l0.bce.item(), ref.before.bce, 1e-5, 'bce before');
+      relClose(l0.dice.item(), ref.before.dice, 1e-5, 'dice before');
+      relClose(l0.loss.item(), ref.before.loss, 1e-5, 'loss before');
+      opt.zeroGrad();
+      l0.loss.backward();
+    });
+    // running stats after the first train-mode forward
+    const sd = m.stateDict();
+    for (const [k, v] of Object.entries(ref.running_stats_after_first_forward as Record<string, { sum: number }>)) {
+      const s = sd[k].sum().item();
+      assert.ok(Math.abs(s - v.sum) <= 1e-4 * Math.max(1, Math.abs(v.sum)), `${k}: ${s} vs ${v.sum}`);
+    }
+    // Gradients, compared by their abs-sums. The det_init network's logits are nearly constant
+    // (std/mean ~ 5e-3), so train-mode BN backward cancels heavily and float32 gradients agree to
+    // ~1e-3 only; conv biases right before a BN have a mathematically zero gradient (float noise,
+    // abs-sum < 1e-4), which is checked in absolute terms.
+    let worst = 0;
+    for (const [k, p] of m.namedParameters()) {
+      const g = ref.grad_stats[k];
+      const gs = p.grad!.abs().sum().item();
+      if (g.abs_sum < 1e-4) {
+        assert.ok(gs < 1e-4, `${k}: gradient abs-sum ${gs} vs ${g.abs_sum}`);
+        continue;
+      }
+      const e = Math.abs(gs - g.abs_sum) / g.abs_sum;
+      assert.ok(e <= 1e-2, `${k}: gradient abs-sum ${gs} vs ${g.abs_sum}`);
+      worst = Math.max(worst, e);
+    }
+    opt.step();
+    for (const [k, p] of m.namedParameters()) {
+      const r = ref.param_after_step[k];
+      relClose(p.abs().sum().item(), r.abs_sum, 1e-4, `${k} after step (abs-sum)`);
+      const s = p.sum().item();
+      assert.ok(Math.abs(s - r.sum) <= 1e-4 * r.abs_sum, `${k} after step: sum ${s} vs ${r.sum}`);
+    }
+    // The loss after the step is ill-conditioned in float32: the same PyTorch model run in
+    // float64 (tools/pytorch/models.py + detinit.py, .double()) gives bce 0.7120765, dice 0.5560810,
+    // while the float32 fixture says 0.7122263 / 0.5561762 (2e-4 apart). Check against both.
+    sc.tidy(() => {
+      const l1 = lossOf(m.forward(x) as sc.Tensor);
+      relClose(l1.bce.item(), ref.after.bce, 5e-4, 'bce after (vs float32 PyTorch)');
+      relClose(l1.dice.item(), ref.after.dice, 5e-4, 'dice after (vs float32 PyTorch)');
+      relClose(l1.loss.item(), ref.after.loss, 5e-4, 'loss after (vs float32 PyTorch)');
+      relClose(l1.bce.item(), 0.7120765, 1e-4, 'bce after (vs float64 PyTorch)');
+      relClose(l1.dice.item(), 0.5560810, 1e-4, 'dice after (vs float64 PyTorch)');
+    });
+    assert.equal(Number(m.stateDict()['stem.conv.1.num_batches_tracked'].item()), 2);
+    m.eval();
+    const ye = sc.tidy(() => sc.noGrad(() => m.forward(x) as sc.Tensor));
+    const { maxRel } = maxRelErr((ye.toArray() as Float32Array).slice(0, 16), ref.eval_after.output_first_16);
+    assert.ok(maxRel <= 1e-3, `eval after step: ${maxRel}`);
+    console.log(`      gradient abs-sum worst rel err ${worst.toExponential(2)}; eval-after max rel err ${maxRel.toExponential(2)}`);
+    ye.dispose();
+    x.dispose();
+    t.dispose();
+    m.dispose();
+  });
+});
+
+describe('models: forward + backward at small sizes', () => {
+  const sizes: Record<string, number> = { nexnet: 64, 'nexnet-ae': 64, 'nexnet-ssl': 64 };
+  for (const name of [...Object.keys(EXPECTED), 'unetpp']) {
+    it(`${name}`, function () {
+      this.timeout(60000);
+      const s = sizes[name] ?? 32;
+      sc.manualSeed(1);
+      const m = sc.models.create(name);
+      m.train();
+      try {
+        sc.tidy(() => {
+          const x = sc.rand([1, 3, s, s]);
+          const y = m.forward(x) as sc.Tensor;
+          assert.deepEqual(y.shape, [1, name === 'nexnet-ae' ? 3 : 1, s, s]);
+          const loss = name === 'nexnet-ae' ? sc.F.mseLoss(y, x) : sc.F.bceWithLogits(y, sc.zerosLike(y));
+          loss.backward();
+          assert.ok(Number.isFinite(loss.item()));
+          const ps = m.namedParameters().filter(([, p]) => p.requiresGrad);
+          const missing = ps.filter(([, p]) => !p.grad).map(([n]) => n);
+          // NExNet Seg does not use its last block's att branch (as in the authors' code).
+          const allowed = missing.filter((n) => !(name === 'nexnet' && n.startsWith('enc.5.att.')));
+          assert.deepEqual(allowed, [], 'parameters without gradient');
+          for (const [n, p] of ps) if (p.grad) assert.ok(Number.isFinite(p.grad.abs().sum().item()), `${n}: non-finite grad`);
+        });
+        if (name === 'nexnet-ssl') {
+          const ae = (m as sc.models.NExNetSeg).ae!;
+          assert.ok(ae.parameters().every((p) => !p.requiresGrad && !p.grad), 'frozen autoencoder');
+          assert.ok(!ae.training, 'frozen autoencoder stays in eval mode');
+          assert.equal(m.numParameters(true), EXPECTED['nexnet-ssl'] - EXPECTED['nexnet-ae']);
+        }
+      } finally {
+        m.zeroGrad();
+        m.dispose();
+      }
+    });
+  }
+  it('nexnet-ssl with freezeEncoder: false trains the autoencoder too', function () {
+    this.timeout(60000);
+    const m = sc.models.create('nexnet-ssl', { freezeEncoder: false }) as sc.models.NExNetSeg;
+    assert.equal(m.numParameters(true), EXPECTED['nexnet-ssl']);
+    sc.tidy(() => {
+      const y = m.forward(sc.rand([1, 3, 64, 64]));
+      y.sum().backward();
+    });
+    assert.ok(m.ae!.enc.items[0].conv1.weight.grad, 'autoencoder encoder gets gradients');
+    m.zeroGrad();
+    m.dispose();
+  });
+});
+
+function overfit(name: string, size: number, steps: number, lr: number): number {
+  sc.manualSeed(0);
+  const m = sc.models.create(name);
+  m.train();
+  // Two images: bright disc / square on a noisy background; target = the shape.
+  const N = 2, H = size, W = size;
+  const xv = new Float32Array(N * 3 * H * W), tv = new Float32Array(N * H * W);
+  for (let n = 0; n < N; n++) for (let yy = 0; yy < H; yy++) for (let xx = 0; xx < W; xx++) {
+    const inside = n === 0 ? (yy - H * 0.45) ** 2 + (xx - W * 0.55) ** 2 < (H * 0.25) ** 2 : Math.abs(yy - H * 0.6) < H * 0.2 && Math.abs(xx - W * 0.4) < W * 0.15;
+    tv[(n * H + yy) * W + xx] = inside ? 1 : 0;
+    for (let c = 0; c < 3; c++) xv[((n * 3 + c) * H + yy) * W + xx] = (inside ? 0.7 : 0.3) + 0.15 * Math.sin(0.9 * xx + 1.7 * yy + c);
+  }
+  const x = sc.fromTyped(xv, [N, 3, H, W], 'float32', 'cpu');
+  const t = sc.fromTyped(tv, [N, 1, H, W], 'float32', 'cpu');
+  const opt = new sc.optim.Adam(m.parameters(), { lr });
+  let dice = 0;
+  for (let step = 0; step < steps; step++) {
+    sc.tidy(() => {
+      const y = m.forward(x) as sc.Tensor;
+      const loss = sc.F.add(sc.F.bceWithLogits(y, t), sc.F.diceLoss(y, t));
+      opt.zeroGrad();
+      loss.backward();
+      opt.step();
+    });
+    if (step % 20 === 19 || step === steps - 1) {
+      m.eval();
+      dice = sc.tidy(() => sc.noGrad(() => {
+        const p = (m.forward(x) as sc.Tensor).gt(0).to('float32');
+        return (2 * p.mul(t).sum().item()) / (p.sum().item() + t.sum().item() + 1e-9);
+      }));
+      m.train();
+      if (dice > 0.97) break;
+    }
+  }
+  x.dispose();
+  t.dispose();
+  m.dispose();
+  return dice;
+}
+
+describe('models: overfitting two images', () => {
+  it('cmunext-s reaches Dice > 0.95 at 64x64', function () {
+    this.timeout(120000);
+    const t0 = Date.now();
+    const dice = overfit('cmunext-s', 64, 300, 1e-2);
+    console.log(`      cmunext-s: Dice ${dice.toFixed(4)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.ok(dice > 0.95, `Dice ${dice}`);
+  });
+  for (const [name, size] of [['unet-bilinear', 64], ['unet', 64], ['unetpp', 64], ['cmunext', 64], ['nexnet', 64]] as [string, number][]) {
+    it(`${name} reaches Dice > 0.95 (SCALPEL_HEAVY_TESTS=1)`, function () {
+      if (!HEAVY) this.skip();
+      this.timeout(1800000);
+      const dice = overfit(name, size, 300, name.startsWith('nexnet') ? 1e-3 : 3e-3);
+      console.log(`      ${name}: Dice ${dice.toFixed(4)}`);
+      assert.ok(dice > 0.95, `Dice ${dice}`);
+    });
+  }
+});
+
+describe('summary', () => {
+  it('CMUNeXt-S at 3x256x256: 1.01 GMAC, 417,505 params, per-module rows', function () {
+    this.timeout(60000);
+    const m = sc.models.create('cmunext-s');
+    const s = sc.summary(m, [3, 256, 256]);
+    console.log(`      cmunext-s: ${s.totals.gmac.toFixed(4)} GMAC, activations ${(s.totals.activationBytes / 2 ** 20).toFixed(1)} MiB`);
+    assert.equal(s.totals.params, 417505);
+    assert.equal(s.totals.trainableParams, 417505);
+    assert.ok(Math.abs(s.totals.gmac - 1.01) <= 0.0101, `GMAC ${s.totals.gmac}`);
+    assert.equal(s.totals.gflops, 2 * s.totals.gmac);
+    assert.deepEqual(s.outputShape, [1, 1, 256, 256]);
+    const stem = s.rows.find((r) => r.path === 'stem.conv.0')!;
+    assert.equal(stem.type, 'Conv2d');
+    assert.deepEqual(stem.outputShape, [1, 8, 256, 256]);
+    assert.equal(stem.params, 8 * 3 * 9 + 8);
+    assert.equal(stem.macs, 256 * 256 * 8 * 27);
+    assert.equal(s.rows.find((r) => r.path === 'Up5.up.0')!.type, 'Upsample');
+    assert.equal(s.rows.reduce((a, r) => a + r.macs, 0), s.totals.macs);
+    assert.equal(s.rows[0].totalMacs, s.totals.macs);
+    assert.equal(s.rows.reduce((a, r) => a + r.params, 0), 417505);
+    assert.ok(s.totals.activationBytes > 1e6);
+    assert.ok(m.training, 'training flag restored');
+    const text = sc.formatSummary(s, { maxDepth: 1 });
+    assert.match(text, /encoder1\s+CMUNeXtStage\s+\[1, 8, 256, 256\]/);
+    assert.match(text, /MACs: 1\.0\d\d G/);
+    m.dispose();
+  });
+  it('counts attention and linear MACs (NExNet Seg at 64x64 equals its conv + bmm + attention sum)', function () {
+    this.timeout(60000);
+    const m = sc.models.create('nexnet');
+    const s = sc.summary(m, [3, 64, 64]);
+    const masa = s.rows.find((r) => r.path === 'enc.0.att.masa')!;
+    // 64x64 map, d = 32: three projections (3 * 4096 * 32 * 32) + 2 passes of 2*L*L*D over 64 rows / 64 columns.
+    assert.equal(masa.macs, 2 * 3 * 4096 * 32 * 32 + 2 * 2 * 64 * 64 * 64 * 32);
+    assert.equal(s.rows.find((r) => r.path === 'enc.5.att')!.outputShape, null, 'last att branch does not run');
+    m.dispose();
+  });
+  it('GMACs of every model at its default input size (SCALPEL_HEAVY_TESTS=1)', function () {
+    if (!HEAVY) this.skip();
+    this.timeout(600000);
+    // models.md: NExNet Seg 16.5 GMAC. That figure includes the last NEx block's att branch
+    // (DoubleConv 512 + MaSA at 7x7, 0.309 GMAC), whose output the non-SSL model never uses; like
+    // tools/pytorch/models.py, our forward skips it: 16.159 GMAC, exactly what a hook counter over
+    // the PyTorch reference forward gives (16.468 with that branch computed).
+    const want: Record<string, number> = { 'cmunext-s': 1.01, cmunext: 7.23, 'cmunext-l': 16.85, nexnet: 16.159, unet: 48.2, 'unet-bilinear': 40.0 };
+    for (const info of sc.models.list()) {
+      const m = sc.models.create(info.name);
+      const s = sc.summary(m, info.inputSize);
+      console.log(`      ${info.name} at ${info.inputSize.join('x')}: ${s.totals.gmac.toFixed(3)} GMAC, ${s.totals.params} params`);
+      if (want[info.name]) assert.ok(Math.abs(s.totals.gmac - want[info.name]) <= 0.01 * want[info.name], `${info.name}: ${s.totals.gmac}`);
+      m.dispose();
+    }
+  });
+});
