@@ -12,7 +12,8 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, modelNames } from '../train';
+import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES } from '../train';
+import { describeModels } from '../train/models';
 import { DataError, writeSplit, AugmentOptions } from '../data';
 
 const num = (what: string) => (v: string): number => {
@@ -229,7 +230,7 @@ export function buildProgram(): Command {
     .option('--list', 'list the available models')
     .action(async (name: string | undefined, o: Record<string, unknown>) => {
       if (o.list || !name) {
-        console.log(modelNames().join('\n'));
+        console.log(describeModels().join('\n'));
         return;
       }
       // eslint-disable-next-line @typescript-eslint/no-var-requires

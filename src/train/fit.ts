@@ -176,7 +176,9 @@ function attachEncoder(model: Module, cfg: TrainConfig, load: boolean, log: (l: 
     if (!target) throw new UserError(`${cfg.encoder}: no sub-module of ${cfg.model} matches this ${meta.model} checkpoint (${Object.keys(weights).length} tensors)`);
     const [name, sub] = target;
     if (load) sub.loadStateDict(weights);
-    if (cfg.freezeEncoder) sub.requiresGrad_(false);
+    const withFreeze = model as unknown as { freezeEncoder?: (f: boolean) => unknown };
+    if (typeof withFreeze.freezeEncoder === 'function') withFreeze.freezeEncoder(Boolean(cfg.freezeEncoder));
+    else if (cfg.freezeEncoder) sub.requiresGrad_(false);
     if (cfg.verbose && load) log(`loaded pretrained ${meta.model} (epoch ${meta.epoch}) into ${cfg.model}.${name}${cfg.freezeEncoder ? ' (frozen)' : ''}`);
   } finally {
     Object.values(weights).forEach((t) => t.dispose());
@@ -226,9 +228,12 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
 
   // Model: seeded initialisation.
   manualSeed(cfg.seed);
-  const modelOptions = { inChannels: cfg.channels, ...cfg.modelOptions };
+  const modelOptions: Record<string, unknown> = { inChannels: cfg.channels, ...cfg.modelOptions };
+  // nexnet-ssl freezes its autoencoder by default; here freezing is opt-in (--freeze-encoder).
+  if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
   const model = createModel(cfg.model, modelOptions);
-  if (cfg.encoder !== undefined || cfg.freezeEncoder) attachEncoder(model, cfg, !resumed, log);
+  if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
+  else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);

@@ -11,9 +11,7 @@ export type ModelOptions = Record<string, unknown>;
 
 interface ModelsModule {
   create(name: string, opts?: ModelOptions): Module;
-  names?: () => string[];
-  list?: () => string[];
-  MODEL_NAMES?: readonly string[];
+  list?: () => { name: string; description?: string }[];
 }
 
 let modelsModule: ModelsModule | null | undefined;
@@ -82,7 +80,7 @@ const BUILTIN: Record<string, (opts: ModelOptions) => Module> = { tiny: tinySegN
 export function modelNames(): string[] {
   const api = modelsApi();
   let names: string[] = [];
-  if (api) names = [...(api.names?.() ?? api.list?.() ?? api.MODEL_NAMES ?? [])];
+  if (api?.list) names = api.list().map((m) => m.name);
   return [...names, ...Object.keys(BUILTIN)];
 }
 
@@ -104,12 +102,19 @@ export function createModel(name: string, opts: ModelOptions = {}): Module {
     return api.create(name, opts);
   } catch (e) {
     const msg = (e as Error).message;
-    if (/unknown model|not a model|no model/i.test(msg)) throw new UserError(`${msg}`);
+    if (/unknown model|unknown option|option '.*' must be/i.test(msg)) throw new UserError(msg);
     throw e;
   }
 }
 
 /** The default segmentation model of the built-in demo: CMUNeXt-S when available, else 'tiny'. */
 export function defaultModelName(): string {
-  return hasModel('cmunext-s') && modelsApi() ? 'cmunext-s' : 'tiny';
+  return modelsApi() && hasModel('cmunext-s') ? 'cmunext-s' : 'tiny';
+}
+
+/** One line per model: name and description (for `scalpel summary --list`). */
+export function describeModels(): string[] {
+  const api = modelsApi();
+  const zoo = api?.list ? api.list().map((m) => `${m.name.padEnd(14)} ${m.description ?? ''}`) : [];
+  return [...zoo, `${'tiny'.padEnd(14)} built-in Conv2d/ConvTranspose2d + ReLU encoder-decoder (tests, demo fallback)`, `${'tiny-ae'.padEnd(14)} built-in tiny denoising autoencoder (tests)`, `${'tiny-ssl'.padEnd(14)} built-in tiny-ae + tiny (tests)`];
 }
