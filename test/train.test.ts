@@ -96,6 +96,17 @@ describe('train: fit', function () {
     });
   }
 
+  it('stops at the wall-clock time limit and at early stopping', async () => {
+    const r = await fit(base('timelimit', { epochs: 3, timeLimit: 1e-6, overlays: 0 }));
+    assert.equal(r.epochsRun, 1);
+    assert.ok(r.stoppedEarly);
+    // lr ~ 0: validation Dice cannot improve after epoch 1, so patience 1 stops after epoch 2.
+    const e = await fit(base('earlystop', { epochs: 4, earlyStop: 1, lr: 1e-12, momentum: 0, overlays: 0 }));
+    assert.equal(e.epochsRun, 2);
+    assert.ok(e.stoppedEarly);
+    assert.equal(e.best.epoch, 1);
+  });
+
   it('pretrains a denoising autoencoder and trains an SSL model on its frozen weights', async () => {
     await fit(base('ae', { model: 'tiny-ae', modelOptions: { width: 4 }, task: 'autoencoder', normalize: 'none', optimizer: 'adam', lr: 1e-3, schedule: 'constant', epochs: 1, overlays: 0 }));
     const ae = weights(path.join(tmp, 'ae', 'best.safetensors'));

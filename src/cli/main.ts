@@ -83,6 +83,7 @@ function trainOptions(cmd: Command): Command {
     .option('--plateau-patience <n>', 'ReduceLROnPlateau patience (epochs)', int('--plateau-patience'))
     .option('--clip <norm>', 'clip the gradient norm (0 = off)', num('--clip'))
     .option('--early-stop <n>', 'early-stopping patience in epochs (0 = off)', int('--early-stop'))
+    .option('--time-limit <minutes>', 'wall-clock budget for training + validation; stops after the last epoch that fits (0 = none)', num('--time-limit'))
     .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
     .option('--bce-weight <x>', 'weight of the BCE term', num('--bce-weight'))
     .option('--dice-weight <x>', 'weight of the Dice term', num('--dice-weight'))
@@ -123,6 +124,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     plateauPatience: o.plateauPatience as number | undefined,
     clip: o.clip as number | undefined,
     earlyStop: o.earlyStop as number | undefined,
+    timeLimit: o.timeLimit as number | undefined,
     posWeight: o.posWeight as number | 'auto' | undefined,
     bceWeight: o.bceWeight as number | undefined,
     diceWeight: o.diceWeight as number | undefined,

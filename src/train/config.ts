@@ -41,6 +41,12 @@ export interface TrainConfig {
   clip: number;
   /** Early-stopping patience in epochs; 0 = off. */
   earlyStop: number;
+  /**
+   * Wall-clock budget in minutes for training + validation (0 = none): training stops after the
+   * epoch whose successor would not fit (estimated from the mean epoch time so far). The lr
+   * schedule still follows `epochs`, so set both for a fully decayed schedule.
+   */
+  timeLimit: number;
   /** BCE positive-class weight: none, a number, or 'auto' (background/foreground pixel ratio of the training masks). */
   posWeight?: number | 'auto';
   bceWeight: number;
@@ -131,6 +137,7 @@ export function defaultConfig(): TrainConfig {
     plateauPatience: 10,
     clip: 0,
     earlyStop: 0,
+    timeLimit: 0,
     posWeight: 'auto',
     bceWeight: 1,
     diceWeight: 1,
@@ -185,6 +192,7 @@ export function validateConfig(c: TrainConfig): void {
   if (!(c.lr > 0)) throw new UserError(`invalid lr: must be positive, got ${c.lr}`);
   if (!(c.plateauFactor > 0 && c.plateauFactor < 1)) throw new UserError(`invalid plateau factor ${c.plateauFactor} (expected 0 < f < 1)`);
   if (!Number.isInteger(c.warmupEpochs) || c.warmupEpochs < 0) throw new UserError(`invalid warmup epochs ${c.warmupEpochs}`);
+  if (!(Number.isFinite(c.timeLimit) && c.timeLimit >= 0)) throw new UserError(`invalid time limit ${c.timeLimit}`);
   if (!Number.isInteger(c.earlyStop) || c.earlyStop < 0) throw new UserError(`invalid early-stop patience ${c.earlyStop}`);
   if (!Number.isInteger(c.plateauPatience) || c.plateauPatience < 0) throw new UserError(`invalid plateau patience ${c.plateauPatience}`);
   if (c.posWeight !== undefined && c.posWeight !== 'auto' && !(Number.isFinite(c.posWeight) && c.posWeight > 0)) {

@@ -59,7 +59,7 @@ export interface FitResult {
 const tidy = <T>(fn: () => T): T => tidyWith(fn, isTensor);
 
 /** Keys of TrainConfig a resumed run may change (everything else comes from the checkpoint). */
-const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'workers', 'progress', 'verbose', 'overlays', 'hd95', 'device'] as const;
+const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'timeLimit', 'workers', 'progress', 'verbose', 'overlays', 'hd95', 'device'] as const;
 
 export async function ensureSyntheticData(dir: string, count: number, size: number): Promise<string> {
   const marker = path.join(dir, '.complete');
@@ -434,6 +434,13 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
       if (stopNow) {
         stoppedEarly = true;
         if (cfg.verbose) log(`early stopping: no improvement for ${badEpochs} epochs (best epoch ${best.epoch})`);
+        epoch++;
+        break;
+      }
+      const meanEpochMs = elapsedMs / history.length;
+      if (cfg.timeLimit > 0 && epoch + 1 < cfg.epochs && elapsedMs + meanEpochMs > cfg.timeLimit * 60000) {
+        if (cfg.verbose) log(`time limit: ${fmtTime(elapsedMs / 1000)} used of ${cfg.timeLimit} min; another epoch (about ${fmtTime(meanEpochMs / 1000)}) would not fit, stopping after epoch ${epoch + 1}`);
+        stoppedEarly = true;
         epoch++;
         break;
       }
