@@ -219,7 +219,7 @@ export const nn1Cases: OpCase[] = [
     inputs: affine ? [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }] : [{ shape }],
     tol: 1e-9,
     // Running statistics live inside run: training output does not depend on them.
-    run: ([x, w, b]) => sc.F.batchNorm(x, sc.zeros([shape[1]], { dtype: x.dtype }), sc.ones([shape[1]], { dtype: x.dtype }), w ?? null, b ?? null, { training }),
+    run: ([x, w, b]) => sc.F.batchNorm(x, sc.zeros([shape[1]], { dtype: x.dtype, device: x.device }), sc.ones([shape[1]], { dtype: x.dtype, device: x.device }), w ?? null, b ?? null, { training }),
     ref: ([x, w, b]) => {
       const S = shape.slice(2).reduce((a, c) => a * c, 1), C = shape[1];
       const ch = (i: number) => Math.floor(i / S) % C;
