@@ -107,6 +107,16 @@ describe('train: fit', function () {
     assert.equal(e.best.epoch, 1);
   });
 
+  it('refuses a run folder locked by a live process and takes over a stale lock', async () => {
+    const out = path.join(tmp, 'locked');
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, '.lock'), `${process.ppid}\n`);
+    await assert.rejects(fit(base('locked', { epochs: 1, overlays: 0 })), /another training \(pid \d+\) is using this run folder/);
+    fs.writeFileSync(path.join(out, '.lock'), '2147483000\n');
+    await fit(base('locked', { epochs: 1, overlays: 0 }));
+    assert.ok(!fs.existsSync(path.join(out, '.lock')));
+  });
+
   it('pretrains a denoising autoencoder and trains an SSL model on its frozen weights', async () => {
     await fit(base('ae', { model: 'tiny-ae', modelOptions: { width: 4 }, task: 'autoencoder', normalize: 'none', optimizer: 'adam', lr: 1e-3, schedule: 'constant', epochs: 1, overlays: 0 }));
     const ae = weights(path.join(tmp, 'ae', 'best.safetensors'));

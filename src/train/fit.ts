@@ -222,6 +222,47 @@ export async function fit(options: FitOptions = {}): Promise<FitResult> {
   const noiseStd = noiseOpt ?? Number((cfg as unknown as Record<string, unknown>).noiseStd ?? 0.1);
   const outDir = path.resolve(cfg.out);
   fs.mkdirSync(outDir, { recursive: true });
+  const unlock = lockRunFolder(outDir);
+  try {
+    return await fitLocked(cfg, outDir, resumed, task, noiseStd, log, onEpochEnd);
+  } finally {
+    unlock();
+  }
+}
+
+/**
+ * One training per run folder: `<out>/.lock` holds the owner's pid. A lock whose process is gone
+ * (a crash, a kill) is taken over; a live one is an error, so two runs never mix checkpoints.
+ */
+function lockRunFolder(outDir: string): () => void {
+  const lock = path.join(outDir, '.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      return () => fs.rmSync(lock, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch (err) {
+          alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      }
+      if (alive) throw new UserError(`${outDir}: another training (pid ${pid}) is using this run folder`);
+      fs.rmSync(lock, { force: true });
+    }
+  }
+  throw new UserError(`${outDir}: cannot lock the run folder`);
+}
+
+async function fitLocked(
+  cfg: TrainConfig, outDir: string, resumed: ReturnType<typeof loadTrainState> | null, task: Task, noiseStd: number,
+  log: (l: string) => void, onEpochEnd: FitOptions['onEpochEnd'],
+): Promise<FitResult> {
 
   const ds = await openTrainingData(cfg);
   const size: [number, number] = [cfg.size, cfg.size];
