@@ -16,6 +16,7 @@
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
 #include "cuda/nn_common.cuh"
+#include "kernels/norm_params.h"
 
 #include <algorithm>
 #include <vector>
@@ -31,26 +32,8 @@ __device__ __forceinline__ double group_sum(double v, double* scratch) {
   return block_sum(v, scratch);
 }
 
-// Optional inputs follow the leading ones in a fixed order; the attrs say which are present.
-struct Opt {
-  const TArg* weight = nullptr;
-  const TArg* bias = nullptr;
-  const TArg* rmean = nullptr;
-  const TArg* rvar = nullptr;
-};
-
-Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
-  Opt o;
-  size_t i = first;
-  auto next = [&]() -> const TArg* {
-    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
-    return &in[i++];
-  };
-  if (at.b("hasWeight")) o.weight = next();
-  if (at.b("hasBias")) o.bias = next();
-  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
-  return o;
-}
+using norm::Opt;
+using norm::optional_inputs;
 
 template <typename T>
 const T* opt_ptr(const TArg* a) { return a ? a->ptr<T>() : nullptr; }

@@ -7,30 +7,13 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "norm_params.h"
 
 namespace sc {
 namespace {
 
-// Optional inputs follow x in a fixed order; the attrs say which are present.
-struct Opt {
-  const TArg* weight = nullptr;
-  const TArg* bias = nullptr;
-  const TArg* rmean = nullptr;
-  const TArg* rvar = nullptr;
-};
-
-Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
-  Opt o;
-  size_t i = first;
-  auto next = [&]() -> const TArg* {
-    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
-    return &in[i++];
-  };
-  if (at.b("hasWeight")) o.weight = next();
-  if (at.b("hasBias")) o.bias = next();
-  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
-  return o;
-}
+using norm::Opt;
+using norm::optional_inputs;
 
 // ---- batch norm ---------------------------------------------------------------------------
 

@@ -1,0 +1,34 @@
+// Host-side argument handling of batch and layer normalisation, shared by the CPU backend
+// (native/kernels/norm.cc) and the CUDA backend (native/cuda/norm.cu). Plain C++.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "../core/kernel.h"
+
+namespace sc {
+namespace norm {
+
+// Optional inputs follow the leading ones in a fixed order; the attrs say which are present.
+struct Opt {
+  const TArg* weight = nullptr;
+  const TArg* bias = nullptr;
+  const TArg* rmean = nullptr;
+  const TArg* rvar = nullptr;
+};
+
+inline Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
+  Opt o;
+  size_t i = first;
+  auto next = [&]() -> const TArg* {
+    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
+    return &in[i++];
+  };
+  if (at.b("hasWeight")) o.weight = next();
+  if (at.b("hasBias")) o.bias = next();
+  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
+  return o;
+}
+
+}  // namespace norm
+}  // namespace sc
