@@ -5,6 +5,7 @@
 #include <string>
 
 #include "../core/kernel.h"
+#include "op_names.h"
 #include "strided.h"
 
 namespace sc {
@@ -92,18 +93,7 @@ SC_KERNEL("fill", cpu, fill_kernel);
 
 // ---- unary --------------------------------------------------------------------------------
 
-enum class U { neg, exp, log, sqrt, abs, relu, gelu, sigmoid, tanh, square, reciprocal, sin, cos, clamp, affine, pow, sign };
-
-U parse_unary(const std::string& s) {
-  static const std::pair<const char*, U> names[] = {
-      {"neg", U::neg}, {"exp", U::exp}, {"log", U::log}, {"sqrt", U::sqrt}, {"abs", U::abs},
-      {"relu", U::relu}, {"gelu", U::gelu}, {"sigmoid", U::sigmoid}, {"tanh", U::tanh},
-      {"square", U::square}, {"reciprocal", U::reciprocal}, {"sin", U::sin}, {"cos", U::cos},
-      {"clamp", U::clamp}, {"affine", U::affine}, {"pow", U::pow}, {"sign", U::sign}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown unary op '" + s + "'");
-}
+using U = UnaryOp;
 
 template <typename T, typename F>
 void unary_apply(const TArg& x, const TArg& y, F f) {
@@ -161,18 +151,7 @@ SC_KERNEL("unary", cpu, unary_kernel);
 
 // ---- binary -------------------------------------------------------------------------------
 
-enum class B { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, relu_grad, gelu_grad, sigmoid_grad, tanh_grad };
-
-B parse_binary(const std::string& s) {
-  static const std::pair<const char*, B> names[] = {
-      {"add", B::add}, {"sub", B::sub}, {"mul", B::mul}, {"div", B::div}, {"pow", B::pow},
-      {"maximum", B::maximum}, {"minimum", B::minimum}, {"eq", B::eq}, {"ne", B::ne},
-      {"lt", B::lt}, {"le", B::le}, {"gt", B::gt}, {"ge", B::ge}, {"relu_grad", B::relu_grad},
-      {"gelu_grad", B::gelu_grad}, {"sigmoid_grad", B::sigmoid_grad}, {"tanh_grad", B::tanh_grad}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown binary op '" + s + "'");
-}
+using B = BinaryOp;
 
 template <typename T, typename R, typename F>
 void binary_apply(const TArg& a, const TArg& b, const TArg& y, F f) {
