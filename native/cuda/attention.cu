@@ -19,7 +19,6 @@
 // No atomics anywhere.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 
 #include <cmath>
 #include <vector>

@@ -12,7 +12,6 @@
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
 #include "kernels/op_names.h"
-#include "cuda/nn_common.cuh"
 
 #include <string>
 #include <vector>

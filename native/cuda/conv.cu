@@ -172,7 +172,6 @@ constexpr int kDwTY = 4;               // thread rows
 constexpr int kDwR = 4;                // outputs per thread (consecutive rows)
 constexpr int kDwTH = kDwTY * kDwR;    // output rows per block
 constexpr int kDwThreads = kDwTW * kDwTY;
-constexpr size_t kSmemLimit = 48 * 1024;
 
 struct DwGeo {
   CG g;

@@ -3,7 +3,6 @@
 // identical to the CPU backend's for the same seed.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 #include "kernels/dropout_hash.h"
 
 namespace sc {

@@ -10,7 +10,6 @@
 
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 #include "kernels/interpolate_taps.h"
 
 namespace sc {

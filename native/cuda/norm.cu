@@ -15,7 +15,6 @@
 // blocks of 32 x 8 threads into partials and summed per column in order.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 #include "kernels/norm_params.h"
 
 #include <algorithm>

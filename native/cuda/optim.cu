@@ -2,7 +2,6 @@
 // contiguous parameters and state, one pass over memory.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 #include "kernels/optim_params.h"
 
 namespace sc {

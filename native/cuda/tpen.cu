@@ -4,7 +4,6 @@
 // with block reductions (no atomics), KC orders at a time in registers.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 #include "kernels/tpen_params.h"
 
 namespace sc {
