@@ -413,27 +413,13 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
 // ---- kernel entry points ------------------------------------------------------------------------
 
 void conv2d_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  const ConvP p = conv::check_forward(in, out, a);
-  const TArg &x = in[0], &w = in[1], &y = out[0];
-  const TArg* b = in.size() == 3 ? &in[2] : nullptr;
-  if (y.numel() == 0) return;
-  if (x.numel() == 0 || w.numel() == 0) throw KernelError("conv2d: empty input or weight");
-  SC_FLOAT_DISPATCH(x.dtype, T, conv_forward<T>(p, x.ptr<T>(), w.ptr<T>(), b ? b->ptr<T>() : nullptr, y.ptr<T>()));
+  conv::run_forward(in, out, a, [](auto&&... args) { conv_forward(args...); });
 }
-
 void conv2d_backward_input_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  const ConvP p = conv::check_backward_input(in, out, a);
-  const TArg &gy = in[0], &w = in[1], &gx = out[0];
-  if (gx.numel() == 0) return;
-  SC_FLOAT_DISPATCH(gy.dtype, T, conv_backward_input<T>(p, gy.ptr<T>(), w.ptr<T>(), gx.ptr<T>()));
+  conv::run_backward_input(in, out, a, [](auto&&... args) { conv_backward_input(args...); });
 }
-
 void conv2d_backward_weight_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  const ConvP p = conv::check_backward_weight(in, out, a);
-  const TArg &x = in[0], &gy = in[1], &gw = out[0];
-  const TArg* gb = out.size() == 2 ? &out[1] : nullptr;
-  if (gw.numel() == 0) return;
-  SC_FLOAT_DISPATCH(x.dtype, T, conv_backward_weight<T>(p, x.ptr<T>(), gy.ptr<T>(), gw.ptr<T>(), gb ? gb->ptr<T>() : nullptr));
+  conv::run_backward_weight(in, out, a, [](auto&&... args) { conv_backward_weight(args...); });
 }
 
 }  // namespace

@@ -131,5 +131,35 @@ inline ConvP check_backward_weight(const std::vector<TArg>& in, const std::vecto
   return p;
 }
 
+// Entry points, the same on every backend: validate, skip empty outputs, then call the backend's
+// typed implementation with the tensors' data pointers (T = float or double):
+//   fwd(p, x, w, bias_or_null, y);  bwd_in(p, gy, w, gx);  bwd_w(p, x, gy, gw, gb_or_null).
+template <typename F>
+void run_forward(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a, F&& fwd) {
+  const ConvP p = check_forward(in, out, a);
+  const TArg &x = in[0], &w = in[1], &y = out[0];
+  const TArg* b = in.size() == 3 ? &in[2] : nullptr;
+  if (y.numel() == 0) return;
+  if (x.numel() == 0 || w.numel() == 0) throw KernelError("conv2d: empty input or weight");
+  SC_FLOAT_DISPATCH(x.dtype, T, fwd(p, x.ptr<T>(), w.ptr<T>(), b ? b->ptr<T>() : nullptr, y.ptr<T>()));
+}
+
+template <typename F>
+void run_backward_input(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a, F&& bwd_in) {
+  const ConvP p = check_backward_input(in, out, a);
+  const TArg &gy = in[0], &w = in[1], &gx = out[0];
+  if (gx.numel() == 0) return;
+  SC_FLOAT_DISPATCH(gy.dtype, T, bwd_in(p, gy.ptr<T>(), w.ptr<T>(), gx.ptr<T>()));
+}
+
+template <typename F>
+void run_backward_weight(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a, F&& bwd_w) {
+  const ConvP p = check_backward_weight(in, out, a);
+  const TArg &x = in[0], &gy = in[1], &gw = out[0];
+  const TArg* gb = out.size() == 2 ? &out[1] : nullptr;
+  if (gw.numel() == 0) return;
+  SC_FLOAT_DISPATCH(x.dtype, T, bwd_w(p, x.ptr<T>(), gy.ptr<T>(), gw.ptr<T>(), gb ? gb->ptr<T>() : nullptr));
+}
+
 }  // namespace conv
 }  // namespace sc

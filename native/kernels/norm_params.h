@@ -30,5 +30,20 @@ inline Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attr
   return o;
 }
 
+// layer_norm_backward's inputs: gy, x, weight? (attr hasWeight), mean, invstd; attrs: d (the
+// normalised length D; R = rows).
+template <typename T>
+struct LnBackward {
+  const T *g, *x, *w, *mean, *inv;  // w is null without a weight
+  int64_t D, R;
+};
+
+template <typename T>
+LnBackward<T> ln_backward_inputs(const std::vector<TArg>& in, const Attrs& at) {
+  const bool hw = at.b("hasWeight");
+  const int64_t D = at.i("d"), R = D > 0 ? in[1].numel() / D : 0;
+  return {in[0].ptr<T>(), in[1].ptr<T>(), hw ? in[2].ptr<T>() : nullptr, in[hw ? 3 : 2].ptr<T>(), in[hw ? 4 : 3].ptr<T>(), D, R};
+}
+
 }  // namespace norm
 }  // namespace sc
