@@ -95,13 +95,7 @@ void copy_launch(const TArg& s, const TArg& d) {
 
 template <typename S>
 void copy_from(const TArg& s, const TArg& d) {
-  switch (d.dtype) {
-    case DType::f32: return copy_launch<S, float>(s, d);
-    case DType::f64: return copy_launch<S, double>(s, d);
-    case DType::i32: return copy_launch<S, int32_t>(s, d);
-    case DType::u8: return copy_launch<S, uint8_t>(s, d);
-    case DType::i64: return copy_launch<S, int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(d.dtype, T, copy_launch<S, T>(s, d));
 }
 
 // in[0]: any strided view; out[0]: contiguous, same shape, any dtype.
@@ -112,13 +106,7 @@ void copy_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const 
     SC_CUDA_CHECK(cudaMemcpyAsync(d.data, s.data, s.numel() * dtype_size(s.dtype), cudaMemcpyDeviceToDevice, 0));
     return;
   }
-  switch (s.dtype) {
-    case DType::f32: return copy_from<float>(s, d);
-    case DType::f64: return copy_from<double>(s, d);
-    case DType::i32: return copy_from<int32_t>(s, d);
-    case DType::u8: return copy_from<uint8_t>(s, d);
-    case DType::i64: return copy_from<int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(s.dtype, T, copy_from<T>(s, d));
 }
 
 // ---- fill ------------------------------------------------------------------------------------
@@ -138,13 +126,7 @@ void fill_launch(const TArg& o, double v) {
 
 void fill_cuda(const std::vector<TArg>&, const std::vector<TArg>& out, const Attrs& at) {
   const double v = at.num("value");
-  switch (out[0].dtype) {
-    case DType::f32: return fill_launch<float>(out[0], v);
-    case DType::f64: return fill_launch<double>(out[0], v);
-    case DType::i32: return fill_launch<int32_t>(out[0], v);
-    case DType::u8: return fill_launch<uint8_t>(out[0], v);
-    case DType::i64: return fill_launch<int64_t>(out[0], v);
-  }
+  SC_ANY_DISPATCH(out[0].dtype, T, fill_launch<T>(out[0], v));
 }
 
 // ---- copy_strided ----------------------------------------------------------------------------

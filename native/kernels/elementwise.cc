@@ -44,13 +44,7 @@ void copy_typed(const TArg& src, const TArg& dst) {
 
 template <typename S>
 void copy_from(const TArg& src, const TArg& dst) {
-  switch (dst.dtype) {
-    case DType::f32: return copy_typed<S, float>(src, dst);
-    case DType::f64: return copy_typed<S, double>(src, dst);
-    case DType::i32: return copy_typed<S, int32_t>(src, dst);
-    case DType::u8: return copy_typed<S, uint8_t>(src, dst);
-    case DType::i64: return copy_typed<S, int64_t>(src, dst);
-  }
+  SC_ANY_DISPATCH(dst.dtype, T, copy_typed<S, T>(src, dst));
 }
 
 // in[0]: any strided view; out[0]: contiguous, same shape, any dtype (casts when they differ).
@@ -60,13 +54,7 @@ void copy_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, cons
     std::memcpy(d.data, s.data, s.numel() * dtype_size(s.dtype));
     return;
   }
-  switch (s.dtype) {
-    case DType::f32: return copy_from<float>(s, d);
-    case DType::f64: return copy_from<double>(s, d);
-    case DType::i32: return copy_from<int32_t>(s, d);
-    case DType::u8: return copy_from<uint8_t>(s, d);
-    case DType::i64: return copy_from<int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(s.dtype, T, copy_from<T>(s, d));
 }
 SC_KERNEL("copy", cpu, copy_kernel);
 
@@ -81,13 +69,7 @@ void fill_typed(const TArg& o, double v) {
 // out[0] contiguous; attrs: value.
 void fill_kernel(const std::vector<TArg>&, const std::vector<TArg>& out, const Attrs& at) {
   const double v = at.num("value");
-  switch (out[0].dtype) {
-    case DType::f32: return fill_typed<float>(out[0], v);
-    case DType::f64: return fill_typed<double>(out[0], v);
-    case DType::i32: return fill_typed<int32_t>(out[0], v);
-    case DType::u8: return fill_typed<uint8_t>(out[0], v);
-    case DType::i64: return fill_typed<int64_t>(out[0], v);
-  }
+  SC_ANY_DISPATCH(out[0].dtype, T, fill_typed<T>(out[0], v));
 }
 SC_KERNEL("fill", cpu, fill_kernel);
 
