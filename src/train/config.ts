@@ -123,7 +123,7 @@ export function defaultConfig(): TrainConfig {
     syntheticCount: 96,
     size: 96,
     channels: 3,
-    epochs: model === 'tiny' ? 30 : 8,
+    epochs: model === 'tiny' ? 40 : 20,
     batch: 4,
     optimizer: 'adam',
     lr: 3e-3,
