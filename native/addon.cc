@@ -111,6 +111,26 @@ Napi::Value HostView(const Napi::CallbackInfo& info) {
   }, s);
 }
 
+// wrapHost(arrayBuffer) -> a CPU storage over the ArrayBuffer's own memory (zero-copy interop).
+// The storage holds a reference that keeps the ArrayBuffer alive until the storage is freed.
+Napi::Value WrapHost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) throw err(env, "wrapHost: expected an ArrayBuffer");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  auto* s = new Storage();
+  s->ptr = ab.Data();
+  s->bytes = ab.ByteLength();
+  s->backend = Backend::cpu;
+  s->external = true;
+  auto* ref = new Napi::Reference<Napi::ArrayBuffer>(Napi::Persistent(ab));
+  s->on_release = [ref] { delete ref; };
+  auto* h = new Handle{s};
+  return Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* h) {
+    if (h->s && !g_shutting_down.load()) storage_release(h->s);
+    delete h;
+  });
+}
+
 bool parse_targ(Napi::Env env, const Napi::Value& v, TArg& t, Backend be, std::string& why) {
   Napi::Array a = v.As<Napi::Array>();
   Storage* s = get_storage(env, a.Get(0u));
@@ -295,6 +315,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyIn", Napi::Function::New(env, CopyIn));
   exports.Set("copyOut", Napi::Function::New(env, CopyOut));
   exports.Set("hostView", Napi::Function::New(env, HostView));
+  exports.Set("wrapHost", Napi::Function::New(env, WrapHost));
   exports.Set("run", Napi::Function::New(env, Run));
   exports.Set("timeKernel", Napi::Function::New(env, TimeKernel));
   exports.Set("kernels", Napi::Function::New(env, Kernels));

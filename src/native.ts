@@ -11,6 +11,7 @@ export interface NativeAddon {
   copyIn(handle: unknown, byteOffset: number, data: ArrayBufferView): void;
   copyOut(handle: unknown, byteOffset: number, nbytes: number): ArrayBuffer;
   hostView(handle: unknown): ArrayBuffer;
+  wrapHost(buffer: ArrayBuffer): unknown;
   run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
   /** Milliseconds per call over `iters` calls (CUDA events on the GPU). For benchmarks. */
   timeKernel(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>, iters: number): number;

@@ -94,11 +94,26 @@ describe('ndarray interop', () => {
     const tt = t.transpose(0, 1).toNdarray();
     assert.equal(tt.get(2, 1), 5);
   });
+  it('fromNdarray shares a typed array\'s memory (any strides) without copying', () => {
+    const buf = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const t = sc.fromNdarray(ndarray(buf, [2, 3]).transpose(1, 0));
+    assert.deepEqual(t.tolist(), [[1, 4], [2, 5], [3, 6]]);
+    buf[1] = 20;
+    assert.deepEqual(t.tolist(), [[1, 4], [20, 5], [3, 6]], 'the tensor sees writes to the ndarray');
+    assert.deepEqual(Array.from(t.mul(2).toArray()), [2, 8, 40, 10, 6, 12]);
+    const sub = sc.fromNdarray(ndarray(buf, [2], [2], 3));
+    assert.deepEqual(Array.from(sub.toArray()), [4, 6]);
+  });
+  it('fromNdarray copies when the dtype changes or the data is a plain array', () => {
+    const t = sc.fromNdarray(ndarray([1, 2, 3, 4], [2, 2]));
+    assert.equal(t.dtype, 'float32');
+    assert.deepEqual(t.tolist(), [[1, 2], [3, 4]]);
+  });
   it('fromNdarray copies any strided ndarray', () => {
     const nd = ndarray(new Float64Array([1, 2, 3, 4, 5, 6]), [2, 3]).transpose(1, 0);
-    const t = sc.fromNdarray(nd);
+    const t = sc.fromNdarray(nd, { dtype: 'float32' });
     assert.deepEqual(t.shape, [3, 2]);
-    assert.equal(t.dtype, 'float64');
+    assert.equal(t.dtype, 'float32');
     assert.deepEqual(t.tolist(), [[1, 4], [2, 5], [3, 6]]);
   });
 });

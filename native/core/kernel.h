@@ -93,6 +93,19 @@ struct KernelError : std::runtime_error {
   static const int SC_CONCAT(sc_kernel_reg_, __LINE__) =                                    \
       (::sc::KernelRegistry::add(name, ::sc::Backend::backend, fn), 0)
 
+// Dispatch a kernel template on any dtype: runs the statement with T bound to the element type
+// (nothing runs for an unknown dtype).
+#define SC_ANY_DISPATCH(dtype, T, ...)                                      \
+  do {                                                                      \
+    switch (dtype) {                                                        \
+      case ::sc::DType::f32: { using T = float; __VA_ARGS__; } break;       \
+      case ::sc::DType::f64: { using T = double; __VA_ARGS__; } break;      \
+      case ::sc::DType::i32: { using T = int32_t; __VA_ARGS__; } break;     \
+      case ::sc::DType::u8: { using T = uint8_t; __VA_ARGS__; } break;      \
+      case ::sc::DType::i64: { using T = int64_t; __VA_ARGS__; } break;     \
+    }                                                                       \
+  } while (0)
+
 // Dispatch a float kernel template on f32/f64.
 #define SC_FLOAT_DISPATCH(dtype, T, ...)                                                    \
   do {                                                                                      \

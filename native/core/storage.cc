@@ -126,6 +126,7 @@ void storage_retain(Storage* s) { s->refs.fetch_add(1); }
 void storage_release(Storage* s) {
   if (s->refs.fetch_sub(1) == 1) {
     if (!s->external) allocator(s->backend).free(s->ptr, s->block_bytes);
+    else if (s->on_release) s->on_release();
     delete s;
   }
 }

@@ -62,6 +62,7 @@ struct Storage {
   size_t block_bytes = 0;  // allocator block size
   Backend backend = Backend::cpu;
   bool external = false;   // wraps memory owned elsewhere (not returned to the allocator)
+  std::function<void()> on_release;  // for external memory: lets the owner go
   std::atomic<int> refs{1};
 };
 

@@ -19,7 +19,6 @@
 // No atomics anywhere.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 
 #include <cmath>
 #include <vector>
@@ -105,6 +104,24 @@ __device__ __forceinline__ void online_merge(T& mx, T& sum) {
   mx = M;
 }
 
+// One chunk of a weighted sum of rows, shared by the forward and the dq pass: each lane brings
+// the weight of row c0 + lane (0 past L) through the warp's buffer wb[32], then
+//   acc[i] += sum_{j < min(32, L - c0)} wb[j] * rows[(c0 + j) * D + i]  over this lane's columns i.
+template <typename T>
+__device__ __forceinline__ void accumulate_weighted(T* acc, T* wb, T wgt, const T* rows, int c0, int L, int D, int lane) {
+  wb[lane] = wgt;
+  __syncwarp();
+  const int cnt = min(32, L - c0);
+  const T* rc = rows + (int64_t)c0 * D;
+  for (int i = lane; i < D; i += 32) {
+    T a = 0;
+    const T* p = rc + i;
+    for (int j = 0; j < cnt; ++j, p += D) a += wb[j] * *p;
+    acc[i] += a;
+  }
+  __syncwarp();
+}
+
 // ---------------------------------------------------------------- forward
 // Shared memory: pw[round4(H+W-1)], then per warp: q[D], acc[D], w[32], S[L] (when stored).
 template <typename T>
@@ -149,17 +166,7 @@ __global__ void attn_fwd_k(const T* __restrict__ q, const T* __restrict__ k,
       const T s = stored ? S[m] : dot_sg(qs, kb + (int64_t)m * D, D) * scale;
       wgt = cu::d_exp(s - mx) * inv * decay(sm, yn, xn, m, W);
     }
-    wb[lane] = wgt;
-    __syncwarp();
-    const int cnt = min(32, L - c0);
-    const T* vc = vb + (int64_t)c0 * D;
-    for (int i = lane; i < D; i += 32) {
-      T a = 0;
-      const T* p = vc + i;
-      for (int j = 0; j < cnt; ++j, p += D) a += wb[j] * *p;
-      acc[i] += a;
-    }
-    __syncwarp();
+    accumulate_weighted(acc, wb, wgt, vb, c0, L, D, lane);
   }
   for (int i = lane; i < D; i += 32) out[r * D + i] = acc[i];
 }
@@ -248,17 +255,7 @@ __global__ void attn_bwd_rows_k(const T* __restrict__ q, const T* __restrict__ k
       const T dp = stored ? DP[m] : dot_sg(gs, vb + (int64_t)m * D, D) * decay(sm, yn, xn, m, W);
       wgt = cu::d_exp(s - mx) * inv * (dp - dl);
     }
-    wb[lane] = wgt;
-    __syncwarp();
-    const int cnt = min(32, L - c0);
-    const T* kc = kb + (int64_t)c0 * D;
-    for (int i = lane; i < D; i += 32) {
-      T a = 0;
-      const T* p = kc + i;
-      for (int j = 0; j < cnt; ++j, p += D) a += wb[j] * *p;
-      acc[i] += a;
-    }
-    __syncwarp();
+    accumulate_weighted(acc, wb, wgt, kb, c0, L, D, lane);
   }
   for (int i = lane; i < D; i += 32) dq[r * D + i] = acc[i] * scale;
   if (lane == 0) {

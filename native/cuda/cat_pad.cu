@@ -11,7 +11,7 @@
 // three for reflect, a contiguous edge range for replicate) output positions that map to it.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/op_names.h"
 
 #include <string>
 #include <vector>
@@ -69,28 +69,20 @@ void cat_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
 
 // ---- pad ------------------------------------------------------------------------------------
 
-enum PadMode : int { P_constant = 0, P_reflect = 1, P_replicate = 2 };
-
-int parse_mode(const std::string& m) {
-  if (m == "constant") return P_constant;
-  if (m == "reflect") return P_reflect;
-  if (m == "replicate") return P_replicate;
-  throw KernelError("pad: unknown mode '" + m + "'");
-}
 
 // Source index of output index o along a dimension of size n padded by `before`; -1 means
 // outside the input (constant mode only).
-__device__ __forceinline__ int64_t src_index(int64_t o, int64_t n, int64_t before, int mode) {
+__device__ __forceinline__ int64_t src_index(int64_t o, int64_t n, int64_t before, PadMode mode) {
   const int64_t i = o - before;
   if (i >= 0 && i < n) return i;
-  if (mode == P_constant) return -1;
-  if (mode == P_replicate) return i < 0 ? 0 : n - 1;
+  if (mode == PadMode::constant) return -1;
+  if (mode == PadMode::replicate) return i < 0 ? 0 : n - 1;
   return i < 0 ? -i : 2 * (n - 1) - i;  // reflect (TS checks pad < n)
 }
 
 struct PadGeom {
   int ndim;
-  int mode;
+  PadMode mode;
   int64_t xshape[kMaxDims];
   int64_t yshape[kMaxDims];
   int64_t before[kMaxDims];
@@ -118,7 +110,7 @@ __global__ void pad_k(PadGeom g, const T* __restrict__ x, T* __restrict__ y, int
 
 PadGeom pad_geom(const TArg& x, const TArg& y, const Attrs& at) {
   PadGeom g{};
-  g.mode = parse_mode(at.str("mode", "constant"));
+  g.mode = parse_pad_mode(at.str("mode", "constant"));
   const auto before = at.ints("before");
   if ((int)before.size() != x.ndim) throw KernelError("pad: 'before' must list one pad per dimension");
   if (x.ndim != y.ndim) throw KernelError("pad: input and output ranks differ");
@@ -137,7 +129,7 @@ void pad_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
   const double v = at.num("value", 0.0);
   const int64_t total = out[0].numel();
   if (total == 0) return;
-  if (g.mode != P_constant && in[0].numel() == 0) throw KernelError("pad: reflect/replicate of an empty input");
+  if (g.mode != PadMode::constant && in[0].numel() == 0) throw KernelError("pad: reflect/replicate of an empty input");
   SC_FLOAT_DISPATCH(in[0].dtype, T, {
     KLAUNCH(pad_k<T>, blocks_for(total), kThreads, 0, 0)(g, in[0].ptr<T>(), out[0].ptr<T>(), total, static_cast<T>(v));
     check_launch("pad");
@@ -149,12 +141,12 @@ void pad_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
 // src [A, on, B] -> dst [A, n, B]: dst[a, i, b] = sum of src[a, o, b] over the o that map to i.
 template <typename T>
 __global__ void pad_fold_k(const T* __restrict__ src, T* __restrict__ dst, int64_t A, int64_t n, int64_t on,
-                           int64_t B, int64_t before, int mode) {
+                           int64_t B, int64_t before, PadMode mode) {
   SC_GRID_STRIDE(idx, A * n * B) {
     const int64_t b = idx % B, ai = idx / B, i = ai % n, a = ai / n;
     const T* s = src + a * on * B + b;
     T acc = 0;
-    if (mode == P_replicate) {
+    if (mode == PadMode::replicate) {
       // Positions o with clamp(o - before, 0, n - 1) == i: a contiguous range.
       int64_t lo = i == 0 ? 0 : i + before, hi = i == n - 1 ? on - 1 : i + before;
       lo = lo < 0 ? 0 : lo;
@@ -163,12 +155,12 @@ __global__ void pad_fold_k(const T* __restrict__ src, T* __restrict__ dst, int64
     } else {
       // Same order as the CPU's scatter: left reflection, direct, right reflection (ascending o).
       const int64_t od = i + before;
-      if (mode == P_reflect) {
+      if (mode == PadMode::reflect) {
         const int64_t ol = before - i;  // o - before = -i < 0
         if (i > 0 && ol >= 0 && ol < on) acc += s[ol * B];
       }
       if (od >= 0 && od < on) acc += s[od * B];
-      if (mode == P_reflect) {
+      if (mode == PadMode::reflect) {
         const int64_t orr = before + 2 * (n - 1) - i;  // o - before = 2(n-1) - i >= n
         if (i <= n - 2 && orr >= 0 && orr < on) acc += s[orr * B];
       }

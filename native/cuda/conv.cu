@@ -20,6 +20,7 @@
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
 #include "cuda/tile_gemm.cuh"
+#include "kernels/conv_params.h"
 
 #include <string>
 #include <vector>
@@ -30,65 +31,7 @@ namespace {
 
 // ---- parameters (host validation identical to the CPU kernels) ------------------------------
 
-struct ConvP {
-  int64_t N, C, H, W;
-  int64_t OC, KH, KW;
-  int64_t OH, OW;
-  int64_t sh, sw, ph, pw, dh, dw, G;
-  int64_t Cg, OCg, CKK, P, HW;
-  bool depthwise() const { return G == C && OC == C; }
-};
-
-std::vector<int64_t> pair_attr(const Attrs& a, const char* name) {
-  std::vector<int64_t> v = a.ints(name);
-  if (v.size() == 1) v.push_back(v[0]);
-  if (v.size() != 2) throw KernelError(std::string("conv2d: attribute '") + name + "' must have 2 values");
-  return v;
-}
-
-void check_arg(const TArg& t, int ndim, DType dt, const char* what) {
-  if (t.ndim != ndim) throw KernelError(std::string("conv2d: ") + what + " must be " + std::to_string(ndim) + "-D");
-  if (t.dtype != dt) throw KernelError(std::string("conv2d: ") + what + " has mismatched dtype");
-  if (!t.contiguous()) throw KernelError(std::string("conv2d: ") + what + " must be contiguous");
-  for (int i = 0; i < ndim; ++i)
-    if (t.shape[i] < 0) throw KernelError(std::string("conv2d: ") + what + " has a negative dim");
-  if (t.numel() > 0 && !t.data) throw KernelError(std::string("conv2d: ") + what + " has no data");
-}
-
-ConvP make_params(const int64_t* xs, const int64_t* ws, const Attrs& a) {
-  ConvP p;
-  p.N = xs[0]; p.C = xs[1]; p.H = xs[2]; p.W = xs[3];
-  p.OC = ws[0]; p.KH = ws[2]; p.KW = ws[3];
-  auto st = pair_attr(a, "stride"), pd = pair_attr(a, "padding"), dl = pair_attr(a, "dilation");
-  p.sh = st[0]; p.sw = st[1]; p.ph = pd[0]; p.pw = pd[1]; p.dh = dl[0]; p.dw = dl[1];
-  p.G = a.i("groups", 1);
-  if (p.sh <= 0 || p.sw <= 0) throw KernelError("conv2d: stride must be positive");
-  if (p.dh <= 0 || p.dw <= 0) throw KernelError("conv2d: dilation must be positive");
-  if (p.ph < 0 || p.pw < 0) throw KernelError("conv2d: padding must be non-negative");
-  if (p.G <= 0) throw KernelError("conv2d: groups must be positive");
-  if (p.C % p.G != 0 || p.OC % p.G != 0) throw KernelError("conv2d: channels not divisible by groups");
-  p.Cg = p.C / p.G;
-  p.OCg = p.OC / p.G;
-  if (ws[1] != p.Cg) throw KernelError("conv2d: weight in-channels != C / groups");
-  if (p.KH <= 0 || p.KW <= 0) throw KernelError("conv2d: empty kernel");
-  const int64_t eh = p.H + 2 * p.ph - p.dh * (p.KH - 1) - 1;
-  const int64_t ew = p.W + 2 * p.pw - p.dw * (p.KW - 1) - 1;
-  if (eh < 0 || ew < 0) throw KernelError("conv2d: kernel larger than padded input");
-  p.OH = eh / p.sh + 1;
-  p.OW = ew / p.sw + 1;
-  p.CKK = p.Cg * p.KH * p.KW;
-  p.P = p.OH * p.OW;
-  p.HW = p.H * p.W;
-  return p;
-}
-
-void check_shape(const TArg& t, std::initializer_list<int64_t> want, const char* what) {
-  int i = 0;
-  for (int64_t v : want) {
-    if (t.shape[i] != v) throw KernelError(std::string("conv2d: ") + what + " has the wrong shape");
-    ++i;
-  }
-}
+using conv::ConvP;
 
 // Device-side copy of the geometry (32-bit; sizes are checked on the host).
 struct CG {
@@ -229,7 +172,6 @@ constexpr int kDwTY = 4;               // thread rows
 constexpr int kDwR = 4;                // outputs per thread (consecutive rows)
 constexpr int kDwTH = kDwTY * kDwR;    // output rows per block
 constexpr int kDwThreads = kDwTW * kDwTY;
-constexpr size_t kSmemLimit = 48 * 1024;
 
 struct DwGeo {
   CG g;
@@ -471,59 +413,13 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
 // ---- kernel entry points ------------------------------------------------------------------------
 
 void conv2d_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  if (in.size() != 2 && in.size() != 3) throw KernelError("conv2d: expected 2 or 3 inputs");
-  if (out.size() != 1) throw KernelError("conv2d: expected 1 output");
-  const TArg &x = in[0], &w = in[1], &y = out[0];
-  const DType dt = x.dtype;
-  check_arg(x, 4, dt, "input");
-  check_arg(w, 4, dt, "weight");
-  check_arg(y, 4, dt, "output");
-  const ConvP p = make_params(x.shape, w.shape, a);
-  check_shape(y, {p.N, p.OC, p.OH, p.OW}, "output");
-  const TArg* b = in.size() == 3 ? &in[2] : nullptr;
-  if (b) {
-    check_arg(*b, 1, dt, "bias");
-    check_shape(*b, {p.OC}, "bias");
-  }
-  if (y.numel() == 0) return;
-  if (x.numel() == 0 || w.numel() == 0) throw KernelError("conv2d: empty input or weight");
-  SC_FLOAT_DISPATCH(dt, T, conv_forward<T>(p, x.ptr<T>(), w.ptr<T>(), b ? b->ptr<T>() : nullptr, y.ptr<T>()));
+  conv::run_forward(in, out, a, [](auto&&... args) { conv_forward(args...); });
 }
-
 void conv2d_backward_input_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  if (in.size() != 2 || out.size() != 1) throw KernelError("conv2d_backward_input: expected inputs (gy, w) and output gx");
-  const TArg &gy = in[0], &w = in[1], &gx = out[0];
-  const DType dt = gy.dtype;
-  check_arg(gy, 4, dt, "grad output");
-  check_arg(w, 4, dt, "weight");
-  check_arg(gx, 4, dt, "grad input");
-  const std::vector<int64_t> xs = a.ints("inputShape");
-  if (xs.size() != 4) throw KernelError("conv2d_backward_input: inputShape must have 4 values");
-  for (int64_t v : xs)
-    if (v < 0) throw KernelError("conv2d_backward_input: negative inputShape");
-  const ConvP p = make_params(xs.data(), w.shape, a);
-  check_shape(gx, {p.N, p.C, p.H, p.W}, "grad input");
-  check_shape(gy, {p.N, p.OC, p.OH, p.OW}, "grad output");
-  if (gx.numel() == 0) return;
-  SC_FLOAT_DISPATCH(dt, T, conv_backward_input<T>(p, gy.ptr<T>(), w.ptr<T>(), gx.ptr<T>()));
+  conv::run_backward_input(in, out, a, [](auto&&... args) { conv_backward_input(args...); });
 }
-
 void conv2d_backward_weight_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
-  if (in.size() != 2 || (out.size() != 1 && out.size() != 2)) throw KernelError("conv2d_backward_weight: expected inputs (x, gy) and outputs gw[, gb]");
-  const TArg &x = in[0], &gy = in[1], &gw = out[0];
-  const DType dt = x.dtype;
-  check_arg(x, 4, dt, "input");
-  check_arg(gy, 4, dt, "grad output");
-  check_arg(gw, 4, dt, "grad weight");
-  const ConvP p = make_params(x.shape, gw.shape, a);
-  check_shape(gy, {p.N, p.OC, p.OH, p.OW}, "grad output");
-  const TArg* gb = out.size() == 2 ? &out[1] : nullptr;
-  if (gb) {
-    check_arg(*gb, 1, dt, "grad bias");
-    check_shape(*gb, {p.OC}, "grad bias");
-  }
-  if (gw.numel() == 0) return;
-  SC_FLOAT_DISPATCH(dt, T, conv_backward_weight<T>(p, x.ptr<T>(), gy.ptr<T>(), gw.ptr<T>(), gb ? gb->ptr<T>() : nullptr));
+  conv::run_backward_weight(in, out, a, [](auto&&... args) { conv_backward_weight(args...); });
 }
 
 }  // namespace

@@ -3,20 +3,12 @@
 // identical to the CPU backend's for the same seed.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/dropout_hash.h"
 
 namespace sc {
 namespace {
 
-__device__ __forceinline__ uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-__device__ __forceinline__ bool keep(uint64_t seed, uint64_t i, double p) {
-  const uint64_t h = mix64(seed * 0x9E3779B97F4A7C15ull + i + 1);
-  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) >= p;
-}
+using dropout::keep;
 
 template <typename T>
 __global__ void dropout_k(const T* __restrict__ x, T* __restrict__ y, int64_t n, int64_t group, uint64_t seed,
@@ -42,12 +34,8 @@ void dropout_typed(const TArg& x, const TArg& y, uint64_t seed, double p, int64_
 
 // in: x (contiguous); out: y; attrs: p in [0, 1), seed, group (1: dropout, H*W: dropout2d).
 void dropout_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const double p = at.num("p");
-  if (!(p >= 0 && p < 1)) throw KernelError("dropout: p must be in [0, 1)");
-  const int64_t group = std::max<int64_t>(1, at.i("group", 1));
-  if (in[0].numel() % group != 0) throw KernelError("dropout: group does not divide the element count");
-  const uint64_t seed = static_cast<uint64_t>(at.num("seed"));
-  SC_FLOAT_DISPATCH(in[0].dtype, T, dropout_typed<T>(in[0], out[0], seed, p, group));
+  const dropout::Args d = dropout::parse(in, at);
+  SC_FLOAT_DISPATCH(in[0].dtype, T, dropout_typed<T>(in[0], out[0], d.seed, d.p, d.group));
 }
 SC_KERNEL("dropout", cuda, dropout_kernel);
 

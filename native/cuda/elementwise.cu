@@ -7,6 +7,7 @@
 // host). A fully contiguous launch takes the fast path without index arithmetic.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
+#include "kernels/op_names.h"
 
 #include <cmath>
 #include <cstring>
@@ -94,13 +95,7 @@ void copy_launch(const TArg& s, const TArg& d) {
 
 template <typename S>
 void copy_from(const TArg& s, const TArg& d) {
-  switch (d.dtype) {
-    case DType::f32: return copy_launch<S, float>(s, d);
-    case DType::f64: return copy_launch<S, double>(s, d);
-    case DType::i32: return copy_launch<S, int32_t>(s, d);
-    case DType::u8: return copy_launch<S, uint8_t>(s, d);
-    case DType::i64: return copy_launch<S, int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(d.dtype, T, copy_launch<S, T>(s, d));
 }
 
 // in[0]: any strided view; out[0]: contiguous, same shape, any dtype.
@@ -111,13 +106,7 @@ void copy_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const 
     SC_CUDA_CHECK(cudaMemcpyAsync(d.data, s.data, s.numel() * dtype_size(s.dtype), cudaMemcpyDeviceToDevice, 0));
     return;
   }
-  switch (s.dtype) {
-    case DType::f32: return copy_from<float>(s, d);
-    case DType::f64: return copy_from<double>(s, d);
-    case DType::i32: return copy_from<int32_t>(s, d);
-    case DType::u8: return copy_from<uint8_t>(s, d);
-    case DType::i64: return copy_from<int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(s.dtype, T, copy_from<T>(s, d));
 }
 
 // ---- fill ------------------------------------------------------------------------------------
@@ -137,13 +126,7 @@ void fill_launch(const TArg& o, double v) {
 
 void fill_cuda(const std::vector<TArg>&, const std::vector<TArg>& out, const Attrs& at) {
   const double v = at.num("value");
-  switch (out[0].dtype) {
-    case DType::f32: return fill_launch<float>(out[0], v);
-    case DType::f64: return fill_launch<double>(out[0], v);
-    case DType::i32: return fill_launch<int32_t>(out[0], v);
-    case DType::u8: return fill_launch<uint8_t>(out[0], v);
-    case DType::i64: return fill_launch<int64_t>(out[0], v);
-  }
+  SC_ANY_DISPATCH(out[0].dtype, T, fill_launch<T>(out[0], v));
 }
 
 // ---- copy_strided ----------------------------------------------------------------------------
@@ -171,39 +154,28 @@ void copy_strided_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out
 
 // ---- unary -----------------------------------------------------------------------------------
 
-enum U : int { U_neg, U_exp, U_log, U_sqrt, U_abs, U_relu, U_gelu, U_sigmoid, U_tanh, U_square, U_reciprocal, U_sin, U_cos, U_clamp, U_affine, U_pow, U_sign };
-
-int parse_unary(const std::string& s) {
-  static const std::pair<const char*, int> names[] = {
-      {"neg", U_neg}, {"exp", U_exp}, {"log", U_log}, {"sqrt", U_sqrt}, {"abs", U_abs},
-      {"relu", U_relu}, {"gelu", U_gelu}, {"sigmoid", U_sigmoid}, {"tanh", U_tanh},
-      {"square", U_square}, {"reciprocal", U_reciprocal}, {"sin", U_sin}, {"cos", U_cos},
-      {"clamp", U_clamp}, {"affine", U_affine}, {"pow", U_pow}, {"sign", U_sign}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown unary op '" + s + "'");
-}
+using U = UnaryOp;
 
 template <typename T>
-__device__ __forceinline__ T unary_op(int op, T v, T a, T b) {
+__device__ __forceinline__ T unary_op(U op, T v, T a, T b) {
   switch (op) {
-    case U_neg: return -v;
-    case U_exp: return exp(v);
-    case U_log: return log(v);
-    case U_sqrt: return sqrt(v);
-    case U_abs: return fabs(v);
-    case U_relu: return v > T(0) ? v : T(0);
-    case U_gelu: return gelu_f(v);
-    case U_sigmoid: return sigmoid_f(v);
-    case U_tanh: return tanh(v);
-    case U_square: return v * v;
-    case U_reciprocal: return T(1) / v;
-    case U_sin: return sin_f(v);
-    case U_cos: return cos_f(v);
-    case U_sign: return T((v > T(0)) - (v < T(0)));
-    case U_clamp: return v < a ? a : (v > b ? b : v);
-    case U_affine: return a * v + b;
-    case U_pow:
+    case U::neg: return -v;
+    case U::exp: return exp(v);
+    case U::log: return log(v);
+    case U::sqrt: return sqrt(v);
+    case U::abs: return fabs(v);
+    case U::relu: return v > T(0) ? v : T(0);
+    case U::gelu: return gelu_f(v);
+    case U::sigmoid: return sigmoid_f(v);
+    case U::tanh: return tanh(v);
+    case U::square: return v * v;
+    case U::reciprocal: return T(1) / v;
+    case U::sin: return sin_f(v);
+    case U::cos: return cos_f(v);
+    case U::sign: return T((v > T(0)) - (v < T(0)));
+    case U::clamp: return v < a ? a : (v > b ? b : v);
+    case U::affine: return a * v + b;
+    case U::pow:
       if (a == T(2)) return v * v;
       if (a == T(0.5)) return sqrt(v);
       return pow(v, a);
@@ -212,7 +184,7 @@ __device__ __forceinline__ T unary_op(int op, T v, T a, T b) {
 }
 
 template <typename T>
-__global__ void unary_k(Geom<2> g, int64_t n, const T* __restrict__ x, T* __restrict__ y, int op, T a, T b, int contiguous) {
+__global__ void unary_k(Geom<2> g, int64_t n, const T* __restrict__ x, T* __restrict__ y, U op, T a, T b, int contiguous) {
   if (contiguous) {
     SC_GRID_STRIDE(i, n) y[i] = unary_op<T>(op, x[i], a, b);
     return;
@@ -225,11 +197,11 @@ __global__ void unary_k(Geom<2> g, int64_t n, const T* __restrict__ x, T* __rest
 }
 
 template <typename T>
-void unary_launch(int op, const TArg& x, const TArg& y, const Attrs& at) {
+void unary_launch(U op, const TArg& x, const TArg& y, const Attrs& at) {
   T a = 0, b = 0;
-  if (op == U_clamp) { a = static_cast<T>(at.num("min", -INFINITY)); b = static_cast<T>(at.num("max", INFINITY)); }
-  else if (op == U_affine) { a = static_cast<T>(at.num("a", 1)); b = static_cast<T>(at.num("b", 0)); }
-  else if (op == U_pow) a = static_cast<T>(at.num("exponent"));
+  if (op == U::clamp) { a = static_cast<T>(at.num("min", -INFINITY)); b = static_cast<T>(at.num("max", INFINITY)); }
+  else if (op == U::affine) { a = static_cast<T>(at.num("a", 1)); b = static_cast<T>(at.num("b", 0)); }
+  else if (op == U::pow) a = static_cast<T>(at.num("exponent"));
   const int64_t n = y.numel();
   if (n == 0) return;
   const TArg* ops[2] = {&y, &x};
@@ -239,72 +211,63 @@ void unary_launch(int op, const TArg& x, const TArg& y, const Attrs& at) {
 }
 
 void unary_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const int op = parse_unary(at.str("op"));
+  const U op = parse_unary(at.str("op"));
   SC_FLOAT_DISPATCH(in[0].dtype, T, unary_launch<T>(op, in[0], out[0], at));
 }
 
 // ---- binary ----------------------------------------------------------------------------------
 
-enum B : int { B_add, B_sub, B_mul, B_div, B_pow, B_maximum, B_minimum, B_eq, B_ne, B_lt, B_le, B_gt, B_ge, B_relu_grad, B_gelu_grad, B_sigmoid_grad, B_tanh_grad };
+using B = BinaryOp;
 
-int parse_binary(const std::string& s) {
-  static const std::pair<const char*, int> names[] = {
-      {"add", B_add}, {"sub", B_sub}, {"mul", B_mul}, {"div", B_div}, {"pow", B_pow},
-      {"maximum", B_maximum}, {"minimum", B_minimum}, {"eq", B_eq}, {"ne", B_ne},
-      {"lt", B_lt}, {"le", B_le}, {"gt", B_gt}, {"ge", B_ge}, {"relu_grad", B_relu_grad},
-      {"gelu_grad", B_gelu_grad}, {"sigmoid_grad", B_sigmoid_grad}, {"tanh_grad", B_tanh_grad}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown binary op '" + s + "'");
-}
-
-inline bool is_comparison(int op) { return op >= B_eq && op <= B_ge; }
+inline bool is_comparison(B op) { return op >= B::eq && op <= B::ge; }
 
 template <typename T>
-__device__ __forceinline__ T binary_arith(int op, T u, T v) {
+__device__ __forceinline__ T binary_arith(B op, T u, T v) {
   switch (op) {
-    case B_add: return u + v;
-    case B_sub: return u - v;
-    case B_mul: return u * v;
-    case B_div: return u / v;
-    case B_pow: return pow(u, v);
-    case B_maximum: return u > v ? u : v;
-    case B_minimum: return u < v ? u : v;
-    case B_relu_grad: return v > T(0) ? u : T(0);
-    case B_gelu_grad: return u * gelu_grad_f(v);
-    case B_sigmoid_grad: return u * v * (T(1) - v);
-    case B_tanh_grad: return u * (T(1) - v * v);
+    case B::add: return u + v;
+    case B::sub: return u - v;
+    case B::mul: return u * v;
+    case B::div: return u / v;
+    case B::pow: return pow(u, v);
+    case B::maximum: return u > v ? u : v;
+    case B::minimum: return u < v ? u : v;
+    case B::relu_grad: return v > T(0) ? u : T(0);
+    case B::gelu_grad: return u * gelu_grad_f(v);
+    case B::sigmoid_grad: return u * v * (T(1) - v);
+    case B::tanh_grad: return u * (T(1) - v * v);
+    default: break;  // comparisons: binary_cmp
   }
   return u;
 }
 
 template <typename T>
-__device__ __forceinline__ uint8_t binary_cmp(int op, T u, T v) {
+__device__ __forceinline__ uint8_t binary_cmp(B op, T u, T v) {
   switch (op) {
-    case B_eq: return uint8_t(u == v);
-    case B_ne: return uint8_t(u != v);
-    case B_lt: return uint8_t(u < v);
-    case B_le: return uint8_t(u <= v);
-    case B_gt: return uint8_t(u > v);
-    case B_ge: return uint8_t(u >= v);
+    case B::eq: return uint8_t(u == v);
+    case B::ne: return uint8_t(u != v);
+    case B::lt: return uint8_t(u < v);
+    case B::le: return uint8_t(u <= v);
+    case B::gt: return uint8_t(u > v);
+    case B::ge: return uint8_t(u >= v);
+    default: break;  // arithmetic: binary_arith
   }
   return 0;
 }
 
 template <typename T, typename R>
-__device__ __forceinline__ R binary_op(int op, T u, T v);
+__device__ __forceinline__ R binary_op(B op, T u, T v);
 template <>
-__device__ __forceinline__ float binary_op<float, float>(int op, float u, float v) { return binary_arith<float>(op, u, v); }
+__device__ __forceinline__ float binary_op<float, float>(B op, float u, float v) { return binary_arith<float>(op, u, v); }
 template <>
-__device__ __forceinline__ double binary_op<double, double>(int op, double u, double v) { return binary_arith<double>(op, u, v); }
+__device__ __forceinline__ double binary_op<double, double>(B op, double u, double v) { return binary_arith<double>(op, u, v); }
 template <>
-__device__ __forceinline__ uint8_t binary_op<float, uint8_t>(int op, float u, float v) { return binary_cmp<float>(op, u, v); }
+__device__ __forceinline__ uint8_t binary_op<float, uint8_t>(B op, float u, float v) { return binary_cmp<float>(op, u, v); }
 template <>
-__device__ __forceinline__ uint8_t binary_op<double, uint8_t>(int op, double u, double v) { return binary_cmp<double>(op, u, v); }
+__device__ __forceinline__ uint8_t binary_op<double, uint8_t>(B op, double u, double v) { return binary_cmp<double>(op, u, v); }
 
 // Operands: 0 output, 1 a, 2 b.
 template <typename T, typename R>
-__global__ void binary_k(Geom<3> g, int64_t n, const T* __restrict__ a, const T* __restrict__ b, R* __restrict__ y, int op, int contiguous) {
+__global__ void binary_k(Geom<3> g, int64_t n, const T* __restrict__ a, const T* __restrict__ b, R* __restrict__ y, B op, int contiguous) {
   if (contiguous) {
     SC_GRID_STRIDE(i, n) y[i] = binary_op<T, R>(op, a[i], b[i]);
     return;
@@ -317,7 +280,7 @@ __global__ void binary_k(Geom<3> g, int64_t n, const T* __restrict__ a, const T*
 }
 
 template <typename T>
-void binary_launch(int op, const TArg& a, const TArg& b, const TArg& y) {
+void binary_launch(B op, const TArg& a, const TArg& b, const TArg& y) {
   const int64_t n = y.numel();
   if (n == 0) return;
   const TArg* ops[3] = {&y, &a, &b};
@@ -333,7 +296,7 @@ void binary_launch(int op, const TArg& a, const TArg& b, const TArg& y) {
 }
 
 void binary_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const int op = parse_binary(at.str("op"));
+  const B op = parse_binary(at.str("op"));
   SC_FLOAT_DISPATCH(in[0].dtype, T, binary_launch<T>(op, in[0], in[1], out[0]));
 }
 

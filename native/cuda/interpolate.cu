@@ -10,39 +10,12 @@
 
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/interpolate_taps.h"
 
 namespace sc {
 namespace {
 
-struct Tap {
-  int64_t i0, i1;
-  double w0, w1;
-};
-
-std::vector<Tap> taps(int64_t in, int64_t out, double scale_attr, bool bilinear, bool align) {
-  std::vector<Tap> t(out);
-  if (!bilinear) {
-    const float scale = scale_attr > 0 ? static_cast<float>(1.0 / scale_attr) : static_cast<float>(in) / static_cast<float>(out);
-    for (int64_t o = 0; o < out; ++o) {
-      const int64_t i = std::min(static_cast<int64_t>(std::floor(static_cast<float>(o) * scale)), in - 1);
-      t[o] = {i, i, 1.0, 0.0};
-    }
-    return t;
-  }
-  double scale;
-  if (align) scale = out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
-  else scale = scale_attr > 0 ? 1.0 / scale_attr : static_cast<double>(in) / static_cast<double>(out);
-  for (int64_t o = 0; o < out; ++o) {
-    double src = align ? scale * o : scale * (o + 0.5) - 0.5;
-    if (src < 0) src = 0;
-    const int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
-    const int64_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
-    const double l1 = src - i0;
-    t[o] = {i0, i1, 1.0 - l1, l1};
-  }
-  return t;
-}
+using interp::Tap;
 
 struct Dims {
   int64_t planes, H, W, OH, OW;
@@ -118,16 +91,8 @@ struct Plan {
   std::vector<Tap> th, tw;
 };
 Plan plan(const TArg& x, const TArg& y, const Attrs& at) {
-  if (x.ndim != 4 || y.ndim != 4) throw KernelError("interpolate: expected 4-D [N, C, H, W] tensors");
-  const std::string mode = at.str("mode");
-  if (mode != "bilinear" && mode != "nearest") throw KernelError("interpolate: unknown mode '" + mode + "'");
-  const bool bil = mode == "bilinear", align = at.b("alignCorners");
-  const auto sc = at.list("scales");
-  if (sc.size() < 2) throw KernelError("interpolate: scales needs 2 values");
-  Plan p{{x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3]}, {}, {}};
-  p.th = taps(p.d.H, p.d.OH, sc[0], bil, align);
-  p.tw = taps(p.d.W, p.d.OW, sc[1], bil, align);
-  return p;
+  interp::Resize r = interp::plan(x, y, at);
+  return Plan{{r.planes, r.H, r.W, r.OH, r.OW}, std::move(r.th), std::move(r.tw)};
 }
 
 void interpolate_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {

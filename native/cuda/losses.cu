@@ -3,7 +3,6 @@
 // the output's shape. The mean/sum reduction is done afterwards by the reduce op, as on the CPU.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 
 namespace sc {
 namespace {

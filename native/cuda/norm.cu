@@ -15,7 +15,7 @@
 // blocks of 32 x 8 threads into partials and summed per column in order.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/norm_params.h"
 
 #include <algorithm>
 #include <vector>
@@ -31,26 +31,8 @@ __device__ __forceinline__ double group_sum(double v, double* scratch) {
   return block_sum(v, scratch);
 }
 
-// Optional inputs follow the leading ones in a fixed order; the attrs say which are present.
-struct Opt {
-  const TArg* weight = nullptr;
-  const TArg* bias = nullptr;
-  const TArg* rmean = nullptr;
-  const TArg* rvar = nullptr;
-};
-
-Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
-  Opt o;
-  size_t i = first;
-  auto next = [&]() -> const TArg* {
-    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
-    return &in[i++];
-  };
-  if (at.b("hasWeight")) o.weight = next();
-  if (at.b("hasBias")) o.bias = next();
-  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
-  return o;
-}
+using norm::Opt;
+using norm::optional_inputs;
 
 template <typename T>
 const T* opt_ptr(const TArg* a) { return a ? a->ptr<T>() : nullptr; }
@@ -407,18 +389,15 @@ __global__ void ln_bwd_param_final_k(const double* __restrict__ pw, const double
 
 template <typename T>
 void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const TArg &g = in[0], &x = in[1];
-  const bool hw = at.b("hasWeight");
-  const T* w = hw ? in[2].ptr<T>() : nullptr;
-  const T* mean = in[hw ? 3 : 2].ptr<T>();
-  const T* inv = in[hw ? 4 : 3].ptr<T>();
-  const int64_t D = at.i("d"), R = D > 0 ? x.numel() / D : 0;
+  const norm::LnBackward<T> a = norm::ln_backward_inputs<T>(in, at);
+  const T *w = a.w, *mean = a.mean, *inv = a.inv;
+  const int64_t D = a.D, R = a.R;
   if (D <= 0) return;
   if (R > 0) {
     if (D > 1024) {
-      KLAUNCH((ln_bwd_dx_k<T, kThreads>), (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(g.ptr<T>(), x.ptr<T>(), w, mean, inv, out[0].ptr<T>(), R, D);
+      KLAUNCH((ln_bwd_dx_k<T, kThreads>), (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(a.g, a.x, w, mean, inv, out[0].ptr<T>(), R, D);
     } else {
-      KLAUNCH((ln_bwd_dx_k<T, 32>), (unsigned)std::min<int64_t>(ceil_div64(R, kThreads / 32), 65535), kThreads, 0, 0)(g.ptr<T>(), x.ptr<T>(), w, mean, inv, out[0].ptr<T>(), R, D);
+      KLAUNCH((ln_bwd_dx_k<T, 32>), (unsigned)std::min<int64_t>(ceil_div64(R, kThreads / 32), 65535), kThreads, 0, 0)(a.g, a.x, w, mean, inv, out[0].ptr<T>(), R, D);
     }
     check_launch("layer_norm_backward");
   }
@@ -431,7 +410,7 @@ void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   Scratch spart(sizeof(double) * D * P * 2);
   double* pw = spart.as<double>();
   double* pb = pw + D * P;
-  KLAUNCH(ln_bwd_param_partial_k<T>, dim3((unsigned)tiles, (unsigned)P), kThreads, 0, 0)(g.ptr<T>(), x.ptr<T>(), mean, inv, pw, pb, R, D, rchunk);
+  KLAUNCH(ln_bwd_param_partial_k<T>, dim3((unsigned)tiles, (unsigned)P), kThreads, 0, 0)(a.g, a.x, mean, inv, pw, pb, R, D, rchunk);
   check_launch("layer_norm_backward");
   KLAUNCH(ln_bwd_param_final_k<T>, blocks_for(D), kThreads, 0, 0)(pw, pb, out[1].ptr<T>(), out[2].ptr<T>(), D, P);
   check_launch("layer_norm_backward");

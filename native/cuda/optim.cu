@@ -2,16 +2,12 @@
 // contiguous parameters and state, one pass over memory.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/optim_params.h"
 
 namespace sc {
 namespace {
 
-void check_same(const std::vector<TArg>& ts, const char* what) {
-  for (auto& t : ts)
-    if (t.numel() != ts[0].numel() || t.dtype != ts[0].dtype || !t.contiguous())
-      throw KernelError(std::string(what) + ": parameter, gradient and state must be contiguous with equal size and dtype");
-}
+using optim::check_same;
 
 template <typename T>
 __global__ void sgd_k(const T* __restrict__ g, T* __restrict__ p, T* __restrict__ buf, int64_t n, T lr, T mom,
@@ -31,9 +27,10 @@ template <typename T>
 void sgd_typed(const TArg& g, const TArg& p, const TArg& buf, const Attrs& a) {
   const int64_t n = p.numel();
   if (n == 0) return;
+  const optim::Sgd h = optim::sgd(a);
   KLAUNCH(sgd_k<T>, cu::blocks_for(n), cu::kThreads, 0, 0)
-  (g.ptr<T>(), p.ptr<T>(), buf.ptr<T>(), n, (T)a.num("lr"), (T)a.num("momentum", 0), (T)a.num("dampening", 0),
-   (T)a.num("weightDecay", 0), a.b("nesterov") ? 1 : 0, a.b("first") ? 1 : 0);
+  (g.ptr<T>(), p.ptr<T>(), buf.ptr<T>(), n, (T)h.lr, (T)h.momentum, (T)h.dampening, (T)h.wd, h.nesterov ? 1 : 0,
+   h.first ? 1 : 0);
   cu::check_launch("sgd_step");
 }
 void sgd_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
@@ -62,12 +59,11 @@ template <typename T>
 void adam_typed(const TArg& g, const TArg& p, const TArg& m, const TArg& v, const Attrs& a) {
   const int64_t n = p.numel();
   if (n == 0) return;
-  const double lr = a.num("lr"), b1 = a.num("beta1"), b2 = a.num("beta2"), eps = a.num("eps");
-  const double wd = a.num("weightDecay", 0), step = a.num("step");
-  const T bc1 = (T)(1 - std::pow(b1, step)), bc2s = (T)std::sqrt(1 - std::pow(b2, step));
+  const optim::Adam h = optim::adam(a);
+  const T bc1 = (T)h.bc1(), bc2s = (T)h.bc2s();
   KLAUNCH(adam_k<T>, cu::blocks_for(n), cu::kThreads, 0, 0)
-  (g.ptr<T>(), p.ptr<T>(), m.ptr<T>(), v.ptr<T>(), n, (T)lr, (T)b1, (T)b2, (T)eps, (T)wd, bc1, bc2s,
-   a.b("decoupled") ? 1 : 0);
+  (g.ptr<T>(), p.ptr<T>(), m.ptr<T>(), v.ptr<T>(), n, (T)h.lr, (T)h.b1, (T)h.b2, (T)h.eps, (T)h.wd, bc1, bc2s,
+   h.decoupled ? 1 : 0);
   cu::check_launch("adam_step");
 }
 void adam_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {

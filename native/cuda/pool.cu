@@ -8,7 +8,6 @@
 
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
 
 namespace sc {
 namespace {

@@ -11,6 +11,7 @@
 // uses one thread per (outer, inner) column, which reads coalesced along inner.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
+#include "kernels/op_names.h"
 
 #include <climits>
 #include <cmath>
@@ -26,50 +27,40 @@ using std::exp;
 using std::log;
 #endif
 
-enum R : int { R_sum, R_mean, R_max, R_min, R_argmax, R_argmin };
-
-int parse_reduce(const std::string& s) {
-  if (s == "sum") return R_sum;
-  if (s == "mean") return R_mean;
-  if (s == "max") return R_max;
-  if (s == "min") return R_min;
-  if (s == "argmax") return R_argmax;
-  if (s == "argmin") return R_argmin;
-  throw KernelError("unknown reduction '" + s + "'");
-}
+using R = ReduceOp;
 
 template <typename T>
 __device__ __forceinline__ T pos_inf() { return T(INFINITY); }
 
 // Per-thread accumulator update with the CPU's semantics (NaN propagates for max/min; argmax and
 // argmin ignore NaN and keep the first strict extremum).
-template <typename T, int OP>
+template <typename T, R OP>
 __device__ __forceinline__ void acc_add(T& v, int& idx, T x, int r) {
-  if (OP == R_sum || OP == R_mean) v += x;
-  else if (OP == R_max) { if (v == v && (x > v || x != x)) v = x; }
-  else if (OP == R_min) { if (v == v && (x < v || x != x)) v = x; }
-  else if (OP == R_argmax) { if (x > v) { v = x; idx = r; } }
+  if (OP == R::sum || OP == R::mean) v += x;
+  else if (OP == R::max) { if (v == v && (x > v || x != x)) v = x; }
+  else if (OP == R::min) { if (v == v && (x < v || x != x)) v = x; }
+  else if (OP == R::argmax) { if (x > v) { v = x; idx = r; } }
   else { if (x < v) { v = x; idx = r; } }
 }
 
 // Combines two partial results (the second from a higher or lower thread; indices decide ties).
-template <typename T, int OP>
+template <typename T, R OP>
 __device__ __forceinline__ void acc_combine(T& v, int& idx, T v2, int i2) {
-  if (OP == R_sum || OP == R_mean) v += v2;
-  else if (OP == R_max) { if (v == v && (v2 > v || v2 != v2)) v = v2; }
-  else if (OP == R_min) { if (v == v && (v2 < v || v2 != v2)) v = v2; }
-  else if (OP == R_argmax) { if (v2 > v || (v2 == v && i2 < idx)) { v = v2; idx = i2; } }
+  if (OP == R::sum || OP == R::mean) v += v2;
+  else if (OP == R::max) { if (v == v && (v2 > v || v2 != v2)) v = v2; }
+  else if (OP == R::min) { if (v == v && (v2 < v || v2 != v2)) v = v2; }
+  else if (OP == R::argmax) { if (v2 > v || (v2 == v && i2 < idx)) { v = v2; idx = i2; } }
   else { if (v2 < v || (v2 == v && i2 < idx)) { v = v2; idx = i2; } }
 }
 
-template <typename T, int OP>
+template <typename T, R OP>
 __device__ __forceinline__ T acc_init() {
-  if (OP == R_sum || OP == R_mean) return T(0);
-  if (OP == R_max || OP == R_argmax) return -pos_inf<T>();
+  if (OP == R::sum || OP == R::mean) return T(0);
+  if (OP == R::max || OP == R::argmax) return -pos_inf<T>();
   return pos_inf<T>();
 }
 
-template <typename T, int OP>
+template <typename T, R OP>
 __device__ __forceinline__ void warp_combine(T& v, int& idx) {
   for (int o = 16; o > 0; o >>= 1) {
     const T v2 = __shfl_down_sync(0xffffffffu, v, o);
@@ -78,10 +69,10 @@ __device__ __forceinline__ void warp_combine(T& v, int& idx) {
   }
 }
 
-template <typename T, int OP>
+template <typename T, R OP>
 __device__ __forceinline__ void write_out(void* y, int64_t o, T v, int idx, int64_t rcount) {
-  if (OP == R_argmax || OP == R_argmin) static_cast<int32_t*>(y)[o] = idx == INT_MAX ? 0 : idx;
-  else if (OP == R_mean) static_cast<T*>(y)[o] = v / static_cast<T>(rcount);
+  if (OP == R::argmax || OP == R::argmin) static_cast<int32_t*>(y)[o] = idx == INT_MAX ? 0 : idx;
+  else if (OP == R::mean) static_cast<T*>(y)[o] = v / static_cast<T>(rcount);
   else static_cast<T*>(y)[o] = v;
 }
 
@@ -93,7 +84,7 @@ __device__ __forceinline__ int64_t offset1(const Geom<1>& g, int64_t i) {
 }
 
 // One warp per output; blockDim.x = 256 (8 outputs per block per step).
-template <typename T, int OP>
+template <typename T, R OP>
 __global__ void reduce_warp_k(Geom<1> kg, Geom<1> rg, int64_t nout, int64_t rcount, const T* __restrict__ x, void* y) {
   const int lane = threadIdx.x & 31;
   const int wpb = blockDim.x >> 5;
@@ -108,7 +99,7 @@ __global__ void reduce_warp_k(Geom<1> kg, Geom<1> rg, int64_t nout, int64_t rcou
 }
 
 // One block per output.
-template <typename T, int OP>
+template <typename T, R OP>
 __global__ void reduce_block_k(Geom<1> kg, Geom<1> rg, int64_t nout, int64_t rcount, const T* __restrict__ x, void* y) {
   __shared__ T sv[32];
   __shared__ int si[32];
@@ -143,7 +134,7 @@ Geom<1> sub_geom(const TArg& x, const std::vector<int>& dims) {
   return make_geom<1>(t.ndim, t.shape, ops);
 }
 
-template <typename T, int OP>
+template <typename T, R OP>
 void reduce_launch(const Geom<1>& kg, const Geom<1>& rg, int64_t nout, int64_t rcount, const TArg& x, const TArg& y) {
   if (rcount > INT_MAX) throw KernelError("reduce: reduction too large for the CUDA kernel");
   const bool block_mode = rcount >= 1024 || (rcount >= 64 && nout <= 1024);
@@ -158,7 +149,7 @@ void reduce_launch(const Geom<1>& kg, const Geom<1>& rg, int64_t nout, int64_t r
 }
 
 template <typename T>
-void reduce_typed(int op, const TArg& x, const TArg& y, const std::vector<int64_t>& axes) {
+void reduce_typed(R op, const TArg& x, const TArg& y, const std::vector<int64_t>& axes) {
   bool red[kMaxDims] = {false};
   for (int64_t a : axes) red[a] = true;
   std::vector<int> kd, rd;
@@ -171,19 +162,19 @@ void reduce_typed(int op, const TArg& x, const TArg& y, const std::vector<int64_
   if (nout == 0) return;
   const Geom<1> kg = sub_geom(x, kd), rg = sub_geom(x, rd);
   switch (op) {
-    case R_sum: return reduce_launch<T, R_sum>(kg, rg, nout, rcount, x, y);
-    case R_mean: return reduce_launch<T, R_mean>(kg, rg, nout, rcount, x, y);
-    case R_max: return reduce_launch<T, R_max>(kg, rg, nout, rcount, x, y);
-    case R_min: return reduce_launch<T, R_min>(kg, rg, nout, rcount, x, y);
-    case R_argmax: return reduce_launch<T, R_argmax>(kg, rg, nout, rcount, x, y);
-    case R_argmin: return reduce_launch<T, R_argmin>(kg, rg, nout, rcount, x, y);
+    case R::sum: return reduce_launch<T, R::sum>(kg, rg, nout, rcount, x, y);
+    case R::mean: return reduce_launch<T, R::mean>(kg, rg, nout, rcount, x, y);
+    case R::max: return reduce_launch<T, R::max>(kg, rg, nout, rcount, x, y);
+    case R::min: return reduce_launch<T, R::min>(kg, rg, nout, rcount, x, y);
+    case R::argmax: return reduce_launch<T, R::argmax>(kg, rg, nout, rcount, x, y);
+    case R::argmin: return reduce_launch<T, R::argmin>(kg, rg, nout, rcount, x, y);
   }
 }
 
 // in[0] x (any strides); out[0] contiguous with the reduced axes removed (argmax/argmin: int32);
 // attrs: op, axes.
 void reduce_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const int op = parse_reduce(at.str("op"));
+  const R op = parse_reduce(at.str("op"));
   const auto axes = at.ints("axes");
   for (int64_t a : axes)
     if (a < 0 || a >= in[0].ndim) throw KernelError("reduction axis out of range");

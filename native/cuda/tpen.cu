@@ -4,18 +4,13 @@
 // with block reductions (no atomics), KC orders at a time in registers.
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
-#include "cuda/nn_common.cuh"
+#include "kernels/tpen_params.h"
 
 namespace sc {
 namespace {
 
-struct Dims { int64_t N, C, HW, K; };
-
-Dims dims(const TArg& x, const TArg& coeffs) {
-  if (x.ndim != 4 || coeffs.ndim != 2 || coeffs.shape[1] != x.shape[1])
-    throw KernelError("tpen: expected x [N, C, H, W] and coeffs [order, C]");
-  return {x.shape[0], x.shape[1], x.shape[2] * x.shape[3], coeffs.shape[0]};
-}
+using tpen::Dims;
+using tpen::dims;
 
 template <typename T>
 __global__ void tpen_fwd_k(const T* __restrict__ x, const T* __restrict__ a, T* __restrict__ out, int64_t N,

@@ -7,6 +7,7 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "op_names.h"
 
 namespace sc {
 namespace {
@@ -43,14 +44,6 @@ SC_KERNEL("cat", cpu, cat_kernel);
 
 // ---- pad ----------------------------------------------------------------------------------
 
-enum class PadMode { constant, reflect, replicate };
-
-PadMode parse_mode(const std::string& m) {
-  if (m == "constant") return PadMode::constant;
-  if (m == "reflect") return PadMode::reflect;
-  if (m == "replicate") return PadMode::replicate;
-  throw KernelError("pad: unknown mode '" + m + "'");
-}
 
 // Source index of output index o along a dimension of size n padded by `before`; -1 means
 // outside the input (constant mode only).
@@ -77,7 +70,7 @@ struct PadPlan {
 
 PadPlan pad_plan(const TArg& x, const TArg& y, const Attrs& at) {
   PadPlan p;
-  p.mode = parse_mode(at.str("mode", "constant"));
+  p.mode = parse_pad_mode(at.str("mode", "constant"));
   p.nd = x.ndim;
   p.before = at.ints("before");
   if ((int)p.before.size() != x.ndim) throw KernelError("pad: 'before' must list one pad per dimension");

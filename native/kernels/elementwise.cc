@@ -7,6 +7,7 @@
 
 #include "../core/kernel.h"
 #include "fast_gelu.h"
+#include "op_names.h"
 #include "strided.h"
 
 namespace sc {
@@ -48,13 +49,7 @@ void copy_typed(const TArg& src, const TArg& dst) {
 
 template <typename S>
 void copy_from(const TArg& src, const TArg& dst) {
-  switch (dst.dtype) {
-    case DType::f32: return copy_typed<S, float>(src, dst);
-    case DType::f64: return copy_typed<S, double>(src, dst);
-    case DType::i32: return copy_typed<S, int32_t>(src, dst);
-    case DType::u8: return copy_typed<S, uint8_t>(src, dst);
-    case DType::i64: return copy_typed<S, int64_t>(src, dst);
-  }
+  SC_ANY_DISPATCH(dst.dtype, T, copy_typed<S, T>(src, dst));
 }
 
 // in[0]: any strided view; out[0]: contiguous, same shape, any dtype (casts when they differ).
@@ -64,13 +59,7 @@ void copy_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, cons
     std::memcpy(d.data, s.data, s.numel() * dtype_size(s.dtype));
     return;
   }
-  switch (s.dtype) {
-    case DType::f32: return copy_from<float>(s, d);
-    case DType::f64: return copy_from<double>(s, d);
-    case DType::i32: return copy_from<int32_t>(s, d);
-    case DType::u8: return copy_from<uint8_t>(s, d);
-    case DType::i64: return copy_from<int64_t>(s, d);
-  }
+  SC_ANY_DISPATCH(s.dtype, T, copy_from<T>(s, d));
 }
 SC_KERNEL("copy", cpu, copy_kernel);
 
@@ -85,30 +74,13 @@ void fill_typed(const TArg& o, double v) {
 // out[0] contiguous; attrs: value.
 void fill_kernel(const std::vector<TArg>&, const std::vector<TArg>& out, const Attrs& at) {
   const double v = at.num("value");
-  switch (out[0].dtype) {
-    case DType::f32: return fill_typed<float>(out[0], v);
-    case DType::f64: return fill_typed<double>(out[0], v);
-    case DType::i32: return fill_typed<int32_t>(out[0], v);
-    case DType::u8: return fill_typed<uint8_t>(out[0], v);
-    case DType::i64: return fill_typed<int64_t>(out[0], v);
-  }
+  SC_ANY_DISPATCH(out[0].dtype, T, fill_typed<T>(out[0], v));
 }
 SC_KERNEL("fill", cpu, fill_kernel);
 
 // ---- unary --------------------------------------------------------------------------------
 
-enum class U { neg, exp, log, sqrt, abs, relu, gelu, sigmoid, tanh, square, reciprocal, sin, cos, clamp, affine, pow, sign };
-
-U parse_unary(const std::string& s) {
-  static const std::pair<const char*, U> names[] = {
-      {"neg", U::neg}, {"exp", U::exp}, {"log", U::log}, {"sqrt", U::sqrt}, {"abs", U::abs},
-      {"relu", U::relu}, {"gelu", U::gelu}, {"sigmoid", U::sigmoid}, {"tanh", U::tanh},
-      {"square", U::square}, {"reciprocal", U::reciprocal}, {"sin", U::sin}, {"cos", U::cos},
-      {"clamp", U::clamp}, {"affine", U::affine}, {"pow", U::pow}, {"sign", U::sign}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown unary op '" + s + "'");
-}
+using U = UnaryOp;
 
 template <typename T, typename F>
 void unary_apply(const TArg& x, const TArg& y, F f) {
@@ -176,18 +148,7 @@ SC_KERNEL("unary", cpu, unary_kernel);
 
 // ---- binary -------------------------------------------------------------------------------
 
-enum class B { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, relu_grad, gelu_grad, sigmoid_grad, tanh_grad };
-
-B parse_binary(const std::string& s) {
-  static const std::pair<const char*, B> names[] = {
-      {"add", B::add}, {"sub", B::sub}, {"mul", B::mul}, {"div", B::div}, {"pow", B::pow},
-      {"maximum", B::maximum}, {"minimum", B::minimum}, {"eq", B::eq}, {"ne", B::ne},
-      {"lt", B::lt}, {"le", B::le}, {"gt", B::gt}, {"ge", B::ge}, {"relu_grad", B::relu_grad},
-      {"gelu_grad", B::gelu_grad}, {"sigmoid_grad", B::sigmoid_grad}, {"tanh_grad", B::tanh_grad}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
-  throw KernelError("unknown binary op '" + s + "'");
-}
+using B = BinaryOp;
 
 template <typename T, typename R, typename F>
 void binary_apply(const TArg& a, const TArg& b, const TArg& y, F f) {

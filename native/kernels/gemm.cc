@@ -20,6 +20,7 @@
 // nothing is allocated in the hot loop). Re-packing the shared operand per thread costs
 // O(K*M) against O(K*M*N/threads) flops, which is negligible for the sizes that get split.
 #include "gemm.h"
+#include "bmm_params.h"
 
 #include <algorithm>
 #include <atomic>
@@ -660,20 +661,10 @@ double measure_fma_peak_gflops(int threads) {
 namespace {
 
 void bmm_cpu(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& attrs) {
-  if (in.size() != 2 || out.size() != 1) throw KernelError("bmm: expected 2 inputs, 1 output");
+  const BmmP q = check_bmm(in, out, attrs);
   const TArg &a = in[0], &b = in[1], &c = out[0];
-  const bool tA = attrs.b("transA"), tB = attrs.b("transB");
-  if (a.ndim != 3 || b.ndim != 3 || c.ndim != 3) throw KernelError("bmm: operands must be 3-D");
-  if (a.dtype != b.dtype || a.dtype != c.dtype) throw KernelError("bmm: dtype mismatch");
-  if (!a.contiguous() || !b.contiguous() || !c.contiguous())
-    throw KernelError("bmm: operands must be contiguous");
-  const int64_t Bn = a.shape[0];
-  const int64_t M = tA ? a.shape[2] : a.shape[1], K = tA ? a.shape[1] : a.shape[2];
-  const int64_t Kb = tB ? b.shape[2] : b.shape[1], N = tB ? b.shape[1] : b.shape[2];
-  if (b.shape[0] != Bn || c.shape[0] != Bn) throw KernelError("bmm: batch size mismatch");
-  if (Kb != K) throw KernelError("bmm: inner dimensions differ");
-  if (c.shape[1] != M || c.shape[2] != N) throw KernelError("bmm: output shape mismatch");
-  if (M < 0 || N < 0 || K < 0 || Bn < 0) throw KernelError("bmm: negative dimension");
+  const bool tA = q.tA, tB = q.tB;
+  const int64_t Bn = q.Bn, M = q.M, N = q.N, K = q.K;
   if (c.numel() == 0) return;
   const int64_t lda = a.shape[2], ldb = b.shape[2];
   SC_FLOAT_DISPATCH(a.dtype, T, {

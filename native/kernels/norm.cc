@@ -7,30 +7,13 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "norm_params.h"
 
 namespace sc {
 namespace {
 
-// Optional inputs follow x in a fixed order; the attrs say which are present.
-struct Opt {
-  const TArg* weight = nullptr;
-  const TArg* bias = nullptr;
-  const TArg* rmean = nullptr;
-  const TArg* rvar = nullptr;
-};
-
-Opt optional_inputs(const std::vector<TArg>& in, size_t first, const Attrs& at, bool running) {
-  Opt o;
-  size_t i = first;
-  auto next = [&]() -> const TArg* {
-    if (i >= in.size()) throw KernelError("normalisation: fewer inputs than the attrs announce");
-    return &in[i++];
-  };
-  if (at.b("hasWeight")) o.weight = next();
-  if (at.b("hasBias")) o.bias = next();
-  if (running && at.b("hasRunning")) { o.rmean = next(); o.rvar = next(); }
-  return o;
-}
+using norm::Opt;
+using norm::optional_inputs;
 
 // ---- batch norm ---------------------------------------------------------------------------
 
@@ -228,14 +211,10 @@ SC_KERNEL("layer_norm", cpu, layer_norm_kernel);
 
 template <typename T>
 void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const TArg &g = in[0], &x = in[1];
-  const bool hw = at.b("hasWeight");
-  const T* w = hw ? in[2].ptr<T>() : nullptr;
-  const T* mean = in[hw ? 3 : 2].ptr<T>();
-  const T* inv = in[hw ? 4 : 3].ptr<T>();
-  const int64_t D = at.i("d"), R = D > 0 ? x.numel() / D : 0;
-  const T* gp = g.ptr<T>();
-  const T* xp = x.ptr<T>();
+  const norm::LnBackward<T> a = norm::ln_backward_inputs<T>(in, at);
+  const T *w = a.w, *mean = a.mean, *inv = a.inv;
+  const int64_t D = a.D, R = a.R;
+  const T *gp = a.g, *xp = a.x;
   parallel_for(0, R, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T *gr = gp + r * D, *xr = xp + r * D;

@@ -4,23 +4,20 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "optim_params.h"
 
 namespace sc {
 namespace {
 
-void check_same(const std::vector<TArg>& ts, const char* what) {
-  for (auto& t : ts)
-    if (t.numel() != ts[0].numel() || t.dtype != ts[0].dtype || !t.contiguous())
-      throw KernelError(std::string(what) + ": parameter, gradient and state must be contiguous with equal size and dtype");
-}
+using optim::check_same;
 
 // in: grad; out (updated in place): param, momentum buffer.
 // attrs: lr, momentum, dampening, weightDecay, nesterov, first (1 on the step that creates the buffer).
 template <typename T>
 void sgd_typed(const TArg& g, const TArg& p, const TArg& buf, const Attrs& a) {
-  const T lr = (T)a.num("lr"), mom = (T)a.num("momentum", 0), damp = (T)a.num("dampening", 0);
-  const T wd = (T)a.num("weightDecay", 0);
-  const bool nesterov = a.b("nesterov"), first = a.b("first");
+  const optim::Sgd h = optim::sgd(a);
+  const T lr = (T)h.lr, mom = (T)h.momentum, damp = (T)h.dampening, wd = (T)h.wd;
+  const bool nesterov = h.nesterov, first = h.first;
   const T* gp = g.ptr<T>();
   T* pp = p.ptr<T>();
   T* bp = buf.ptr<T>();
@@ -46,10 +43,10 @@ SC_KERNEL("sgd_step", cpu, sgd_kernel);
 // attrs: lr, beta1, beta2, eps, weightDecay, step (1-based), decoupled (AdamW).
 template <typename T>
 void adam_typed(const TArg& g, const TArg& p, const TArg& m, const TArg& v, const Attrs& a) {
-  const double lr = a.num("lr"), b1 = a.num("beta1"), b2 = a.num("beta2"), eps = a.num("eps");
-  const double wd = a.num("weightDecay", 0), step = a.num("step");
-  const bool decoupled = a.b("decoupled");
-  const T bc1 = (T)(1 - std::pow(b1, step)), bc2s = (T)std::sqrt(1 - std::pow(b2, step));
+  const optim::Adam h = optim::adam(a);
+  const double lr = h.lr, b1 = h.b1, b2 = h.b2, eps = h.eps, wd = h.wd;
+  const bool decoupled = h.decoupled;
+  const T bc1 = (T)h.bc1(), bc2s = (T)h.bc2s();
   const T* gp = g.ptr<T>();
   T* pp = p.ptr<T>();
   T* mp = m.ptr<T>();

@@ -6,21 +6,12 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "op_names.h"
 
 namespace sc {
 namespace {
 
-enum class R { sum, mean, max, min, argmax, argmin };
-
-R parse_reduce(const std::string& s) {
-  if (s == "sum") return R::sum;
-  if (s == "mean") return R::mean;
-  if (s == "max") return R::max;
-  if (s == "min") return R::min;
-  if (s == "argmax") return R::argmax;
-  if (s == "argmin") return R::argmin;
-  throw KernelError("unknown reduction '" + s + "'");
-}
+using R = ReduceOp;
 
 // Accumulates one output element over the reduced index space described by (rshape, rstride).
 template <typename T>

@@ -6,17 +6,13 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "tpen_params.h"
 
 namespace sc {
 namespace {
 
-struct Dims { int64_t N, C, HW, K; };
-
-Dims dims(const TArg& x, const TArg& coeffs) {
-  if (x.ndim != 4 || coeffs.ndim != 2 || coeffs.shape[1] != x.shape[1])
-    throw KernelError("tpen: expected x [N, C, H, W] and coeffs [order, C]");
-  return {x.shape[0], x.shape[1], x.shape[2] * x.shape[3], coeffs.shape[0]};
-}
+using tpen::Dims;
+using tpen::dims;
 
 template <typename T>
 void forward_typed(const TArg& x, const TArg& coeffs, const TArg& out) {

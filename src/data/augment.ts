@@ -5,53 +5,22 @@
  * layout (values nominally 0..1 before normalisation), masks are single-channel
  * HW arrays (Uint8Array or Float32Array holding 0/1).
  */
+import { Xoshiro128, rotl } from '../tensor/random';
 
 /**
- * xoshiro128** generator seeded through splitmix32.
- *
- * Chosen because its whole state is four uint32 words, so the training code can
- * save it in a checkpoint (`getState`) and resume bit-exactly (`setState`), and
- * because it has no cached values (e.g. a spare Box-Muller normal) that would
- * otherwise have to be part of that state.
+ * The data pipeline's generator: the engine's xoshiro128** core with no cached values (no spare
+ * Box-Muller normal), so its whole state is four uint32 words that a checkpoint saves
+ * (`getState`) and restores bit-exactly (`setState`).
  */
-export class Rng {
-  private s: Uint32Array = new Uint32Array(4);
-
+export class Rng extends Xoshiro128 {
   constructor(seed: number | string = 0) {
+    super();
     this.seed(seed);
   }
 
   /** Re-seed from a number or a string (strings are hashed, so `new Rng('val')` works). */
   seed(seed: number | string): void {
-    let x = typeof seed === 'string' ? hashString(seed) : (Math.floor(seed) >>> 0) ^ Math.floor(seed / 4294967296);
-    // splitmix32 spreads a small seed over all four words; an all-zero state would be stuck at 0.
-    for (let i = 0; i < 4; i++) {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      this.s[i] = (z ^ (z >>> 16)) >>> 0;
-    }
-    if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
-  }
-
-  /** Next raw 32-bit unsigned integer. */
-  nextU32(): number {
-    const s = this.s;
-    const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
-    const t = (s[1] << 9) >>> 0;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return result;
-  }
-
-  /** Uniform float in [0, 1). */
-  next(): number {
-    return this.nextU32() / 4294967296;
+    this.seedWord(typeof seed === 'string' ? hashString(seed) : (Math.floor(seed) >>> 0) ^ Math.floor(seed / 4294967296));
   }
 
   /** Uniform float in [lo, hi). */
@@ -90,12 +59,12 @@ export class Rng {
 
   /** JSON-serialisable snapshot of the generator state. */
   getState(): number[] {
-    return Array.from(this.s);
+    return this.words();
   }
 
   setState(state: readonly number[]): void {
     if (!Array.isArray(state) || state.length !== 4) throw new Error('Rng.setState: expected an array of 4 uint32 words');
-    for (let i = 0; i < 4; i++) this.s[i] = state[i] >>> 0;
+    this.setWords(state);
   }
 
   clone(): Rng {
@@ -105,9 +74,6 @@ export class Rng {
   }
 }
 
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
 
 /** FNV-1a 32-bit hash; used to turn strings into seeds. */
 export function hashString(s: string): number {

@@ -5,6 +5,7 @@ import { Device, checkDevice } from './device';
 import { DType, DTYPES, TypedArray, checkDType, dtypeOfArray } from './dtype';
 import { checkShape, numel, shapeStr } from './shape';
 import { Tensor } from './tensor';
+import { Storage } from './storage';
 import { full } from './ops/elementwise';
 import { Generator, defaultGenerator } from './random';
 
@@ -127,10 +128,22 @@ export const rand = (shape: number[], opts: TensorOptions & { generator?: Genera
 /** Standard normal. */
 export const randn = (shape: number[], opts: TensorOptions & { generator?: Generator } = {}) => randomTensor(shape, opts, 'randn', (g) => g.normal());
 
-/** Copies an ndarray (any strides) into a new tensor. */
+/**
+ * A tensor over an ndarray's values. Zero-copy when the data is a typed array (any strides) and
+ * the tensor stays on the CPU with the same dtype: the tensor then shares the ndarray's memory;
+ * otherwise the values are copied.
+ */
 export function fromNdarray(a: ndarray.NdArray, opts: TensorOptions = {}): Tensor {
   if (!a || !Array.isArray(a.shape) || !a.data) throw new Error('fromNdarray: expected an ndarray');
   const dt = dtypeOfArray(a.data as TypedArray);
+  const device = checkDevice(opts.device ?? 'cpu', 'fromNdarray');
+  if (dt && dt !== 'int64' && device === 'cpu' && (opts.dtype ?? dt) === dt && a.shape.length <= 8) {
+    const data = a.data as unknown as TypedArray;
+    const bytes = DTYPES[dt].bytes;
+    const storage = Storage.wrap(data.buffer as ArrayBuffer);
+    const t = new Tensor(storage, a.shape.slice(), dt, a.stride.slice(), a.offset + data.byteOffset / bytes);
+    return finish(t, opts);
+  }
   const n = numel(a.shape);
   const out = new Float64Array(n);
   const idx = new Array<number>(a.shape.length).fill(0);

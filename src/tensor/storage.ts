@@ -12,6 +12,11 @@ export class Storage {
     this.handle = handle ?? native.alloc(DEVICE_IDS[device], bytes);
   }
 
+  /** A CPU storage over an ArrayBuffer's own memory (no copy; keeps the buffer alive). */
+  static wrap(buffer: ArrayBuffer): Storage {
+    return new Storage('cpu', buffer.byteLength, native.wrapHost(buffer));
+  }
+
   get released(): boolean {
     return this.handle === null;
   }

@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+/**
+ * The `scalpel` command line: a thin layer over the training API (src/train).
+ *   scalpel train [--recipe cmunext|nexnet] [--data DIR] [--fold K] ...
+ *   scalpel evaluate --checkpoint FILE --data DIR [--fold K]
+ *   scalpel predict --checkpoint FILE --input DIR --out DIR
+ *   scalpel split DIR --val 0.2 [--test 0.1] --seed N
+ *   scalpel summary MODEL --size 256
+ *   scalpel pretrain [--data DIR] ...
+ * User errors (bad flags, missing files, bad data) print one line to stderr and exit with 2 (flags)
+ * or 1 (everything else); set SCALPEL_DEBUG=1 for stack traces.
+ */
+import * as path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES } from '../train';
+import { describeModels } from '../train/models';
+import { DataError, writeSplit, AugmentOptions } from '../data';
+
+const num = (what: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${what} must be a number, got '${v}'`);
+  return n;
+};
+const int = (what: string) => (v: string): number => {
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be an integer, got '${v}'`);
+  return n;
+};
+const posInt = (what: string) => (v: string): number => {
+  const n = int(what)(v);
+  if (n < 1) throw new InvalidArgumentError(`${what} must be at least 1, got '${v}'`);
+  return n;
+};
+const frac = (what: string) => (v: string): number => {
+  const n = num(what)(v);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${what} must be in [0, 1), got '${v}'`);
+  return n;
+};
+
+const AUGMENTS: Record<string, AugmentOptions> = {
+  none: {},
+  flips: { hflip: 0.5, vflip: 0.5 },
+  cmunext: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },
+  nexnet: { hflip: 0.5, vflip: 0.5, rotate: { maxDeg: 15, p: 1 }, brightness: 0.2, contrast: 0.2 },
+};
+const parseAugment = (v: string): AugmentOptions => {
+  if (v in AUGMENTS) return AUGMENTS[v];
+  try {
+    const o = JSON.parse(v);
+    if (o && typeof o === 'object' && !Array.isArray(o)) return o;
+  } catch { /* fall through */ }
+  throw new InvalidArgumentError(`expected one of ${Object.keys(AUGMENTS).join(', ')} or a JSON object, got '${v}'`);
+};
+const parseJsonObject = (v: string): Record<string, unknown> => {
+  try {
+    const o = JSON.parse(v);
+    if (o && typeof o === 'object' && !Array.isArray(o)) return o;
+  } catch { /* fall through */ }
+  throw new InvalidArgumentError(`expected a JSON object, got '${v}'`);
+};
+
+/** The options shared by `train` and `pretrain` (no commander defaults: recipes and the API fill them). */
+function trainOptions(cmd: Command): Command {
+  return cmd
+    .option('--recipe <name>', `start from an authors' recipe (${Object.keys(RECIPES).join(', ')}); other flags override it`)
+    .option('--model <name>', 'model name (see `scalpel summary --list`)')
+    .option('--model-opts <json>', 'model constructor options as JSON', parseJsonObject)
+    .option('--data <dir>', 'dataset folder (default: a built-in synthetic dataset generated under <out>/data)')
+    .option('--fold <k>', 'fold of a dataset with a fold CSV (BUS-BRA)', posInt('--fold'))
+    .option('--size <px>', 'input side in pixels', posInt('--size'))
+    .addOption(new Option('--channels <n>', 'image channels fed to the model').choices(['1', '3']).argParser((v) => Number(v) as 1 | 3))
+    .option('--epochs <n>', 'epochs', posInt('--epochs'))
+    .option('--batch <n>', 'batch size', posInt('--batch'))
+    .addOption(new Option('--optimizer <name>', 'optimiser').choices(['sgd', 'adam', 'adamw']))
+    .option('--lr <x>', 'learning rate', num('--lr'))
+    .option('--momentum <x>', 'SGD momentum', num('--momentum'))
+    .option('--nesterov', 'Nesterov momentum (SGD)')
+    .option('--weight-decay <x>', 'weight decay', num('--weight-decay'))
+    .option('--schedule <name>', 'lr schedule: constant, poly, cosine, plateau, warmup+poly, warmup+cosine, warmup+plateau')
+    .option('--poly-power <x>', 'poly decay power', num('--poly-power'))
+    .option('--warmup-epochs <n>', 'warm-up epochs for warmup+X schedules', int('--warmup-epochs'))
+    .option('--plateau-factor <x>', 'ReduceLROnPlateau factor', num('--plateau-factor'))
+    .option('--plateau-patience <n>', 'ReduceLROnPlateau patience (epochs)', int('--plateau-patience'))
+    .option('--clip <norm>', 'clip the gradient norm (0 = off)', num('--clip'))
+    .option('--early-stop <n>', 'early-stopping patience in epochs (0 = off)', int('--early-stop'))
+    .option('--time-limit <minutes>', 'wall-clock budget for training + validation; stops after the last epoch that fits (0 = none)', num('--time-limit'))
+    .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
+    .option('--bce-weight <x>', 'weight of the BCE term', num('--bce-weight'))
+    .option('--dice-weight <x>', 'weight of the Dice term', num('--dice-weight'))
+    .option('--augment <spec>', `augmentation: ${Object.keys(AUGMENTS).join(', ')} or JSON AugmentOptions`, parseAugment)
+    .addOption(new Option('--normalize <mode>', 'input normalisation').choices(['dataset', 'none']))
+    .option('--seed <n>', 'random seed (runs with the same seed are identical)', int('--seed'))
+    .option('--out <dir>', 'run folder (checkpoints, logs, plots)')
+    .option('--workers <n>', 'data-loading worker threads', int('--workers'))
+    .addOption(new Option('--device <name>', 'compute device').choices(['cpu', 'cuda']))
+    .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
+    .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
+    .option('--hd95', 'compute HD95 at every validation')
+    .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
+    .option('--no-progress', 'no progress bar')
+    .option('--quiet', 'no per-epoch lines');
+}
+
+function toFitOptions(o: Record<string, unknown>): FitOptions {
+  const c: Partial<TrainConfig> & { recipe?: string } = {
+    recipe: o.recipe as string | undefined,
+    model: o.model as string | undefined,
+    modelOptions: o.modelOpts as Record<string, unknown> | undefined,
+    data: o.data as string | undefined,
+    fold: o.fold as number | undefined,
+    size: o.size as number | undefined,
+    channels: o.channels as 1 | 3 | undefined,
+    epochs: o.epochs as number | undefined,
+    batch: o.batch as number | undefined,
+    optimizer: o.optimizer as TrainConfig['optimizer'] | undefined,
+    lr: o.lr as number | undefined,
+    momentum: o.momentum as number | undefined,
+    nesterov: o.nesterov as boolean | undefined,
+    weightDecay: o.weightDecay as number | undefined,
+    schedule: o.schedule as string | undefined,
+    polyPower: o.polyPower as number | undefined,
+    warmupEpochs: o.warmupEpochs as number | undefined,
+    plateauFactor: o.plateauFactor as number | undefined,
+    plateauPatience: o.plateauPatience as number | undefined,
+    clip: o.clip as number | undefined,
+    earlyStop: o.earlyStop as number | undefined,
+    timeLimit: o.timeLimit as number | undefined,
+    posWeight: o.posWeight as number | 'auto' | undefined,
+    bceWeight: o.bceWeight as number | undefined,
+    diceWeight: o.diceWeight as number | undefined,
+    augment: o.augment as AugmentOptions | undefined,
+    normalize: o.normalize as 'dataset' | 'none' | undefined,
+    seed: o.seed as number | undefined,
+    out: o.out as string | undefined,
+    workers: o.workers as number | undefined,
+    device: o.device as 'cpu' | 'cuda' | undefined,
+    syntheticCount: o.syntheticCount as number | undefined,
+    resume: o.resume as string | undefined,
+    hd95: o.hd95 as boolean | undefined,
+    overlays: o.overlays as number | undefined,
+    progress: o.progress === false ? false : undefined,
+    verbose: o.quiet ? false : undefined,
+  };
+  return c;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('scalpel')
+    .description('Train, evaluate and run lightweight medical image segmentation networks (scalpel tensor engine)')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  program.configureOutput({ outputError: (s, write) => write(s) });
+
+  trainOptions(program.command('train').description('train a segmentation model (default: a quick demo on built-in synthetic data)'))
+    .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
+    .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
+    .action(async (o: Record<string, unknown>) => {
+      const opts = toFitOptions(o);
+      if (o.encoder !== undefined) opts.encoder = path.resolve(String(o.encoder));
+      if (o.freezeEncoder) opts.freezeEncoder = true;
+      if (opts.out === undefined && opts.resume === undefined) opts.out = path.join('runs', `${opts.recipe ?? 'train'}-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
+      await fit(opts);
+    });
+
+  trainOptions(program.command('pretrain').description('pretrain the NExNet denoising autoencoder (noisy input, clean target, MSE)'))
+    .option('--noise <std>', 'Gaussian noise std added to the inputs (clamped to [0, 1])', num('--noise'), 0.1)
+    .action(async (o: Record<string, unknown>) => {
+      const opts = toFitOptions(o);
+      const f: FitOptions = {
+        model: 'nexnet-ae', size: 224, optimizer: 'adam', lr: 1e-4, schedule: 'constant', augment: {}, posWeight: undefined,
+        ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+        normalize: 'none', overlays: 0, task: 'autoencoder', noiseStd: o.noise as number,
+      };
+      if (f.out === undefined && f.resume === undefined) f.out = path.join('runs', `pretrain-${String(f.model).replace(/[^\w.-]/g, '_')}`);
+      await fit(f);
+    });
+
+  program
+    .command('evaluate')
+    .description('evaluate a checkpoint: metrics at threshold 0.5 (global and per-image mean); writes JSON')
+    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--data <dir>', 'dataset folder')
+    .option('--fold <k>', 'fold of a dataset with a fold CSV', posInt('--fold'))
+    .addOption(new Option('--split <name>', 'split to evaluate (default: test when present, else val)').choices(['train', 'val', 'test']))
+    .option('--batch <n>', 'batch size', posInt('--batch'), 8)
+    .option('--workers <n>', 'data-loading worker threads', int('--workers'), 1)
+    .option('--no-hd95', 'skip HD95')
+    .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
+    .action(async (o: Record<string, unknown>) => {
+      const r = await evaluate({
+        checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
+        batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, out: o.json as string | undefined,
+      });
+      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5`);
+      console.log(formatMetricsTable(r.summary));
+      if (r.file) console.log(`metrics written to ${r.file}`);
+    });
+
+  program
+    .command('predict')
+    .description('predict masks for a folder of images: <out>/<id>.png (mask) and <out>/<id>_overlay.png')
+    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--input <dir>', 'folder of images')
+    .requiredOption('--out <dir>', 'output folder')
+    .action(async (o: Record<string, unknown>) => {
+      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string });
+      console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
+    });
+
+  program
+    .command('split')
+    .description('write reproducible train/val(/test) split files for a dataset folder')
+    .argument('<dir>', 'dataset folder (images/ + masks/)')
+    .option('--val <fraction>', 'validation fraction', frac('--val'), 0.2)
+    .option('--test <fraction>', 'test fraction', frac('--test'), 0)
+    .option('--seed <n>', 'random seed', int('--seed'), 0)
+    .option('--name <prefix>', 'file prefix: <name>_train.txt etc.')
+    .action(async (dir: string, o: Record<string, unknown>) => {
+      const s = writeSplit(dir, { val: o.val as number, test: o.test as number, seed: o.seed as number, name: o.name as string | undefined });
+      console.log(`${path.resolve(dir)}: train ${s.train.length}, val ${s.val.length}${s.test ? `, test ${s.test.length}` : ''}`);
+    });
+
+  program
+    .command('summary')
+    .description('layer-by-layer summary of a model: output shapes, parameters, MACs')
+    .argument('[model]', 'model name')
+    .option('--size <px>', 'input side', posInt('--size'), 256)
+    .option('--channels <n>', 'input channels', posInt('--channels'), 3)
+    .option('--model-opts <json>', 'model options as JSON', parseJsonObject)
+    .option('--list', 'list the available models')
+    .action(async (name: string | undefined, o: Record<string, unknown>) => {
+      if (o.list || !name) {
+        console.log(describeModels().join('\n'));
+        return;
+      }
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const sc = require('../index') as Record<string, unknown>;
+      const { createModel } = await import('../train/models');
+      const model = createModel(name, { inChannels: o.channels, ...((o.modelOpts as object) ?? {}) });
+      const summary = sc.summary as ((m: unknown, shape: number[]) => unknown) | undefined;
+      const format = sc.formatSummary as ((s: unknown) => string) | undefined;
+      if (typeof summary !== 'function' || typeof format !== 'function') {
+        console.log(`${name}: ${model.numParameters().toLocaleString('en-US')} parameters (layer summary needs sc.summary, not in this build)`);
+        return;
+      }
+      console.log(format(summary(model, [1, o.channels as number, o.size as number, o.size as number])));
+    });
+  return program;
+}
+
+function isUserError(e: unknown): e is Error {
+  return e instanceof UserError || e instanceof DataError;
+}
+
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has already printed its message (or the help).
+      return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version' ? 0 : 2;
+    }
+    if (process.env.SCALPEL_DEBUG) console.error(e);
+    else {
+      const msg = (e as Error)?.message ?? String(e);
+      process.stderr.write(`scalpel: ${isUserError(e) ? '' : 'error: '}${msg.split('\n')[0]}\n`);
+    }
+    return e instanceof UserError ? e.exitCode : 1;
+  }
+}
+
+if (require.main === module) {
+  main().then((code) => {
+    process.exitCode = code;
+  });
+}

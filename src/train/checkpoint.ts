@@ -1,0 +1,203 @@
+/**
+ * Checkpoints. A checkpoint `<name>` in a run folder is three files, each written atomically
+ * (temporary file in the same folder, fsync, rename), in this order:
+ *   <name>.optim.safetensors  optimiser state tensors (momentum / Adam moments)
+ *   <name>.safetensors        model weights; its metadata alone rebuilds the model for
+ *                             evaluate/predict (model name + options, input size, channels,
+ *                             normalisation, epoch, metrics)
+ *   <name>.json               training state: epoch, config, optimiser scalars and groups,
+ *                             scheduler state, RNG states, best metric, history
+ * Every file carries the same `tag` (epoch + a random nonce), so a resume can tell when the three
+ * do not belong together (a crash between two renames) instead of silently mixing them.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Module } from '../nn';
+import { Tensor } from '../tensor';
+import { encodeSafetensors, writeFileAtomic, loadSafetensors } from '../nn/safetensors';
+import { createModel, ModelOptions } from './models';
+import { UserError } from './errors';
+
+export interface ModelMeta {
+  model: string;
+  modelOptions: ModelOptions;
+  size: number;
+  channels: 1 | 3;
+  normalize: { mean: number[]; std: number[] } | null;
+  epoch: number;
+  metrics?: Record<string, number>;
+  /** 'segmentation' or 'autoencoder'. */
+  task: 'segmentation' | 'autoencoder';
+  tag: string;
+}
+
+export interface OptimState {
+  groups: Record<string, unknown>[];
+  scalars: Record<string, number>;
+}
+
+export interface TrainState {
+  format: 'scalpel-train-state';
+  version: 1;
+  tag: string;
+  /** Epochs completed. */
+  epoch: number;
+  config: Record<string, unknown>;
+  model: ModelMeta;
+  optimizer: OptimState;
+  scheduler: Record<string, unknown> | null;
+  plateau: Record<string, unknown> | null;
+  generator: (number | null)[];
+  rng: number[];
+  best: { metric: number; epoch: number; metrics: Record<string, number> | null };
+  badEpochs: number;
+  history: Record<string, number>[];
+  posWeight: number | null;
+  elapsedMs: number;
+}
+
+export interface CheckpointPaths {
+  model: string;
+  optim: string;
+  state: string;
+}
+
+export function checkpointPaths(dir: string, name: string): CheckpointPaths {
+  return { model: path.join(dir, `${name}.safetensors`), optim: path.join(dir, `${name}.optim.safetensors`), state: path.join(dir, `${name}.json`) };
+}
+
+/** Writes data to a temporary file next to `file` (fsynced); returns its name. Removes it on failure. */
+function stage(file: string, data: Buffer | string): string {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    return tmp;
+  } catch (e) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Writes the three files of a checkpoint as one transaction as far as a filesystem allows: all
+ * three are first written in full to temporary files (a failure there -- disk full, a crash --
+ * leaves the previous checkpoint untouched and removes the temporaries), then renamed over the
+ * old ones, state JSON last.
+ */
+export function saveCheckpoint(dir: string, name: string, model: Module, optimTensors: Record<string, Tensor>, state: TrainState): CheckpointPaths {
+  const p = checkpointPaths(dir, name);
+  const staged: [string, string][] = [];
+  try {
+    staged.push([stage(p.optim, encodeSafetensors(optimTensors, { format: 'scalpel-optim', tag: state.tag })), p.optim]);
+    staged.push([stage(p.model, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: state.tag, scalpel: JSON.stringify(state.model) })), p.model]);
+    staged.push([stage(p.state, JSON.stringify(state, null, 1) + '\n'), p.state]);
+  } catch (e) {
+    for (const [tmp] of staged) fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  for (const [tmp, file] of staged) fs.renameSync(tmp, file);
+  try {
+    const dfd = fs.openSync(dir, 'r');
+    fs.fsyncSync(dfd);
+    fs.closeSync(dfd);
+  } catch {
+    // fsync on a directory is not supported everywhere; the renames are still atomic.
+  }
+  return p;
+}
+
+/** Model weights only (no optimiser state), e.g. for the encoder of a pretrained autoencoder. */
+export function saveModelOnly(file: string, model: Module, meta: ModelMeta): void {
+  writeFileAtomic(file, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: meta.tag, scalpel: JSON.stringify(meta) }));
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file}: corrupt checkpoint state (not JSON: ${(e as Error).message})`);
+  }
+}
+
+/** Resolves a --resume argument (a run folder, a state .json, or a model .safetensors) to a state file. */
+export function resolveStateFile(arg: string): string {
+  let p = path.resolve(arg);
+  if (!fs.existsSync(p)) throw new UserError(`${arg}: no such file or folder`);
+  if (fs.statSync(p).isDirectory()) p = path.join(p, 'last.json');
+  else if (p.endsWith('.optim.safetensors')) p = p.slice(0, -'.optim.safetensors'.length) + '.json';
+  else if (p.endsWith('.safetensors')) p = p.slice(0, -'.safetensors'.length) + '.json';
+  if (!fs.existsSync(p)) throw new UserError(`${p}: no training state to resume from`);
+  return p;
+}
+
+export interface LoadedTrainState {
+  state: TrainState;
+  weights: Record<string, Tensor>;
+  optim: Record<string, Tensor>;
+}
+
+export function loadTrainState(stateFile: string): LoadedTrainState {
+  const state = readJson(stateFile) as TrainState;
+  if (!state || state.format !== 'scalpel-train-state') throw new UserError(`${stateFile}: not a scalpel training state`);
+  const base = stateFile.slice(0, -'.json'.length);
+  const m = loadModelFile(`${base}.safetensors`);
+  const o = wrap(() => loadSafetensors(`${base}.optim.safetensors`));
+  const bad = [m.tag, o.metadata.tag].some((t) => t !== state.tag);
+  if (bad) {
+    Object.values(m.weights).forEach((t) => t.dispose());
+    Object.values(o.tensors).forEach((t) => t.dispose());
+    throw new UserError(`${stateFile}: the checkpoint files do not belong together (tags differ; an interrupted save?)`);
+  }
+  return { state, weights: m.weights, optim: o.tensors };
+}
+
+function wrap<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError((e as Error).message);
+  }
+}
+
+export function loadModelFile(file: string): { weights: Record<string, Tensor>; meta: ModelMeta; tag: string } {
+  const resolved = file.endsWith('.json') ? file.slice(0, -5) + '.safetensors' : fs.existsSync(file) && fs.statSync(file).isDirectory() ? path.join(file, 'best.safetensors') : file;
+  const { tensors, metadata } = wrap(() => loadSafetensors(resolved));
+  if (!metadata.scalpel) {
+    Object.values(tensors).forEach((t) => t.dispose());
+    throw new UserError(`${resolved}: not a scalpel model checkpoint (no model metadata)`);
+  }
+  let meta: ModelMeta;
+  try {
+    meta = JSON.parse(metadata.scalpel);
+  } catch {
+    Object.values(tensors).forEach((t) => t.dispose());
+    throw new UserError(`${resolved}: corrupt model metadata`);
+  }
+  return { weights: tensors, meta, tag: metadata.tag };
+}
+
+/** Rebuilds the model a checkpoint was trained with and loads its weights. */
+export function loadModelCheckpoint(file: string): { model: Module; meta: ModelMeta } {
+  const { weights, meta } = loadModelFile(file);
+  try {
+    const model = createModel(meta.model, meta.modelOptions);
+    model.loadStateDict(weights);
+    return { model, meta };
+  } finally {
+    Object.values(weights).forEach((t) => t.dispose());
+  }
+}

@@ -1,0 +1,203 @@
+/** Training configuration: defaults, the authors' recipes, validation. */
+import type { AugmentOptions } from '../data';
+import { defaultModelName, ModelOptions } from './models';
+import { UserError } from './errors';
+
+export type OptimizerName = 'sgd' | 'adam' | 'adamw';
+/** 'constant' | 'poly' | 'cosine' | 'plateau' | 'warmup+poly' | 'warmup+cosine' | 'warmup+plateau' | 'warmup' */
+export type ScheduleName = string;
+
+export interface TrainConfig {
+  /** Model name for createModel / sc.models.create, and its options. */
+  model: string;
+  modelOptions: ModelOptions;
+  /** Pretrained autoencoder checkpoint (from `pretrain`) loaded into the matching sub-module (nexnet-ssl). */
+  encoder?: string;
+  /** Freeze the loaded autoencoder's parameters. */
+  freezeEncoder?: boolean;
+  /** Dataset root; omitted = the built-in synthetic dataset (generated into `<out>/data`, or syntheticDir). */
+  data?: string;
+  syntheticDir?: string;
+  syntheticCount: number;
+  /** BUS-BRA fold (1-based) for datasets with a fold CSV. */
+  fold?: number;
+  /** Square input side in pixels. */
+  size: number;
+  /** Image channels fed to the model (grey images are replicated to 3). */
+  channels: 1 | 3;
+  epochs: number;
+  batch: number;
+  optimizer: OptimizerName;
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  schedule: ScheduleName;
+  polyPower: number;
+  warmupEpochs: number;
+  plateauFactor: number;
+  plateauPatience: number;
+  /** Gradient clipping max norm; 0 = off. */
+  clip: number;
+  /** Early-stopping patience in epochs; 0 = off. */
+  earlyStop: number;
+  /**
+   * Wall-clock budget in minutes for training + validation (0 = none): training stops after the
+   * epoch whose successor would not fit (estimated from the mean epoch time so far). The lr
+   * schedule still follows `epochs`, so set both for a fully decayed schedule.
+   */
+  timeLimit: number;
+  /** BCE positive-class weight: none, a number, or 'auto' (background/foreground pixel ratio of the training masks). */
+  posWeight?: number | 'auto';
+  bceWeight: number;
+  diceWeight: number;
+  augment: AugmentOptions;
+  /** 'dataset' = per-channel mean/std of the training images; 'none'; or explicit values. */
+  normalize: 'dataset' | 'none' | { mean: number[]; std: number[] };
+  seed: number;
+  out: string;
+  workers: number;
+  /** 'cpu' (default) or 'cuda'. */
+  device: 'cpu' | 'cuda';
+  /** Resume from a run folder or a state JSON (last.json / best.json). */
+  resume?: string;
+  /** Compute HD95 during validation (slower). */
+  hd95: boolean;
+  /** Number of validation images to draw prediction overlays for. */
+  overlays: number;
+  /** Show a progress bar (default: when stderr is a TTY). */
+  progress?: boolean;
+  /** Print the per-epoch summary lines (default true). */
+  verbose: boolean;
+  /** Recipe the config started from, if any. */
+  recipe?: string;
+}
+
+export const RECIPES: Record<string, Partial<TrainConfig>> = {
+  cmunext: {
+    model: 'cmunext',
+    optimizer: 'sgd',
+    lr: 0.01,
+    momentum: 0.9,
+    nesterov: false,
+    weightDecay: 1e-4,
+    schedule: 'poly',
+    polyPower: 0.9,
+    batch: 8,
+    size: 256,
+    epochs: 300,
+    augment: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },
+    posWeight: undefined,
+    bceWeight: 1,
+    diceWeight: 1,
+    clip: 0,
+    earlyStop: 0,
+  },
+  nexnet: {
+    model: 'nexnet',
+    optimizer: 'adam',
+    lr: 1e-4,
+    weightDecay: 1e-4,
+    schedule: 'warmup+plateau',
+    warmupEpochs: 5,
+    plateauFactor: 0.5,
+    plateauPatience: 10,
+    earlyStop: 30,
+    clip: 0.5,
+    posWeight: 'auto',
+    bceWeight: 1,
+    diceWeight: 1,
+    augment: { hflip: 0.5, vflip: 0.5, rotate: { maxDeg: 15, p: 1 }, brightness: 0.2, contrast: 0.2 },
+    size: 224,
+    batch: 8,
+    epochs: 200,
+  },
+};
+
+/** Defaults: a quick demo (about two minutes on two cores) on the built-in synthetic data. */
+export function defaultConfig(): TrainConfig {
+  const model = defaultModelName();
+  return {
+    model,
+    modelOptions: {},
+    syntheticCount: 96,
+    size: 96,
+    channels: 3,
+    epochs: model === 'tiny' ? 40 : 20,
+    batch: 4,
+    optimizer: 'adam',
+    lr: 3e-3,
+    momentum: 0.9,
+    nesterov: false,
+    weightDecay: 1e-4,
+    schedule: 'cosine',
+    polyPower: 0.9,
+    warmupEpochs: 0,
+    plateauFactor: 0.5,
+    plateauPatience: 10,
+    clip: 0,
+    earlyStop: 0,
+    timeLimit: 0,
+    posWeight: 'auto',
+    bceWeight: 1,
+    diceWeight: 1,
+    augment: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },
+    normalize: 'dataset',
+    seed: 0,
+    out: 'runs/train',
+    workers: 1,
+    device: 'cpu',
+    hd95: false,
+    overlays: 4,
+    verbose: true,
+  };
+}
+
+const SCHEDULES = ['constant', 'poly', 'cosine', 'plateau', 'warmup', 'warmup+poly', 'warmup+cosine', 'warmup+plateau', 'warmup+constant'];
+
+/** Defaults < recipe < overrides (undefined values in overrides are ignored). Validates the result. */
+export function resolveConfig(overrides: Partial<TrainConfig> & { recipe?: string } = {}): TrainConfig {
+  const base = defaultConfig();
+  let recipe: Partial<TrainConfig> = {};
+  if (overrides.recipe !== undefined) {
+    const r = RECIPES[overrides.recipe];
+    if (!r) throw new UserError(`unknown recipe '${overrides.recipe}' (available: ${Object.keys(RECIPES).join(', ')})`);
+    recipe = { ...r, recipe: overrides.recipe };
+  }
+  const cfg = { ...base, ...recipe } as TrainConfig;
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
+  validateConfig(cfg);
+  return cfg;
+}
+
+export function validateConfig(c: TrainConfig): void {
+  const posInt = (k: keyof TrainConfig, min = 1) => {
+    const v = c[k] as unknown as number;
+    if (!Number.isInteger(v) || v < min) throw new UserError(`invalid ${k}: expected an integer >= ${min}, got ${v}`);
+  };
+  posInt('epochs');
+  posInt('batch');
+  posInt('size', 16);
+  posInt('syntheticCount', 4);
+  posInt('workers', 0);
+  posInt('overlays', 0);
+  if (!Number.isInteger(c.seed)) throw new UserError(`invalid seed: expected an integer, got ${c.seed}`);
+  if (c.device !== 'cpu' && c.device !== 'cuda') throw new UserError(`invalid device '${c.device}' (expected cpu or cuda)`);
+  if (c.channels !== 1 && c.channels !== 3) throw new UserError(`invalid channels: expected 1 or 3, got ${c.channels}`);
+  if (!['sgd', 'adam', 'adamw'].includes(c.optimizer)) throw new UserError(`invalid optimizer '${c.optimizer}' (expected sgd, adam or adamw)`);
+  if (!SCHEDULES.includes(c.schedule)) throw new UserError(`invalid schedule '${c.schedule}' (expected one of ${SCHEDULES.join(', ')})`);
+  for (const k of ['lr', 'weightDecay', 'momentum', 'clip', 'polyPower', 'bceWeight', 'diceWeight'] as const) {
+    if (!(Number.isFinite(c[k]) && c[k] >= 0)) throw new UserError(`invalid ${k}: expected a non-negative number, got ${c[k]}`);
+  }
+  if (!(c.lr > 0)) throw new UserError(`invalid lr: must be positive, got ${c.lr}`);
+  if (!(c.plateauFactor > 0 && c.plateauFactor < 1)) throw new UserError(`invalid plateau factor ${c.plateauFactor} (expected 0 < f < 1)`);
+  if (!Number.isInteger(c.warmupEpochs) || c.warmupEpochs < 0) throw new UserError(`invalid warmup epochs ${c.warmupEpochs}`);
+  if (!(Number.isFinite(c.timeLimit) && c.timeLimit >= 0)) throw new UserError(`invalid time limit ${c.timeLimit}`);
+  if (!Number.isInteger(c.earlyStop) || c.earlyStop < 0) throw new UserError(`invalid early-stop patience ${c.earlyStop}`);
+  if (!Number.isInteger(c.plateauPatience) || c.plateauPatience < 0) throw new UserError(`invalid plateau patience ${c.plateauPatience}`);
+  if (c.posWeight !== undefined && c.posWeight !== 'auto' && !(Number.isFinite(c.posWeight) && c.posWeight > 0)) {
+    throw new UserError(`invalid pos-weight '${c.posWeight}' (expected a positive number or 'auto')`);
+  }
+  if (c.fold !== undefined && !(Number.isInteger(c.fold) && c.fold >= 1)) throw new UserError(`invalid fold ${c.fold}`);
+  if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');
+}

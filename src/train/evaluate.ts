@@ -1,0 +1,127 @@
+/** evaluate(): metrics of a checkpoint on a dataset split; predict(): masks and overlays for a folder of images. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tensor, tensor } from '../tensor';
+import { noGrad } from '../autograd/engine';
+import { tidyWith } from '../tensor/scope';
+import { isTensor } from '../tensor';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
+import { writeFileAtomic } from '../nn/safetensors';
+import { loadModelCheckpoint, ModelMeta } from './checkpoint';
+import { overlay } from './plot';
+import { UserError } from './errors';
+
+const tidy = <T>(fn: () => T): T => tidyWith(fn, isTensor);
+
+export interface EvaluateOptions {
+  checkpoint: string;
+  data: string;
+  fold?: number;
+  /** 'test' (default when the dataset has one), 'val' or 'train'. */
+  split?: 'train' | 'val' | 'test';
+  batch?: number;
+  workers?: number;
+  hd95?: boolean;
+  /** Write the metrics JSON here (default: next to the checkpoint, eval-<split>.json). */
+  out?: string | null;
+}
+
+export interface EvaluateResult {
+  split: string;
+  count: number;
+  summary: MetricSummary;
+  meta: ModelMeta;
+  file: string | null;
+}
+
+export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
+  const { model, meta } = loadModelCheckpoint(opts.checkpoint);
+  if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
+  const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0 });
+  const split = opts.split ?? (ds.ids.test && ds.ids.test.length ? 'test' : 'val');
+  const ids = ds.ids[split];
+  if (!ids || ids.length === 0) throw new UserError(`${ds.root}: empty ${split} split`);
+  const loader = new DataLoader(ds, ids, {
+    batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
+    normalize: meta.normalize ?? undefined, workers: opts.workers ?? 1,
+  });
+  const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true });
+  model.eval();
+  try {
+    for await (const b of loader.epoch(0)) {
+      const x = tensor(b.images, [b.size, b.channels, b.height, b.width]);
+      try {
+        noGrad(() => tidy(() => acc.add((model.forward(x) as Tensor).toArray() as Float32Array, b.masks, b.size, b.height, b.width)));
+      } finally {
+        x.dispose();
+      }
+    }
+  } finally {
+    await loader.close();
+    model.dispose();
+  }
+  const summary = acc.summary();
+  let file: string | null = null;
+  if (opts.out !== null) {
+    file = opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
+    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, ...summary }, null, 1) + '\n');
+  }
+  return { split, count: summary.count, summary, meta, file };
+}
+
+/** A metrics table (global and per-image mean) for the terminal. */
+export function formatMetricsTable(s: MetricSummary): string {
+  const rows: [string, string, string][] = [['metric', 'global', 'per-image mean']];
+  for (const k of ['dice', 'iou', 'precision', 'recall', 'specificity', 'accuracy'] as const) rows.push([k, s.global[k].toFixed(4), s.perImage[k].toFixed(4)]);
+  if (Number.isFinite(s.perImage.hd95)) rows.push(['hd95 (px)', '-', s.perImage.hd95.toFixed(2)]);
+  const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
+  const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  ');
+  return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+export interface PredictOptions {
+  checkpoint: string;
+  input: string;
+  out: string;
+}
+
+/** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
+export async function predict(opts: PredictOptions): Promise<{ count: number; files: string[] }> {
+  const inDir = path.resolve(opts.input);
+  if (!fs.existsSync(inDir) || !fs.statSync(inDir).isDirectory()) throw new UserError(`${opts.input}: input folder not found`);
+  const names = fs.readdirSync(inDir).filter((n) => !n.startsWith('.') && IMAGE_EXTENSIONS.includes(path.extname(n).slice(1).toLowerCase())).sort();
+  if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
+  const { model, meta } = loadModelCheckpoint(opts.checkpoint);
+  if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
+  model.eval();
+  const outDir = path.resolve(opts.out);
+  fs.mkdirSync(outDir, { recursive: true });
+  const files: string[] = [];
+  try {
+    for (const name of names) {
+      const id = name.slice(0, name.length - path.extname(name).length);
+      const full = await readImage(path.join(inDir, name), { channels: meta.channels });
+      const C = meta.channels, S = meta.size, n = S * S;
+      const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
+      if (meta.normalize) for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) x[c * n + i] = (x[c * n + i] - meta.normalize.mean[c]) / meta.normalize.std[c];
+      const logits = noGrad(() => tidy(() => (model.forward(tensor(x, [1, C, S, S])) as Tensor).toArray() as Float32Array));
+      // Probabilities back to the input's size (bilinear), then threshold 0.5.
+      const prob = new Float32Array(n);
+      for (let i = 0; i < n; i++) prob[i] = 1 / (1 + Math.exp(-logits[i]));
+      const up = resizeBilinear(prob, 1, S, S, full.height, full.width);
+      const mask = new Uint8Array(up.length);
+      for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
+      const maskFile = path.join(outDir, `${id}.png`);
+      const ovFile = path.join(outDir, `${id}_overlay.png`);
+      await writeMaskPng(maskFile, mask, full.width, full.height);
+      await overlay(full.data, C, full.height, full.width, mask).save(ovFile);
+      files.push(maskFile, ovFile);
+    }
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw e;
+  } finally {
+    model.dispose();
+  }
+  return { count: names.length, files };
+}
