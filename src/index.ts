@@ -37,3 +37,19 @@ export function setNumThreads(n: number): void {
 export function getNumThreads(): number {
   return native.numThreads();
 }
+
+type TrainModule = typeof import('./train');
+type DataModule = typeof import('./data');
+let trainModule: TrainModule | null = null;
+let dataModule: DataModule | null = null;
+/**
+ * sc.train: fit / evaluate / predict (what the CLI runs). Loaded on first use, because it
+ * brings in the image decoder and worker threads that tensor-only users do not need.
+ */
+export const train: TrainModule = new Proxy({} as TrainModule, {
+  get: (_t, key) => (trainModule ??= require('./train') as TrainModule)[key as keyof TrainModule],
+});
+/** sc.data: dataset layouts, loaders, augmentation, metrics, synthetic data (loaded on first use). */
+export const data: DataModule = new Proxy({} as DataModule, {
+  get: (_t, key) => (dataModule ??= require('./data') as DataModule)[key as keyof DataModule],
+});
