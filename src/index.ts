@@ -13,7 +13,8 @@ export { gradcheck } from './autograd/gradcheck';
 export { F, nn, optim, models };
 export { summary, formatSummary } from './nn/summary';
 export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
-export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors, writeFileAtomic } from './nn/safetensors';
+export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors } from './nn/safetensors';
+export { writeFileAtomic } from './io/atomic';
 
 /**
  * Runs fn and disposes every tensor created inside it, except those in its result and those

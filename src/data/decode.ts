@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic as writeAtomic } from '../io/atomic';
 import sharp = require('sharp');
 
 /** Error raised for any data problem; `file` names the offending path when there is one. */
@@ -357,49 +358,18 @@ export async function readMask(file: string, size?: [number, number], threshold 
   return (await readMaskInfo(file, size, threshold)).data;
 }
 
-/**
- * Write `data` to `file` atomically: write a temporary file in the same folder
- * (same filesystem, so rename is atomic), fsync it, then rename over the target.
- * Readers never see a half-written file, and a failed write leaves any existing
- * file untouched and no temporary file behind.
- */
-export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fh: fs.promises.FileHandle | undefined;
+/** Writes `data` to `file` atomically (src/io/atomic.ts); failures are DataErrors naming the file. */
+export function writeFileAtomicSync(file: string, data: Buffer | string): void {
   try {
-    fh = await fs.promises.open(tmp, 'wx');
-    await fh.writeFile(data);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fs.promises.rename(tmp, file);
+    writeAtomic(file, data);
   } catch (e) {
-    if (fh) await fh.close().catch(() => undefined);
-    await fs.promises.unlink(tmp).catch(() => undefined);
     throw new DataError(`${file}: write failed (${(e as Error).message})`, 'io', file);
   }
 }
 
-/** Synchronous variant of writeFileAtomic (for small text files). */
-export function writeFileAtomicSync(file: string, data: Buffer | string): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'wx');
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) {
-      try { fs.closeSync(fd); } catch { /* already failing */ }
-    }
-    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
-    throw new DataError(`${file}: write failed (${(e as Error).message})`, 'io', file);
-  }
+/** Promise form of writeFileAtomicSync (for callers in async pipelines). */
+export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+  writeFileAtomicSync(file, data);
 }
 
 export interface PngShape {

@@ -1,8 +1,7 @@
 // The safetensors format (8-byte little-endian header length, JSON header, raw little-endian
-// data), so weights move between scalpel and PyTorch both ways. Writes are atomic: a temporary
-// file in the same folder is fsynced and renamed over the target.
+// data), so weights move between scalpel and PyTorch both ways. Writes are atomic (src/io).
 import * as fs from 'fs';
-import * as path from 'path';
+import { writeFileAtomic } from '../io/atomic';
 import { Tensor } from '../tensor/tensor';
 import { DType, DTYPES } from '../tensor/dtype';
 import { fromTyped } from '../tensor/create';
@@ -11,35 +10,6 @@ import { numel, shapeStr } from '../tensor/shape';
 
 const TO_ST: Record<DType, string> = { float32: 'F32', float64: 'F64', int32: 'I32', uint8: 'U8', int64: 'I64' };
 const FROM_ST: Record<string, DType> = { F32: 'float32', F64: 'float64', I32: 'int32', U8: 'uint8', I64: 'int64', BOOL: 'uint8' };
-
-/** Writes `data` to `file` atomically (temp file + fsync + rename). */
-export function writeFileAtomic(file: string, data: Buffer | Uint8Array | string): void {
-  const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir)) throw new Error(`cannot write ${file}: folder ${dir} does not exist`);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
-  }
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
-  } catch {
-    // Some filesystems do not support fsync on directories; the rename is still atomic.
-  }
-}
 
 /** Serialises tensors (in the given order) and optional string metadata to safetensors bytes. */
 export function encodeSafetensors(dict: Record<string, Tensor>, metadata?: Record<string, string>): Buffer {

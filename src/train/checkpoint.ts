@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Module } from '../nn';
 import { Tensor } from '../tensor';
-import { encodeSafetensors, writeFileAtomic, loadSafetensors } from '../nn/safetensors';
+import { encodeSafetensors, loadSafetensors } from '../nn/safetensors';
+import { commitStaged, discardStaged, stageFile, writeFileAtomic } from '../io/atomic';
 import { createModel, ModelOptions } from './models';
 import { UserError } from './errors';
 
@@ -66,25 +67,6 @@ export function checkpointPaths(dir: string, name: string): CheckpointPaths {
   return { model: path.join(dir, `${name}.safetensors`), optim: path.join(dir, `${name}.optim.safetensors`), state: path.join(dir, `${name}.json`) };
 }
 
-/** Writes data to a temporary file next to `file` (fsynced); returns its name. Removes it on failure. */
-function stage(file: string, data: Buffer | string): string {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    return tmp;
-  } catch (e) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
-  }
-}
-
 /**
  * Writes the three files of a checkpoint as one transaction as far as a filesystem allows: all
  * three are first written in full to temporary files (a failure there -- disk full, a crash --
@@ -95,21 +77,14 @@ export function saveCheckpoint(dir: string, name: string, model: Module, optimTe
   const p = checkpointPaths(dir, name);
   const staged: [string, string][] = [];
   try {
-    staged.push([stage(p.optim, encodeSafetensors(optimTensors, { format: 'scalpel-optim', tag: state.tag })), p.optim]);
-    staged.push([stage(p.model, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: state.tag, scalpel: JSON.stringify(state.model) })), p.model]);
-    staged.push([stage(p.state, JSON.stringify(state, null, 1) + '\n'), p.state]);
+    staged.push([stageFile(p.optim, encodeSafetensors(optimTensors, { format: 'scalpel-optim', tag: state.tag })), p.optim]);
+    staged.push([stageFile(p.model, encodeSafetensors(model.stateDict(), { format: 'scalpel-model', tag: state.tag, scalpel: JSON.stringify(state.model) })), p.model]);
+    staged.push([stageFile(p.state, JSON.stringify(state, null, 1) + '\n'), p.state]);
   } catch (e) {
-    for (const [tmp] of staged) fs.rmSync(tmp, { force: true });
+    discardStaged(staged);
     throw e;
   }
-  for (const [tmp, file] of staged) fs.renameSync(tmp, file);
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
-  } catch {
-    // fsync on a directory is not supported everywhere; the renames are still atomic.
-  }
+  commitStaged(staged);
   return p;
 }
 

@@ -6,7 +6,7 @@ import { noGrad } from '../autograd/engine';
 import { tidyWith } from '../tensor/scope';
 import { isTensor } from '../tensor';
 import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
-import { writeFileAtomic } from '../nn/safetensors';
+import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
 import { overlay } from './plot';
 import { UserError } from './errors';

@@ -16,7 +16,7 @@ import * as F from '../nn/functional';
 import { Module, BatchNorm2d } from '../nn';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
-import { writeFileAtomic } from '../nn/safetensors';
+import { writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig } from './config';
 import { createModel } from './models';
