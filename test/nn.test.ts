@@ -43,6 +43,16 @@ describe('nn.Module', () => {
     b.dispose();
   });
 
+  it('BatchNorm2d continues num_batches_tracked from a loaded state dict', () => {
+    const a = new sc.nn.BatchNorm2d(2), b = new sc.nn.BatchNorm2d(2);
+    const x = sc.randn([3, 2, 4, 4]);
+    a.forward(x);
+    a.forward(x);
+    b.loadStateDict(a.stateDict());
+    b.forward(x);
+    assert.equal(b.numBatchesTracked!.item(), 3);
+  });
+
   it('train/eval flags reach every child', () => {
     const m = new Tiny().eval();
     assert.ok(m.namedModules().every(([, c]) => !c.training));

@@ -82,6 +82,10 @@ export class BatchNorm2d extends Module {
     this.runningVar = this.buffer('running_var', track ? ones([numFeatures]) : null);
     this.numBatchesTracked = this.buffer('num_batches_tracked', track ? tensor([0], [], { dtype: 'int64' }) : null);
   }
+  /** The batch counter continues from a loaded num_batches_tracked (checkpoints, resume). */
+  protected onStateLoaded(): void {
+    if (this.numBatchesTracked) this.batches = this.numBatchesTracked.item();
+  }
   forward(x: Tensor): Tensor {
     if (x.ndim >= 2 && x.shape[1] !== this.numFeatures) throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
     const training = this.training || !this.runningMean;

@@ -153,8 +153,12 @@ export abstract class Module {
         copyInto(dst, src);
       }
     });
+    for (const [, m] of this.namedModules()) m.onStateLoaded();
     return report;
   }
+
+  /** Called after loadStateDict copied values in: modules with derived state resync it here. */
+  protected onStateLoaded(): void {}
 
   train(mode = true): this {
     for (const [, m] of this.namedModules()) m.training = mode;

@@ -13,7 +13,7 @@ import { noGrad } from '../autograd/engine';
 import { tidyWith } from '../tensor/scope';
 import { isTensor } from '../tensor';
 import * as F from '../nn/functional';
-import { Module, BatchNorm2d } from '../nn';
+import { Module } from '../nn';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { writeFileAtomic } from '../io/atomic';
@@ -185,17 +185,6 @@ function attachEncoder(model: Module, cfg: TrainConfig, load: boolean, log: (l: 
   }
 }
 
-/**
- * BatchNorm2d counts its training batches in a private field and writes it to the
- * num_batches_tracked buffer; after loading a checkpoint the field must continue from the buffer.
- */
-function syncBatchNormCounters(model: Module): void {
-  for (const [, m] of model.namedModules()) {
-    const bn = m as unknown as { numBatchesTracked?: Tensor | null; batches?: number };
-    if (m instanceof BatchNorm2d && bn.numBatchesTracked) bn.batches = Number(bn.numBatchesTracked.item());
-  }
-}
-
 /** Adds Gaussian noise (std) to a batch and clamps to [0, 1] (denoising-autoencoder input). */
 function noisy(x: Float32Array, std: number, rng: Rng): Float32Array {
   const out = new Float32Array(x.length);
@@ -317,7 +306,6 @@ async function fitLocked(
     const st = resumed.state;
     model.loadStateDict(resumed.weights);
     Object.values(resumed.weights).forEach((t) => t.dispose());
-    syncBatchNormCounters(model);
     if (sched.perIter && st.scheduler) sched.perIter.loadStateDict(st.scheduler);
     if (sched.plateau && st.plateau) sched.plateau.loadStateDict({ ...st.plateau, best: st.plateau.best ?? -Infinity });
     optimizer.loadStateDict({ tensors: resumed.optim, meta: st.optimizer });
