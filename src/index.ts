@@ -1,7 +1,6 @@
 // scalpel: a tensor engine for TypeScript with a native CPU/CUDA addon.
 import { native } from './native';
-import { isTensor, Tensor } from './tensor';
-import { tidyWith } from './tensor/scope';
+import { Tensor } from './tensor';
 import * as F from './nn/functional';
 import * as nn from './nn';
 import * as optim from './nn/optim-index';
@@ -15,14 +14,6 @@ export { summary, formatSummary } from './nn/summary';
 export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors } from './nn/safetensors';
 export { writeFileAtomic } from './io/atomic';
-
-/**
- * Runs fn and disposes every tensor created inside it, except those in its result and those
- * passed to keep(). Returns fn's result.
- */
-export function tidy<T>(fn: () => T): T {
-  return tidyWith(fn, isTensor);
-}
 
 /** Disposes tensors (or arrays / objects of tensors). */
 export function dispose(x: Tensor | Tensor[] | Record<string, Tensor>): void {

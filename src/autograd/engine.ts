@@ -1,8 +1,8 @@
 // Reverse-mode autograd over the nodes that apply() records: backward() walks them in reverse
 // topological order, accumulates leaf gradients into .grad and frees the graph.
-import { GradNode, Tensor, isTensor } from '../tensor/tensor';
+import { GradNode, Tensor, tidy } from '../tensor/tensor';
 import { isGradEnabled, setGradEnabled } from '../tensor/grad-mode';
-import { keep, tidyWith } from '../tensor/scope';
+import { keep } from '../tensor/scope';
 import { add, onesLike } from '../tensor/ops/elementwise';
 import { contiguous } from '../tensor/ops/view';
 import { shapeStr, sameShape } from '../tensor/shape';
@@ -71,7 +71,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
   if (grad && !sameShape(grad.shape, root.shape)) throw new Error(`backward: gradient shape ${shapeStr(grad.shape)} does not match the output's ${shapeStr(root.shape)}`);
   const prev = setGradEnabled(false);
   try {
-    tidyWith(() => {
+    tidy(() => {
       const seed = grad ?? onesLike(root);
       const assigned = new Set<Tensor>();
       const accumulateLeaf = (leaf: Tensor, g: Tensor) => {
@@ -122,7 +122,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
           node.inputs = [];
         }
       }
-    }, isTensor);
+    });
   } finally {
     setGradEnabled(prev);
   }

@@ -3,8 +3,7 @@ import { Tensor } from '../tensor/tensor';
 import { tensor } from '../tensor/create';
 import { mul } from '../tensor/ops/elementwise';
 import { sum } from '../tensor/ops/reduce';
-import { tidyWith } from '../tensor/scope';
-import { isTensor } from '../tensor/tensor';
+import { tidy } from '../tensor/tensor';
 import { backward, noGrad } from './engine';
 import { Generator } from '../tensor/random';
 
@@ -33,7 +32,7 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
   for (const x of inputs) {
     if (x.dtype !== 'float64') throw new Error(`gradcheck: inputs must be float64, got ${x.dtype}`);
   }
-  return tidyWith(() => {
+  return tidy(() => {
     const hostVals = inputs.map((x) => Float64Array.from(x.toArray() as Float64Array));
     const make = (vals: Float64Array[], grad: boolean) =>
       inputs.map((x, i) => tensor(vals[i], x.shape, { dtype: 'float64', device: x.device, requiresGrad: grad && x.requiresGrad }));
@@ -67,5 +66,5 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
       }
     });
     return { ok, maxAbsError: maxAbs, worst };
-  }, isTensor);
+  });
 }

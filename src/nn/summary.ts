@@ -13,7 +13,7 @@ import { DTYPES } from '../tensor/dtype';
 import { Tensor, isTensor } from '../tensor/tensor';
 import { zeros } from '../tensor/create';
 import { observeOps } from '../tensor/op';
-import { tidyWith } from '../tensor/scope';
+import { tidy } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
 import { Module, currentModulePath, trackModules } from './module';
 import { Lambda } from './layers';
@@ -133,12 +133,12 @@ export function summary(model: Module, inputShape: number[], { device }: Summary
   let outputShape: number[] | number[][] | null = null;
   try {
     model.eval();
-    tidyWith(() => {
+    tidy(() => {
       noGrad(() => trackModules(() => {
         const x = zeros(shape, { device: dev });
         outputShape = shapesOf(model.forward(x));
       }));
-    }, isTensor);
+    });
   } finally {
     stop();
     restore.forEach((f) => f());

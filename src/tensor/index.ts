@@ -1,6 +1,6 @@
 // The tensor layer's public surface.
 import './methods';
-export { Tensor, isTensor } from './tensor';
+export { Tensor, isTensor, tidy } from './tensor';
 export type { DType } from './dtype';
 export type { Device } from './device';
 export { cuda, availableDevices } from './device';

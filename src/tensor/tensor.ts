@@ -5,7 +5,7 @@ import { Device, DEVICE_IDS } from './device';
 import { DType, DTYPES, TypedArray } from './dtype';
 import { contiguousStrides, numel, shapeStr } from './shape';
 import { Storage, storageFinalizer, trackTensor } from './storage';
-import { trackInScope } from './scope';
+import { tidyWith, trackInScope } from './scope';
 import type { OpDef } from './op';
 
 /** A recorded application of an op, kept by its outputs until backward() frees it. */
@@ -172,4 +172,12 @@ export function contiguousCopy(t: Tensor, dtype: DType = t.dtype): Tensor {
 
 export function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;
+}
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those in its result and those
+ * passed to keep(). Returns fn's result.
+ */
+export function tidy<T>(fn: () => T): T {
+  return tidyWith(fn, isTensor);
 }

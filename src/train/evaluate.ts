@@ -1,17 +1,15 @@
 /** evaluate(): metrics of a checkpoint on a dataset split; predict(): masks and overlays for a folder of images. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { tidyWith } from '../tensor/scope';
-import { isTensor } from '../tensor';
 import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
 import { overlay } from './plot';
 import { UserError } from './errors';
 
-const tidy = <T>(fn: () => T): T => tidyWith(fn, isTensor);
 
 export interface EvaluateOptions {
   checkpoint: string;

@@ -7,11 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { tidy } from '../tensor/tensor';
 import * as cliProgress from 'cli-progress';
 import { Tensor, tensor, defaultGenerator, manualSeed } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { tidyWith } from '../tensor/scope';
-import { isTensor } from '../tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
@@ -56,7 +55,6 @@ export interface FitResult {
   config: TrainConfig;
 }
 
-const tidy = <T>(fn: () => T): T => tidyWith(fn, isTensor);
 
 /** Keys of TrainConfig a resumed run may change (everything else comes from the checkpoint). */
 const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'timeLimit', 'workers', 'progress', 'verbose', 'overlays', 'hd95', 'device'] as const;
