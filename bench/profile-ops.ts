@@ -1,4 +1,4 @@
-// npx tsx bench/profile-ops.ts [--model cmunext-s] [--mode inference|train_step] [--threads 2]
+// npx tsx bench/profile-ops.ts [--model cmunext-s] [--mode inference|train_step] [--threads 2] [--size 256] [--batch 8]
 // Time per native kernel (wraps native.run), to see where a model's time goes.
 import * as sc from '../src';
 import { native } from '../src/native';
@@ -7,7 +7,7 @@ import { arg, fmt } from './common';
 const name = arg('model', 'cmunext-s') as string;
 const mode = arg('mode', 'inference');
 sc.setNumThreads(Number(arg('threads', '2')));
-const s = name.startsWith('nexnet') ? 224 : 256;
+const s = Number(arg('size', name.startsWith('nexnet') ? '224' : '256'));
 const acc = new Map<string, { ms: number; n: number }>();
 let total = 0;
 const orig = native.run.bind(native);
@@ -22,6 +22,7 @@ native.run = (kernel, be, ins, outs, attrs) => {
     const w = kernel === 'conv2d_backward_weight' ? outs[0][3] : ins[1][3];
     key += ` k${w[2]}${a.groups > 1 ? (a.groups === ins[0][3][1] || a.groups === outs[0][3][1] ? ' dw' : ` g${a.groups}`) : ''}`;
   }
+  if (process.env.PROFILE_SHAPES && kernel.startsWith('conv2d')) key += ` ${JSON.stringify(ins[0][3])}->${JSON.stringify(outs[0][3])}`;
   if (kernel === "decay_attention" || kernel === "copy") key += " " + JSON.stringify(ins[0][3]) + (kernel === "decay_attention" ? ` h${a.height} w${a.width}` : "");
   const e = acc.get(key) ?? { ms: 0, n: 0 };
   e.ms += dt;
@@ -29,7 +30,7 @@ native.run = (kernel, be, ins, outs, attrs) => {
   acc.set(key, e);
 };
 const model: any = sc.models.create(name);
-const b = mode === 'inference' ? 1 : 8;
+const b = Number(arg('batch', mode === 'inference' ? '1' : '8'));
 const x = sc.rand([b, 3, s, s]);
 const t = sc.tidy(() => sc.rand([b, 1, s, s]).gt(0.8).to('float32'));
 const opt = new sc.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
@@ -46,8 +47,10 @@ if (mode === 'inference') model.eval();
 step();
 acc.clear();
 total = 0;
+let calls = 0;
 const t0 = performance.now();
 step();
 const wall = performance.now() - t0;
-console.log(`${name} ${mode}: wall ${fmt(wall, 1)} ms, in native.run ${fmt(total, 1)} ms (${fmt((100 * total) / wall, 1)}%)`);
+for (const v of acc.values()) calls += v.n;
+console.log(`${name} ${mode} b${b} ${s}px: wall ${fmt(wall, 1)} ms, in native.run ${fmt(total, 1)} ms (${fmt((100 * total) / wall, 1)}%), ${calls} kernel calls`);
 for (const [k, v] of [...acc].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) console.log(`${k.padEnd(34)} ${fmt(v.ms, 2).padStart(9)} ms  ${String(v.n).padStart(5)} calls  ${fmt((100 * v.ms) / total, 1)}%`);

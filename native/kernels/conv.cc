@@ -25,12 +25,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "conv_direct.h"
 #include "conv_params.h"
 #include "gemm.h"
 
@@ -474,6 +477,13 @@ void dw_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw) {
 template <typename T>
 void conv_forward(const ConvP& p, const T* x, const T* w, const T* bias, T* y) {
   if (p.depthwise()) return dw_forward(p, x, w, bias, y);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv_direct_supported(p)) {
+      ConvEpilogue ep;
+      ep.bias = bias;
+      return conv_direct_forward(p, x, w, ep, y);
+    }
+  }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
   for_slabs(p.N * p.G, [&](int64_t s) {
@@ -504,6 +514,9 @@ void conv_forward(const ConvP& p, const T* x, const T* w, const T* bias, T* y) {
 template <typename T>
 void conv_backward_input(const ConvP& p, const T* gy, const T* w, T* gx) {
   if (p.depthwise()) return dw_backward_input(p, gy, w, gx);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv_direct_backward_input_supported(p)) return conv_direct_backward_input(p, gy, w, gx);
+  }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
   for_slabs(p.N * p.G, [&](int64_t s) {

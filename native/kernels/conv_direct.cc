@@ -1,0 +1,363 @@
+// Direct float convolution (stride 1, KxK > 1x1) with a fused bias / activation / affine
+// epilogue.
+//
+// Why not im2col + GEMM here: at the models' shapes (few channels, large maps, batch 1) the
+// im2col buffer is written and read once per call, and the GEMM's M dimension (output
+// channels, often 8 or 16) wastes most of a 14-row register tile. This kernel is the GEMM
+// micro-kernel with its B operand read straight from a zero-padded copy of the input:
+//
+//   acc[i][j] (OCB output channels x NV vectors of L output pixels) +=
+//       w[oc0 + i, tap] * Xpad[c, oh + kh*dh, ow_j + kw*dw + lane]    for every tap (c, kh, kw)
+//
+// Each tap costs NV vector loads and OCB broadcasts for OCB*NV FMAs, the same ratio as the
+// packed GEMM, and the accumulators stay in registers for the whole reduction. An output
+// "slot" is L consecutive pixels of one output row; lanes past the end of a row read the
+// padded plane's next row and are never stored, so the inner loop has no edge branches.
+//
+// Threads split the output slots of each (image, group); weights are packed once per call
+// as [oc block][tap][OCB] with zero rows padding the last block.
+#pragma GCC optimize("fp-contract=fast")
+
+#include "conv_direct.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../core/kernel.h"
+#include "../core/parallel.h"
+#include "fast_gelu.h"
+#include "gemm.h"
+
+namespace sc {
+namespace {
+
+using conv::ConvP;
+
+#define SC_AI __attribute__((always_inline)) inline
+
+template <int L>
+struct Vec {
+  typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
+};
+
+struct Geometry {
+  int64_t Hp, Wp, plane;  // padded input plane
+  int64_t spr, slots;     // output slots per row and per (image, group)
+};
+
+// Grown, never shrunk; owned by the calling thread (pool workers only read them).
+float* scratch_f(int slot, size_t n) {
+  thread_local std::vector<float> bufs[3];
+  auto& v = bufs[slot];
+  if (v.size() < n) v.resize(std::max(n, v.size() + v.size() / 2));
+  return v.data();
+}
+int64_t* scratch_i(size_t n) {
+  thread_local std::vector<int64_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// One tile: OCB output channels x NV slots over all taps, then the epilogue and the store.
+// first: start from zero (else from the partial sums already in y); last: apply the epilogue
+// (else store the partial sums).
+template <int L, int OCB, int NV>
+SC_AI void tile(int64_t ntaps, const int64_t* __restrict toff, const float* const* xb,
+                const float* __restrict wp, int ocn, int64_t oc0, float* const* yo,
+                const int* nvalid, int64_t ystride, const ConvEpilogue& ep, bool first,
+                bool last) {
+  using V = typename Vec<L>::type;
+  V acc[OCB][NV];
+  _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i)
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+  if (!first)
+    for (int i = 0; i < ocn; ++i)
+      _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) {
+        const float* src = yo[j] + (oc0 + i) * ystride;
+        if (nvalid[j] == L) {
+          acc[i][j] = *reinterpret_cast<const V*>(src);
+        } else if (nvalid[j] > 0) {
+          alignas(64) float tmp[L] = {};
+          std::memcpy(tmp, src, sizeof(float) * nvalid[j]);
+          acc[i][j] = *reinterpret_cast<const V*>(tmp);
+        }
+      }
+  const float* xp[NV];
+  _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xp[j] = xb[j];
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const int64_t off = toff[t];
+    V xv[NV];
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xv[j] = *reinterpret_cast<const V*>(xp[j] + off);
+    const float* wt = wp + t * OCB;
+    // A scalar operand is broadcast by the vector multiply (vbroadcastss / embedded
+    // broadcast); V{} + w would add an FP add per weight.
+    _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
+      const float wv = wt[i];
+      _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] += wv * xv[j];
+    }
+  }
+  const bool affine = last && (ep.scale || ep.shift);
+  for (int i = 0; i < ocn; ++i) {
+    const int64_t oc = oc0 + i;
+    const float b = last && ep.bias ? ep.bias[oc] : 0.0f;
+    const float s = ep.scale ? ep.scale[oc] : 1.0f;
+    const float h = ep.shift ? ep.shift[oc] : 0.0f;
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) {
+      if (nvalid[j] <= 0) continue;
+      V v = acc[i][j] + b;
+      if (!last) {
+      } else if (ep.act == ConvAct::relu) {
+        v = v > V{} ? v : V{};
+      } else if (ep.act == ConvAct::gelu) {
+        alignas(64) float tmp[L];
+        *reinterpret_cast<V*>(tmp) = v;
+        for (int l = 0; l < L; ++l) tmp[l] = fastmath::gelu(tmp[l]);
+        v = *reinterpret_cast<const V*>(tmp);
+      }
+      if (affine) v = v * s + h;
+      float* dst = yo[j] + oc * ystride;
+      if (nvalid[j] == L) {
+        *reinterpret_cast<V*>(dst) = v;
+      } else {
+        alignas(64) float tmp[L];
+        *reinterpret_cast<V*>(tmp) = v;
+        std::memcpy(dst, tmp, sizeof(float) * nvalid[j]);
+      }
+    }
+  }
+}
+
+// Tiles [t0, t1) of one (image, group). xpad: the group's padded input; y: its output channel 0
+// (channel stride P); wpk: the group's packed weights; ep: pointers offset to the group.
+template <int L, int OCB, int NV>
+SC_AI void run_tiles_core(const ConvP& p, const Geometry& g, int64_t t0, int64_t t1,
+                          const float* xpad, const float* wpk, int64_t ldw, const int64_t* toff,
+                          int64_t ntaps, int64_t OCg, float* y, const ConvEpilogue& ep,
+                          bool first, bool last) {
+  const int64_t nblk = (OCg + OCB - 1) / OCB;
+  // A few tiles share each packed weight block while it is in L1/L2.
+  constexpr int kGroup = 4;
+  for (int64_t tg = t0; tg < t1; tg += kGroup) {
+    const int nt = (int)std::min<int64_t>(kGroup, t1 - tg);
+    const float* xb[kGroup][NV];
+    float* yo[kGroup][NV];
+    int nv[kGroup][NV];
+    for (int k = 0; k < nt; ++k)
+      for (int j = 0; j < NV; ++j) {
+        const int64_t s = (tg + k) * NV + j;
+        if (s >= g.slots) {
+          xb[k][j] = xpad;
+          yo[k][j] = y;
+          nv[k][j] = 0;
+          continue;
+        }
+        const int64_t oh = s / g.spr, ow = (s % g.spr) * L;
+        xb[k][j] = xpad + oh * g.Wp + ow;
+        yo[k][j] = y + oh * p.OW + ow;
+        nv[k][j] = (int)std::min<int64_t>(L, p.OW - ow);
+      }
+    for (int64_t b = 0; b < nblk; ++b) {
+      const int ocn = (int)std::min<int64_t>(OCB, OCg - b * OCB);
+      const float* wb = wpk + b * ldw;
+      for (int k = 0; k < nt; ++k)
+        tile<L, OCB, NV>(ntaps, toff, xb[k], wb, ocn, b * OCB, yo[k], nv[k], p.P, ep, first, last);
+    }
+  }
+}
+
+using RunFn = void (*)(const ConvP&, const Geometry&, int64_t, int64_t, const float*,
+                       const float*, int64_t, const int64_t*, int64_t, int64_t, float*,
+                       const ConvEpilogue&, bool, bool);
+
+struct Variant {
+  int L, OCB, NV;
+  RunFn run;
+};
+
+#define SC_DIRECT_VARIANT(NAME, TARGET, L, OCB, NV)                                             \
+  TARGET void NAME(const ConvP& p, const Geometry& g, int64_t t0, int64_t t1,                  \
+                   const float* xpad, const float* wpk, int64_t ldw, const int64_t* toff,      \
+                   int64_t ntaps, int64_t OCg, float* y, const ConvEpilogue& ep, bool first,   \
+                   bool last) {                                                                \
+    run_tiles_core<L, OCB, NV>(p, g, t0, t1, xpad, wpk, ldw, toff, ntaps, OCg, y, ep, first,   \
+                               last);                                                          \
+  }
+
+// Accumulator budgets: 24-28 of 32 zmm (AVX-512), 12 of 16 ymm (AVX2), 12 xmm (baseline).
+#if defined(__x86_64__) || defined(__i386__)
+#define SC_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define SC_T256 __attribute__((target("avx2,fma")))
+SC_DIRECT_VARIANT(run_512_8x3, SC_T512, 16, 8, 3)
+SC_DIRECT_VARIANT(run_512_14x2, SC_T512, 16, 14, 2)
+SC_DIRECT_VARIANT(run_512_4x6, SC_T512, 16, 4, 6)
+SC_DIRECT_VARIANT(run_256_4x3, SC_T256, 8, 4, 3)
+SC_DIRECT_VARIANT(run_256_6x2, SC_T256, 8, 6, 2)
+SC_DIRECT_VARIANT(run_256_2x6, SC_T256, 8, 2, 6)
+#endif
+SC_DIRECT_VARIANT(run_gen_4x3, , 4, 4, 3)
+SC_DIRECT_VARIANT(run_gen_6x2, , 4, 6, 2)
+SC_DIRECT_VARIANT(run_gen_2x6, , 4, 2, 6)
+
+// The variant that wastes the fewest padded rows for OCg output channels per group: the first
+// whose block divides OCg, else the widest block not larger than OCg, else the narrowest.
+Variant pick_variant(int64_t OCg) {
+  Variant v[3];
+#if defined(__x86_64__) || defined(__i386__)
+  const int isa = cpu_isa_level();
+  if (isa >= 2) {
+    v[0] = {16, 8, 3, &run_512_8x3};
+    v[1] = {16, 14, 2, &run_512_14x2};
+    v[2] = {16, 4, 6, &run_512_4x6};
+  } else if (isa == 1) {
+    v[0] = {8, 4, 3, &run_256_4x3};
+    v[1] = {8, 6, 2, &run_256_6x2};
+    v[2] = {8, 2, 6, &run_256_2x6};
+  } else
+#endif
+  {
+    v[0] = {4, 4, 3, &run_gen_4x3};
+    v[1] = {4, 6, 2, &run_gen_6x2};
+    v[2] = {4, 2, 6, &run_gen_2x6};
+  }
+  if (OCg % v[0].OCB == 0) return v[0];
+  if (OCg >= v[1].OCB) return v[1];
+  if (OCg >= v[0].OCB) return v[0];
+  return v[2];
+}
+
+// Copies the Cg channel planes of one (image, group) into the middle of zeroed padded planes.
+void pad_group(const ConvP& p, const Geometry& g, const float* x, float* xpad) {
+  parallel_for(0, p.Cg, 4, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* src = x + c * p.HW;
+      float* dst = xpad + c * g.plane;
+      for (int64_t r = 0; r < g.Hp; ++r) {
+        float* d = dst + r * g.Wp;
+        const int64_t ih = r - p.ph;
+        if (ih < 0 || ih >= p.H) {
+          std::memset(d, 0, sizeof(float) * g.Wp);
+          continue;
+        }
+        std::memset(d, 0, sizeof(float) * p.pw);
+        std::memcpy(d + p.pw, src + ih * p.W, sizeof(float) * p.W);
+        std::memset(d + p.pw + p.W, 0, sizeof(float) * (g.Wp - p.pw - p.W));
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool conv_direct_supported(const ConvP& p) {
+  // SCALPEL_CONV_DIRECT=0 selects the im2col + GEMM path instead (same-run A/B benchmarks).
+  static const bool enabled = [] {
+    const char* e = std::getenv("SCALPEL_CONV_DIRECT");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return enabled && p.sh == 1 && p.sw == 1 && !p.depthwise() && p.KH * p.KW > 1;
+}
+
+void conv_direct_forward(const ConvP& p, const float* x, const float* w, const ConvEpilogue& ep,
+                         float* y) {
+  const Variant v = pick_variant(p.OCg);
+  Geometry g;
+  g.Hp = p.H + 2 * p.ph;
+  g.Wp = p.W + 2 * p.pw;
+  g.plane = g.Hp * g.Wp;
+  g.spr = (p.OW + v.L - 1) / v.L;
+  g.slots = p.OH * g.spr;
+  const int64_t KK = p.KH * p.KW, ntaps = p.Cg * KK;
+  const int64_t nblk = (p.OCg + v.OCB - 1) / v.OCB;
+  const int64_t ntiles = (g.slots + v.NV - 1) / v.NV;
+  // Slack past the last plane: the widest over-read is one vector beyond the padded data.
+  float* xpad = scratch_f(0, (size_t)(p.Cg * g.plane + 2 * v.L + 64));
+  std::memset(xpad + p.Cg * g.plane, 0, sizeof(float) * (2 * v.L + 64));
+  float* wpk = scratch_f(1, (size_t)(p.G * nblk * ntaps * v.OCB));
+  int64_t* toff = scratch_i((size_t)ntaps);
+  for (int64_t c = 0; c < p.Cg; ++c)
+    for (int64_t kh = 0; kh < p.KH; ++kh)
+      for (int64_t kw = 0; kw < p.KW; ++kw)
+        toff[(c * p.KH + kh) * p.KW + kw] = c * g.plane + kh * p.dh * g.Wp + kw * p.dw;
+  // [group][oc block][tap][OCB]: each weight row is read contiguously and scattered with
+  // stride OCB; blocks in parallel (UNet's 1024 x 1024 x 3 x 3 is 38 MB per call).
+  parallel_for(0, p.G * nblk, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t gb = b0; gb < b1; ++gb) {
+      const int64_t gi = gb / nblk, b = gb % nblk;
+      float* dst = wpk + gb * ntaps * v.OCB;
+      for (int i = 0; i < v.OCB; ++i) {
+        const int64_t oc = b * v.OCB + i;
+        if (oc >= p.OCg) {
+          for (int64_t t = 0; t < ntaps; ++t) dst[t * v.OCB + i] = 0.0f;
+          continue;
+        }
+        const float* src = w + (gi * p.OCg + oc) * ntaps;
+        for (int64_t t = 0; t < ntaps; ++t) dst[t * v.OCB + i] = src[t];
+      }
+    }
+  });
+  // Enough tiles per task for the pool to balance, few enough to keep every thread busy.
+  const int64_t grain = std::max<int64_t>(1, ntiles / (8 * std::max(1, num_threads())));
+  for (int64_t n = 0; n < p.N; ++n)
+    for (int64_t gi = 0; gi < p.G; ++gi) {
+      pad_group(p, g, x + (n * p.C + gi * p.Cg) * p.HW, xpad);
+      ConvEpilogue eg = ep;
+      const int64_t cb = gi * p.OCg;
+      if (eg.bias) eg.bias += cb;
+      if (eg.scale) eg.scale += cb;
+      if (eg.shift) eg.shift += cb;
+      float* yg = y + (n * p.OC + cb) * p.P;
+      const float* wg = wpk + gi * nblk * ntaps * v.OCB;
+      // Input channels in chunks whose padded planes fit in L2 (~384 KB), but at least 32: the
+      // taps of one tile jump between channel planes, and with hundreds of small planes (UNet's
+      // 1024 x 16 x 16) a working set beyond L2 makes every load an L3 miss; on large planes
+      // only the few rows under the current tiles are live, and short chunks would cost more
+      // in partial-sum round trips through y (first chunk stores, the last applies the
+      // epilogue) than they save.
+      const int64_t cchunk = std::max<int64_t>(32, (int64_t)(384 << 10) / (int64_t)(sizeof(float) * g.plane));
+      for (int64_t c0 = 0; c0 < p.Cg; c0 += cchunk) {
+        const int64_t c1 = std::min(p.Cg, c0 + cchunk);
+        const bool first = c0 == 0, last = c1 == p.Cg;
+        parallel_for(0, ntiles, grain, [&](int64_t t0, int64_t t1) {
+          v.run(p, g, t0, t1, xpad, wg + c0 * KK * v.OCB, ntaps * v.OCB, toff + c0 * KK,
+                (c1 - c0) * KK, p.OCg, yg, eg, first, last);
+        });
+      }
+    }
+}
+
+bool conv_direct_backward_input_supported(const ConvP& p) {
+  return conv_direct_supported(p) && p.ph <= (p.KH - 1) * p.dh && p.pw <= (p.KW - 1) * p.dw;
+}
+
+void conv_direct_backward_input(const ConvP& p, const float* gy, const float* w, float* gx) {
+  // gx = correlation of gy, padded by (K-1)*d - pad, with the kernel transposed per group
+  // ([C, OC/G, KH, KW]) and flipped in both spatial dimensions.
+  ConvP q = p;
+  q.C = p.OC;
+  q.H = p.OH;
+  q.W = p.OW;
+  q.OC = p.C;
+  q.ph = (p.KH - 1) * p.dh - p.ph;
+  q.pw = (p.KW - 1) * p.dw - p.pw;
+  q.Cg = p.OCg;
+  q.OCg = p.Cg;
+  q.CKK = q.Cg * p.KH * p.KW;
+  q.OH = p.H;
+  q.OW = p.W;
+  q.P = p.H * p.W;
+  q.HW = p.OH * p.OW;
+  const int64_t KK = p.KH * p.KW;
+  std::vector<float> wt((size_t)(p.C * p.OCg * KK));
+  for (int64_t gi = 0; gi < p.G; ++gi)
+    for (int64_t c = 0; c < p.Cg; ++c)
+      for (int64_t oc = 0; oc < p.OCg; ++oc) {
+        const float* src = w + ((gi * p.OCg + oc) * p.Cg + c) * KK;
+        float* dst = wt.data() + ((gi * p.Cg + c) * p.OCg + oc) * KK;
+        for (int64_t k = 0; k < KK; ++k) dst[k] = src[KK - 1 - k];
+      }
+  conv_direct_forward(q, gy, wt.data(), ConvEpilogue{}, gx);
+}
+
+}  // namespace sc

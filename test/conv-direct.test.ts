@@ -1,0 +1,53 @@
+// The float32 direct convolution (native/kernels/conv_direct.cc: stride 1, kernels > 1x1)
+// against the float64 im2col + GEMM path, forward and input gradient, over the shapes that hit
+// each register-tile variant and its edges (output rows not a multiple of the vector width,
+// output channels not a multiple of the channel block, groups, dilation, no padding).
+import { strict as assert } from 'node:assert';
+import * as sc from '../src';
+
+type Case = [label: string, x: number[], w: number[], pad: number, dil: number, groups: number];
+const cases: Case[] = [
+  ['3x3 8->8 @ 17x19 (one block, row edges)', [1, 8, 17, 19], [8, 8, 3, 3], 1, 1, 1],
+  ['3x3 16->16 @ 33x40', [2, 16, 33, 40], [16, 16, 3, 3], 1, 1, 1],
+  ['3x3 5->3 @ 9x9 (narrow block)', [1, 5, 9, 9], [3, 5, 3, 3], 1, 1, 1],
+  ['3x3 6->20 @ 12x35 (14-row block + remainder)', [1, 6, 12, 35], [20, 6, 3, 3], 1, 1, 1],
+  ['3x3 groups 2, 16->16 @ 24x24', [1, 16, 24, 24], [16, 8, 3, 3], 1, 1, 2],
+  ['3x3 dilation 2 pad 2', [1, 4, 14, 13], [8, 4, 3, 3], 2, 2, 1],
+  ['3x3 no padding', [2, 3, 10, 21], [7, 3, 3, 3], 0, 1, 1],
+  ['5x5 pad 2, 4->9', [1, 4, 11, 16], [9, 4, 5, 5], 2, 1, 1],
+  ['2x2 (even kernel) pad 0', [1, 6, 9, 8], [8, 6, 2, 2], 0, 1, 1],
+];
+
+function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+describe('conv2d direct float32 kernel vs float64 reference path', () => {
+  for (const [label, xs, ws, pad, dil, groups] of cases) {
+    it(label, () => {
+      sc.tidy(() => {
+        const x64 = sc.randn(xs, { dtype: 'float64', requiresGrad: true });
+        const w64 = sc.randn(ws, { dtype: 'float64' }).mul(0.3);
+        const b64 = sc.randn([ws[0]], { dtype: 'float64' });
+        const opts = { padding: pad, dilation: dil, groups };
+        const x32 = sc.tensor(x64.detach().to('float32').toArray(), xs, { requiresGrad: true });
+        const w32 = w64.to('float32'), b32 = b64.to('float32');
+        const y64 = sc.F.conv2d(x64, w64, b64, opts);
+        const y32 = sc.F.conv2d(x32, w32, b32, opts);
+        assert.deepEqual(y32.shape, y64.shape);
+        const ey = maxRelErr(y32.toArray() as Float32Array, y64.toArray() as Float64Array);
+        assert.ok(ey < 1e-5, `forward max error ${ey}`);
+        const g64 = sc.randn(y64.shape, { dtype: 'float64' });
+        y64.mul(g64).sum().backward();
+        y32.mul(g64.to('float32')).sum().backward();
+        const eg = maxRelErr(x32.grad!.toArray() as Float32Array, x64.grad!.toArray() as Float64Array);
+        assert.ok(eg < 1e-5, `input-gradient max error ${eg}`);
+      });
+    });
+  }
+});
