@@ -35,6 +35,6 @@ if (!ok) {
   ok = run(bin('node-gyp'), gypArgs);
 }
 if (!ok) {
-  console.error('[scalpel] native build failed: a C++17 compiler (g++ or clang) and Python 3 are needed');
+  console.error('[scalpel] native build failed (the compiler output above says why); it needs a C++17 compiler (g++ or clang) and cmake, or Python 3 for node-gyp');
   process.exit(1);
 }

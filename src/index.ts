@@ -10,6 +10,8 @@ export * from './tensor';
 export { noGrad, enableGrad, isGradEnabled, detach, backward } from './autograd/engine';
 export { gradcheck } from './autograd/gradcheck';
 export { F, nn, optim, models };
+/** sc.inference.optimize(model, example): fused conv -> BN -> activation chains for eval-mode inference. */
+export * as inference from './nn/inference';
 export { summary, formatSummary } from './nn/summary';
 export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors } from './nn/safetensors';

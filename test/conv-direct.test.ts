@@ -16,6 +16,9 @@ const cases: Case[] = [
   ['3x3 no padding', [2, 3, 10, 21], [7, 3, 3, 3], 0, 1, 1],
   ['5x5 pad 2, 4->9', [1, 4, 11, 16], [9, 4, 5, 5], 2, 1, 1],
   ['2x2 (even kernel) pad 0', [1, 6, 9, 8], [8, 6, 2, 2], 0, 1, 1],
+  ['1x1 16->24 @ 8x32 (read in place)', [2, 16, 8, 32], [24, 16, 1, 1], 0, 1, 1],
+  ['1x1 12->5 @ 7x9 (padded copy)', [1, 12, 7, 9], [5, 12, 1, 1], 0, 1, 1],
+  ['1x1 groups 2 @ 4x16', [1, 8, 4, 16], [6, 4, 1, 1], 0, 1, 2],
 ];
 
 function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {

@@ -410,6 +410,43 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   tile_gemm<T, true, true>(BwA<T>{gy, g}, BwB<T>{x, g}, BwStore<T>{gw, g, nsplit > 1 ? 1 : 0}, p.OCg, p.CKK, K, p.G, (int)nsplit, kchunk, "conv2d_backward_weight");
 }
 
+// ---- fused inference epilogue --------------------------------------------------------------------
+
+// y = act(y) * scale[oc] + shift[oc] in place, after a convolution that already added the bias.
+// (A separate pass: inference plans use it to keep one kernel launch per fused op; folding it
+// into the GEMM store is a later optimisation.)
+template <typename T>
+__global__ void fused_epilogue_k(T* __restrict__ y, const T* __restrict__ scale, const T* __restrict__ shift,
+                                 int act, int OC, int P, int64_t n) {
+  SC_GRID_STRIDE(i, n) {
+    T v = y[i];
+    if (act == (int)conv::FusedAct::relu) v = v > T(0) ? v : T(0);
+    else if (act == (int)conv::FusedAct::gelu) v = T(0.5) * v * (T(1) + erf(v * T(0.70710678118654752440)));
+    if (scale) {
+      const int oc = (int)((i / P) % OC);
+      v = v * scale[oc] + shift[oc];
+    }
+    y[i] = v;
+  }
+}
+
+void conv2d_fused_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
+  const conv::FusedArgs f = conv::check_fused(in, out, a);
+  const TArg &x = in[0], &w = in[1], &y = out[0];
+  if (y.numel() == 0) return;
+  if (x.numel() == 0 || w.numel() == 0) throw KernelError("conv2d_fused: empty input or weight");
+  SC_FLOAT_DISPATCH(x.dtype, T, {
+    conv_forward<T>(f.p, x.ptr<T>(), w.ptr<T>(), f.bias ? f.bias->ptr<T>() : nullptr, y.ptr<T>());
+    if (f.act != conv::FusedAct::none || f.scale) {
+      const int64_t n = y.numel();
+      KLAUNCH(fused_epilogue_k<T>, blocks_for(n), kThreads, 0, 0)(
+          y.ptr<T>(), f.scale ? f.scale->ptr<T>() : nullptr, f.shift ? f.shift->ptr<T>() : nullptr,
+          (int)f.act, (int)f.p.OC, (int)f.p.P, n);
+      check_launch("conv2d_fused (epilogue)");
+    }
+  });
+}
+
 // ---- kernel entry points ------------------------------------------------------------------------
 
 void conv2d_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
@@ -427,6 +464,7 @@ void conv2d_backward_weight_cuda(const std::vector<TArg>& in, const std::vector<
 SC_KERNEL("conv2d", cuda, conv2d_cuda);
 SC_KERNEL("conv2d_backward_input", cuda, conv2d_backward_input_cuda);
 SC_KERNEL("conv2d_backward_weight", cuda, conv2d_backward_weight_cuda);
+SC_KERNEL("conv2d_fused", cuda, conv2d_fused_cuda);
 
 }  // namespace cu
 }  // namespace sc

@@ -35,6 +35,7 @@
 #include "../core/parallel.h"
 #include "conv_direct.h"
 #include "conv_params.h"
+#include "fast_gelu.h"
 #include "gemm.h"
 
 namespace sc {
@@ -601,6 +602,72 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
 }
 
 // ------------------------------------------------------------------------------------------
+// Fused inference convolution
+// ------------------------------------------------------------------------------------------
+
+inline float act_value(conv::FusedAct a, float v) {
+  if (a == conv::FusedAct::relu) return v > 0.0f ? v : 0.0f;
+  if (a == conv::FusedAct::gelu) return fastmath::gelu(v);
+  return v;
+}
+inline double act_value(conv::FusedAct a, double v) {
+  if (a == conv::FusedAct::relu) return v > 0.0 ? v : 0.0;
+  if (a == conv::FusedAct::gelu) return 0.5 * v * (1.0 + std::erf(v * 0.70710678118654752440));
+  return v;
+}
+
+// y = act(y) * scale + shift on every output plane (the bias was added by the convolution).
+template <typename T>
+void conv_epilogue(const ConvP& p, conv::FusedAct act, const T* scale, const T* shift, T* y) {
+  if (act == conv::FusedAct::none && !scale) return;
+  parallel_for(0, p.N * p.OC, 1, [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const int64_t oc = nc % p.OC;
+      T* r = y + nc * p.P;
+      const T s = scale ? scale[oc] : T(1), h = shift ? shift[oc] : T(0);
+      if (act == conv::FusedAct::gelu && std::is_same_v<T, float>) {
+        gelu_f32_array(reinterpret_cast<const float*>(r), reinterpret_cast<float*>(r), p.P);
+        if (scale)
+          for (int64_t i = 0; i < p.P; ++i) r[i] = r[i] * s + h;
+      } else {
+        for (int64_t i = 0; i < p.P; ++i) r[i] = act_value(act, r[i]) * s + h;
+      }
+    }
+  });
+}
+
+void conv2d_fused_cpu(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
+  const conv::FusedArgs f = conv::check_fused(in, out, a);
+  const TArg &x = in[0], &w = in[1], &y = out[0];
+  if (y.numel() == 0) return;
+  if (x.numel() == 0 || w.numel() == 0) throw KernelError("conv2d_fused: empty input or weight");
+  SC_FLOAT_DISPATCH(x.dtype, T, {
+    const T* bias = f.bias ? f.bias->ptr<T>() : nullptr;
+    const T* scale = f.scale ? f.scale->ptr<T>() : nullptr;
+    const T* shift = f.shift ? f.shift->ptr<T>() : nullptr;
+    bool done = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (conv_direct_supported(f.p)) {
+        ConvEpilogue ep;
+        // (T is float here; the casts only satisfy the double instantiation of this branch.)
+        ep.bias = reinterpret_cast<const float*>(bias);
+        ep.scale = reinterpret_cast<const float*>(scale);
+        ep.shift = reinterpret_cast<const float*>(shift);
+        ep.act = static_cast<ConvAct>(static_cast<int>(f.act));
+        conv_direct_forward(f.p, reinterpret_cast<const float*>(x.ptr<T>()),
+                            reinterpret_cast<const float*>(w.ptr<T>()), ep,
+                            reinterpret_cast<float*>(y.ptr<T>()));
+        done = true;
+      }
+    }
+    if (!done) {
+      conv_forward(f.p, x.ptr<T>(), w.ptr<T>(), bias, y.ptr<T>());
+      conv_epilogue(f.p, f.act, scale, shift, y.ptr<T>());
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------
 // Kernel entry points
 // ------------------------------------------------------------------------------------------
 
@@ -619,5 +686,6 @@ void conv2d_backward_weight_cpu(const std::vector<TArg>& in, const std::vector<T
 SC_KERNEL("conv2d", cpu, conv2d_cpu);
 SC_KERNEL("conv2d_backward_input", cpu, conv2d_backward_input_cpu);
 SC_KERNEL("conv2d_backward_weight", cpu, conv2d_backward_weight_cpu);
+SC_KERNEL("conv2d_fused", cpu, conv2d_fused_cpu);
 
 }  // namespace sc

@@ -256,7 +256,10 @@ bool conv_direct_supported(const ConvP& p) {
     const char* e = std::getenv("SCALPEL_CONV_DIRECT");
     return !(e && std::strcmp(e, "0") == 0);
   }();
-  return enabled && p.sh == 1 && p.sw == 1 && !p.depthwise() && p.KH * p.KW > 1;
+  if (!enabled || p.sh != 1 || p.sw != 1 || p.depthwise()) return false;
+  // 1x1: only where the GEMM's row tile would be mostly padding (few output channels per
+  // group); wide 1x1 convs are efficient GEMMs already.
+  return p.KH * p.KW > 1 || p.OCg <= 64;
 }
 
 void conv_direct_forward(const ConvP& p, const float* x, const float* w, const ConvEpilogue& ep,
@@ -271,9 +274,10 @@ void conv_direct_forward(const ConvP& p, const float* x, const float* w, const C
   const int64_t KK = p.KH * p.KW, ntaps = p.Cg * KK;
   const int64_t nblk = (p.OCg + v.OCB - 1) / v.OCB;
   const int64_t ntiles = (g.slots + v.NV - 1) / v.NV;
+  const bool in_place = p.KH == 1 && p.KW == 1 && p.ph == 0 && p.pw == 0 && p.OW % v.L == 0;
   // Slack past the last plane: the widest over-read is one vector beyond the padded data.
-  float* xpad = scratch_f(0, (size_t)(p.Cg * g.plane + 2 * v.L + 64));
-  std::memset(xpad + p.Cg * g.plane, 0, sizeof(float) * (2 * v.L + 64));
+  float* xpad = in_place ? nullptr : scratch_f(0, (size_t)(p.Cg * g.plane + 2 * v.L + 64));
+  if (xpad) std::memset(xpad + p.Cg * g.plane, 0, sizeof(float) * (2 * v.L + 64));
   float* wpk = scratch_f(1, (size_t)(p.G * nblk * ntaps * v.OCB));
   int64_t* toff = scratch_i((size_t)ntaps);
   for (int64_t c = 0; c < p.Cg; ++c)
@@ -301,7 +305,12 @@ void conv_direct_forward(const ConvP& p, const float* x, const float* w, const C
   const int64_t grain = std::max<int64_t>(1, ntiles / (8 * std::max(1, num_threads())));
   for (int64_t n = 0; n < p.N; ++n)
     for (int64_t gi = 0; gi < p.G; ++gi) {
-      pad_group(p, g, x + (n * p.C + gi * p.Cg) * p.HW, xpad);
+      const float* xg = x + (n * p.C + gi * p.Cg) * p.HW;
+      // Unpadded 1x1 convs read the input in place when every output row is whole vectors
+      // (then no slot reads past the input's last element).
+      const float* src = xpad;
+      if (in_place) src = xg;
+      else pad_group(p, g, xg, xpad);
       ConvEpilogue eg = ep;
       const int64_t cb = gi * p.OCg;
       if (eg.bias) eg.bias += cb;
@@ -320,7 +329,7 @@ void conv_direct_forward(const ConvP& p, const float* x, const float* w, const C
         const int64_t c1 = std::min(p.Cg, c0 + cchunk);
         const bool first = c0 == 0, last = c1 == p.Cg;
         parallel_for(0, ntiles, grain, [&](int64_t t0, int64_t t1) {
-          v.run(p, g, t0, t1, xpad, wg + c0 * KK * v.OCB, ntaps * v.OCB, toff + c0 * KK,
+          v.run(p, g, t0, t1, src, wg + c0 * KK * v.OCB, ntaps * v.OCB, toff + c0 * KK,
                 (c1 - c0) * KK, p.OCg, yg, eg, first, last);
         });
       }

@@ -131,6 +131,43 @@ inline ConvP check_backward_weight(const std::vector<TArg>& in, const std::vecto
   return p;
 }
 
+// conv2d_fused (inference): y = act(conv(x, w) + bias) * scale + shift, per output channel.
+// in: x, w, [bias] (attr hasBias), [scale, shift] (attr hasAffine); attrs as conv2d plus
+// act = "none" | "relu" | "gelu".
+enum class FusedAct : int { none = 0, relu = 1, gelu = 2 };
+
+struct FusedArgs {
+  ConvP p;
+  FusedAct act;
+  const TArg* bias;
+  const TArg* scale;
+  const TArg* shift;
+};
+
+inline FusedArgs check_fused(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& a) {
+  const bool hb = a.b("hasBias"), ha = a.b("hasAffine");
+  const size_t want = 2 + (hb ? 1 : 0) + (ha ? 2 : 0);
+  if (in.size() != want) throw KernelError("conv2d_fused: expected " + std::to_string(want) + " inputs (x, w[, bias][, scale, shift])");
+  std::vector<TArg> base(in.begin(), in.begin() + (hb ? 3 : 2));
+  FusedArgs f;
+  f.p = check_forward(base, out, a);
+  const std::string act = a.str("act", "none");
+  if (act == "none") f.act = FusedAct::none;
+  else if (act == "relu") f.act = FusedAct::relu;
+  else if (act == "gelu") f.act = FusedAct::gelu;
+  else throw KernelError("conv2d_fused: unknown act '" + act + "' (none, relu, gelu)");
+  f.bias = hb ? &in[2] : nullptr;
+  f.scale = ha ? &in[want - 2] : nullptr;
+  f.shift = ha ? &in[want - 1] : nullptr;
+  if (ha) {
+    check_arg(*f.scale, 1, in[0].dtype, "scale");
+    check_shape(*f.scale, {f.p.OC}, "scale");
+    check_arg(*f.shift, 1, in[0].dtype, "shift");
+    check_shape(*f.shift, {f.p.OC}, "shift");
+  }
+  return f;
+}
+
 // Entry points, the same on every backend: validate, skip empty outputs, then call the backend's
 // typed implementation with the tensors' data pointers (T = float or double):
 //   fwd(p, x, w, bias_or_null, y);  bwd_in(p, gy, w, gx);  bwd_w(p, x, gy, gw, gb_or_null).

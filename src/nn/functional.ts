@@ -3,8 +3,8 @@ export { relu, gelu, sigmoid, tanh, exp, log, sqrt, abs, clamp, add, sub, mul, d
 export { softmax, logSoftmax, sum, mean, max, min, argmax, argmin, variance } from '../tensor/ops/reduce';
 export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze, contiguous, flatten } from '../tensor/ops/view';
 export { matmul, bmm, linear } from '../tensor/ops/linalg';
-export { conv2d, convTranspose2d } from '../tensor/ops/conv';
-export type { Conv2dOptions } from '../tensor/ops/conv';
+export { conv2d, conv2dFused, convTranspose2d } from '../tensor/ops/conv';
+export type { Conv2dFusedOptions, Conv2dOptions, FusedActivation } from '../tensor/ops/conv';
 export { decayAttention, masa } from '../tensor/ops/attention';
 export type { MasaParams } from '../tensor/ops/attention';
 export { tpen } from '../tensor/ops/tpen';

@@ -4,6 +4,7 @@ import { zeros, ones, tensor } from '../tensor/create';
 import { fill_ } from '../tensor/ops/elementwise';
 import * as F from './functional';
 import { Module } from './module';
+import { isGradEnabled } from '../tensor/grad-mode';
 import { defaultBias, defaultWeight, fanIn } from './init';
 
 type Pair = number | [number, number];
@@ -17,9 +18,25 @@ export interface Conv2dConfig {
   bias?: boolean;
 }
 
+/**
+ * What sc.inference.optimize (src/nn/inference.ts) attaches: a convolution with the batch
+ * norm and activation after it fused in, and, on the modules it absorbed, a pass-through that
+ * checks it receives the fused convolution's output (else the plan no longer fits the forward).
+ * Both apply only in eval mode without gradient recording.
+ */
+export interface FusedConvForward {
+  forward(x: Tensor): Tensor;
+  dispose(): void;
+}
+export interface AbsorbedForward {
+  pass(x: Tensor): Tensor;
+}
+const inferenceActive = (m: Module) => !m.training && !isGradEnabled();
+
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  fused: FusedConvForward | null = null;
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, readonly cfg: Conv2dConfig = {}) {
     super();
     const [kh, kw] = pairOf(kernelSize);
@@ -31,7 +48,12 @@ export class Conv2d extends Module {
     this.bias = cfg.bias === false ? this.param('bias', null) : this.param('bias', defaultBias(outChannels, fanIn(shape)));
   }
   forward(x: Tensor): Tensor {
+    if (this.fused && inferenceActive(this)) return this.fused.forward(x);
     return F.conv2d(x, this.weight, this.bias, { stride: this.cfg.stride, padding: this.cfg.padding, dilation: this.cfg.dilation, groups: this.cfg.groups });
+  }
+  dropInference(): void {
+    this.fused?.dispose();
+    this.fused = null;
   }
 }
 
@@ -72,6 +94,7 @@ export class BatchNorm2d extends Module {
   readonly runningVar: Tensor | null;
   readonly numBatchesTracked: Tensor | null;
   private batches = 0;
+  absorbed: AbsorbedForward | null = null;
   constructor(readonly numFeatures: number, readonly cfg: { eps?: number; momentum?: number; affine?: boolean; trackRunningStats?: boolean } = {}) {
     super();
     const affine = cfg.affine ?? true;
@@ -86,7 +109,11 @@ export class BatchNorm2d extends Module {
   protected onStateLoaded(): void {
     if (this.numBatchesTracked) this.batches = this.numBatchesTracked.item();
   }
+  dropInference(): void {
+    this.absorbed = null;
+  }
   forward(x: Tensor): Tensor {
+    if (this.absorbed && inferenceActive(this)) return this.absorbed.pass(x);
     if (x.ndim >= 2 && x.shape[1] !== this.numFeatures) throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
     const training = this.training || !this.runningMean;
     if (this.training && this.numBatchesTracked) fill_(this.numBatchesTracked, ++this.batches);
@@ -112,11 +139,16 @@ export class LayerNorm extends Module {
 
 /** A module from a function of one tensor (activations and other parameter-free layers). */
 export class Lambda extends Module {
+  absorbed: AbsorbedForward | null = null;
   constructor(readonly name: string, private readonly fn: (x: Tensor, m: Lambda) => Tensor) {
     super();
   }
   forward(x: Tensor): Tensor {
+    if (this.absorbed && inferenceActive(this)) return this.absorbed.pass(x);
     return this.fn(x, this);
+  }
+  dropInference(): void {
+    this.absorbed = null;
   }
 }
 

@@ -154,13 +154,26 @@ export abstract class Module {
       }
     });
     for (const [, m] of this.namedModules()) m.onStateLoaded();
+    this.dropInferenceAll();
     return report;
   }
 
   /** Called after loadStateDict copied values in: modules with derived state resync it here. */
   protected onStateLoaded(): void {}
 
+  /**
+   * Drops state derived from the current weights for inference (the fused convolutions of
+   * sc.inference.optimize). Runs on every module on train(), loadStateDict(), to() and dispose(),
+   * the calls after which the weights may differ.
+   */
+  dropInference(): void {}
+
+  private dropInferenceAll(): void {
+    for (const [, m] of this.namedModules()) m.dropInference();
+  }
+
   train(mode = true): this {
+    if (mode) this.dropInferenceAll();
     for (const [, m] of this.namedModules()) m.training = mode;
     return this;
   }
@@ -172,6 +185,7 @@ export abstract class Module {
   /** Moves every parameter and buffer to `device` in place (references stay valid). */
   to(device: Device | string): this {
     const d = checkDevice(device, 'Module.to');
+    this.dropInferenceAll();
     noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
         if (t.device === d) continue;
@@ -203,6 +217,7 @@ export abstract class Module {
 
   /** Frees all parameters and buffers of this module and its children. */
   dispose(): void {
+    this.dropInferenceAll();
     for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.dispose();
   }
 }

@@ -120,8 +120,12 @@ function checkInputs(op: OpDef, inputs: Tensor[]): void {
   }
 }
 
-/** Observers of every applied op (model summaries count MACs and output shapes with it). */
-export type OpObserver = (op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs) => void;
+/**
+ * Observers of every applied op (model summaries count MACs and output shapes with it; inference
+ * plans trace the dataflow). `nested` is true for ops applied inside another op's forward.
+ */
+export type OpObserver = (op: OpDef, inputs: Tensor[], outputs: Tensor[], attrs: Attrs, nested: boolean) => void;
+let applyDepth = 0;
 const observers: OpObserver[] = [];
 export function observeOps(fn: OpObserver): () => void {
   observers.push(fn);
@@ -137,7 +141,12 @@ export function apply<A extends Attrs>(op: OpDef<A>, inputs: Tensor[], attrs: A)
   const saved: Record<string, unknown> = {};
   let outputs: Tensor[];
   if (op.forward) {
-    outputs = op.forward(inputs, attrs, saved);
+    applyDepth++;
+    try {
+      outputs = op.forward(inputs, attrs, saved);
+    } finally {
+      applyDepth--;
+    }
   } else {
     const specs = op.infer!(inputs, attrs);
     const device = inputs[0]?.device ?? 'cpu';
@@ -149,7 +158,7 @@ export function apply<A extends Attrs>(op: OpDef<A>, inputs: Tensor[], attrs: A)
       throw e;
     }
   }
-  for (const obs of observers) obs(op as OpDef, inputs, outputs, attrs);
+  for (const obs of observers) obs(op as OpDef, inputs, outputs, attrs, applyDepth > 0);
   if (op.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     const node: GradNode = { op: op as OpDef, inputs, outputs, attrs, saved, released: false };
     outputs.forEach((o, i) => {

@@ -1,5 +1,6 @@
 // 2-D convolution (stride, padding, dilation, groups; depthwise included) and its dedicated
 // data and weight gradient kernels.
+import { isGradEnabled } from '../grad-mode';
 import { apply, apply1, defineOp } from '../op';
 import { pair, shapeStr } from '../shape';
 import { Tensor } from '../tensor';
@@ -86,6 +87,61 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     groups: opts.groups ?? 1,
   };
   return apply1(conv2dOp, bias ? [x, weight, bias] : [x, weight], attrs);
+}
+
+export type FusedActivation = 'none' | 'relu' | 'gelu';
+
+type FusedAttrs = ConvAttrs & { act: FusedActivation; hasBias: boolean; hasAffine: boolean };
+
+/**
+ * Inference convolution with its epilogue fused: y = act(conv(x, w) + bias) * scale + shift,
+ * scale and shift per output channel. Inference plans (src/nn/inference.ts) use it for
+ * conv -> BN -> act (BN folded into w and bias) and conv -> act -> BN (BN as scale/shift).
+ * It has no backward: it only runs where no gradient is recorded.
+ */
+export const conv2dFusedOp = defineOp<FusedAttrs>({
+  name: 'conv2d_fused',
+  infer(inputs, attrs) {
+    const want = 2 + (attrs.hasBias ? 1 : 0) + (attrs.hasAffine ? 2 : 0);
+    if (inputs.length !== want) throw new Error(`conv2dFused: expected ${want} inputs (x, w${attrs.hasBias ? ', bias' : ''}${attrs.hasAffine ? ', scale, shift' : ''}), got ${inputs.length}`);
+    if (!['none', 'relu', 'gelu'].includes(attrs.act)) throw new Error(`conv2dFused: act must be 'none', 'relu' or 'gelu', got '${attrs.act}'`);
+    const [x, w] = inputs;
+    const shape = checkConv(x, w, attrs.hasBias ? inputs[2] : undefined, attrs);
+    if (attrs.hasAffine) {
+      for (const [t, what] of [[inputs[want - 2], 'scale'], [inputs[want - 1], 'shift']] as const) {
+        if (t.ndim !== 1 || t.shape[0] !== shape[1] || t.dtype !== x.dtype) throw new Error(`conv2dFused: ${what} must be ${x.dtype} [${shape[1]}], got ${t.dtype} ${shapeStr(t.shape)}`);
+      }
+    }
+    return [{ shape, dtype: x.dtype }];
+  },
+  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
+});
+
+export interface Conv2dFusedOptions extends Conv2dOptions {
+  act?: FusedActivation;
+  /** Per-output-channel affine applied after the activation. */
+  scale?: Tensor | null;
+  shift?: Tensor | null;
+}
+
+export function conv2dFused(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dFusedOptions = {}): Tensor {
+  if (!!opts.scale !== !!opts.shift) throw new Error('conv2dFused: give both scale and shift, or neither');
+  const attrs: FusedAttrs = {
+    stride: pair(opts.stride ?? 1, 'stride', 'conv2dFused'),
+    padding: pair(opts.padding ?? 0, 'padding', 'conv2dFused'),
+    dilation: pair(opts.dilation ?? 1, 'dilation', 'conv2dFused'),
+    groups: opts.groups ?? 1,
+    act: opts.act ?? 'none',
+    hasBias: !!bias,
+    hasAffine: !!opts.scale,
+  };
+  const inputs = [x, weight];
+  if (bias) inputs.push(bias);
+  if (opts.scale && opts.shift) inputs.push(opts.scale, opts.shift);
+  if (isGradEnabled() && inputs.some((t) => t instanceof Tensor && t.requiresGrad)) {
+    throw new Error('conv2dFused: has no gradient (an inference op); call it under sc.noGrad() or use conv2d');
+  }
+  return apply1(conv2dFusedOp, inputs, attrs);
 }
 
 export interface ConvTranspose2dOptions extends Conv2dOptions {

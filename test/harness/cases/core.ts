@@ -172,6 +172,43 @@ export const coreCases: OpCase[] = [
     ref: ([x, w, b]) => R.conv2d(x, w, b ?? null, [s, s], [p, p], [d, d], g),
     gradTol: { atol: 1e-4 },
   })),
+  // Fused inference convolution: the direct kernel's epilogue (3x3 and narrow 1x1 at stride 1)
+  // and the GEMM path plus a separate epilogue (stride 2, depthwise, wide 1x1).
+  ...([
+    ['conv2d_fused 3x3 bias relu affine', [2, 5, 9, 19], [7, 5, 3, 3], 1, 1, 1, true, 'relu', true],
+    ['conv2d_fused 3x3 gelu no bias', [1, 4, 8, 33], [6, 4, 3, 3], 1, 1, 1, false, 'gelu', false],
+    ['conv2d_fused 1x1 gelu affine', [2, 8, 4, 16], [10, 8, 1, 1], 1, 0, 1, true, 'gelu', true],
+    ['conv2d_fused 1x1 wide none affine', [1, 6, 5, 5], [80, 6, 1, 1], 1, 0, 1, true, 'none', true],
+    ['conv2d_fused stride 2 relu', [1, 3, 11, 10], [4, 3, 3, 3], 2, 1, 1, true, 'relu', false],
+    ['conv2d_fused depthwise k7 gelu affine', [2, 5, 12, 11], [5, 1, 7, 7], 1, 3, 5, true, 'gelu', true],
+  ] as [string, number[], number[], number, number, number, boolean, 'none' | 'relu' | 'gelu', boolean][]).map(([name, xs, ws, s, p, g, bias, act, affine]): OpCase => {
+    const oc = ws[0];
+    const inputs = [{ shape: xs }, { shape: ws }];
+    if (bias) inputs.push({ shape: [oc] });
+    if (affine) inputs.push({ shape: [oc] }, { shape: [oc] });
+    const actFn = act === 'relu' ? (v: number) => Math.max(v, 0) : act === 'gelu' ? R.gelu : (v: number) => v;
+    return {
+      name,
+      ops: ['conv2d_fused'],
+      inputs,
+      grad: false,
+      run: (t) => sc.F.conv2dFused(t[0], t[1], bias ? t[2] : null, {
+        stride: s, padding: p, groups: g, act,
+        scale: affine ? t[t.length - 2] : null, shift: affine ? t[t.length - 1] : null,
+      }),
+      ref: (r) => {
+        const y = R.conv2d(r[0], r[1], bias ? r[2] : null, [s, s], [p, p], [1, 1], g);
+        const P = y.shape[2] * y.shape[3];
+        const sc_ = affine ? r[r.length - 2].data : null, sh = affine ? r[r.length - 1].data : null;
+        const data = y.data.map((v, i) => {
+          const c = Math.floor(i / P) % oc;
+          const a = actFn(v);
+          return sc_ && sh ? a * sc_[c] + sh[c] : a;
+        });
+        return { data, shape: y.shape };
+      },
+    };
+  }),
   ...([
     ['convTranspose2d k2 s2 (UNet up)', [1, 6, 4, 5], [6, 3, 2, 2], 2, 0, 1, true],
     ['convTranspose2d k3 s2 pad 1 groups 2', [2, 4, 3, 3], [4, 2, 3, 3], 2, 1, 2, false],
