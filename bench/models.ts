@@ -55,6 +55,8 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
   if (mode === 'inference') {
     model.eval();
     const x = sinInput([1, 3, s, s]);
+    // The inference path users are told to take (README): fused conv -> BN -> activation plans.
+    if (process.env.SCALPEL_BENCH_PLAIN !== '1') sc.inference.optimize(model, [1, 3, s, s]);
     ts = timed(() => sc.noGrad(() => sc.tidy(() => { model.forward(x); })), runs, 2);
   } else {
     model.train();

@@ -1,5 +1,8 @@
 // npx tsx bench/profile-ops.ts [--model cmunext-s] [--mode inference|train_step] [--threads 2] [--size 256] [--batch 8]
-// Time per native kernel (wraps native.run), to see where a model's time goes.
+//                              [--steps 5] [--plain]
+// Time per native kernel (wraps native.run), to see where a model's time goes, averaged over
+// --steps steps after one warm-up. Inference runs the optimised plan (sc.inference.optimize)
+// unless --plain.
 import * as sc from '../src';
 import { native } from '../src/native';
 import { arg, fmt } from './common';
@@ -43,14 +46,20 @@ const step = () => {
   });
   opt.step();
 };
-if (mode === 'inference') model.eval();
+if (mode === 'inference') {
+  model.eval();
+  if (arg('plain') !== 'true') sc.inference.optimize(model, [b, 3, s, s]);
+}
 step();
 acc.clear();
 total = 0;
-let calls = 0;
+const steps = Number(arg('steps', '5'));
 const t0 = performance.now();
-step();
-const wall = performance.now() - t0;
+for (let i = 0; i < steps; i++) step();
+const wall = (performance.now() - t0) / steps;
+total /= steps;
+for (const v of acc.values()) v.ms /= steps, v.n /= steps;
+let calls = 0;
 for (const v of acc.values()) calls += v.n;
 console.log(`${name} ${mode} b${b} ${s}px: wall ${fmt(wall, 1)} ms, in native.run ${fmt(total, 1)} ms (${fmt((100 * total) / wall, 1)}%), ${calls} kernel calls`);
 for (const [k, v] of [...acc].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) console.log(`${k.padEnd(34)} ${fmt(v.ms, 2).padStart(9)} ms  ${String(v.n).padStart(5)} calls  ${fmt((100 * v.ms) / total, 1)}%`);

@@ -33,9 +33,39 @@ void max_pool_typed(const TArg& x, const TArg& y, const TArg& idx, const int64_t
   const T* xp = x.ptr<T>();
   T* yp = y.ptr<T>();
   int32_t* ip = idx.ptr<int32_t>();
+  // The UNets' 2x2 / stride 2 pool: no window clipping, four loads per output.
+  const bool k2s2 = k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0;
   parallel_for(0, P.planes, plane_grain(P.H * P.W), [&](int64_t a, int64_t b) {
     for (int64_t pl = a; pl < b; ++pl) {
       const T* xs = xp + pl * P.H * P.W;
+      if (k2s2) {
+        for (int64_t oh = 0; oh < P.OH; ++oh) {
+          const T* r0 = xs + 2 * oh * P.W;
+          T* yo = yp + pl * P.OH * P.OW + oh * P.OW;
+          int32_t* io = ip + pl * P.OH * P.OW + oh * P.OW;
+          const T* r1 = r0 + P.W;
+          const int32_t base = static_cast<int32_t>(2 * oh * P.W);
+          const int32_t W32 = static_cast<int32_t>(P.W);
+          // Same scan order and NaN rule as the general loop below, written with selects and
+          // no inner loop so that the compiler vectorises it (the comparisons are
+          // unpredictable on real images, so branches would cost more than the loads).
+          for (int64_t ow = 0; ow < P.OW; ++ow) {
+            const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            const int32_t o = static_cast<int32_t>(2 * ow);
+            T best = a;
+            int32_t arg = 0;
+            bool t = (b > best) | (b != b);
+            best = t ? b : best, arg = t ? 1 : arg;
+            t = (c > best) | (c != c);
+            best = t ? c : best, arg = t ? W32 : arg;
+            t = (d > best) | (d != d);
+            best = t ? d : best, arg = t ? W32 + 1 : arg;
+            yo[ow] = best;
+            io[ow] = base + o + arg;
+          }
+        }
+        continue;
+      }
       for (int64_t oh = 0; oh < P.OH; ++oh)
         for (int64_t ow = 0; ow < P.OW; ++ow) {
           const int64_t h0 = std::max<int64_t>(0, oh * s[0] - p[0]), h1 = std::min(P.H, oh * s[0] - p[0] + k[0]);
