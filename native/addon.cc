@@ -8,7 +8,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <mutex>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/kernel.h"
 #include "core/parallel.h"
@@ -21,11 +27,68 @@ using namespace sc;
 
 std::atomic<bool> g_shutting_down{false};
 
-// Owned by the JS External. JS calls release() explicitly; the finalizer only releases what JS
-// forgot (a backstop), and does nothing once the environment is shutting down.
-struct Handle {
-  Storage* s;
+// Storage handles are plain numbers: an index into this table plus a generation, so that a
+// stale number (a disposed tensor) is recognised after its slot is reused. Numbers need no
+// N-API finalizer: Node runs finalizers only when the event loop turns, so with one External
+// per storage a synchronous training loop grew its RSS by the finalizers' bookkeeping although
+// every storage was released at once (issue 13, #8). JS releases explicitly; a
+// FinalizationRegistry on the JS side is the backstop for storages it forgot.
+// handle = generation * 2^24 + slot (both < 2^24: exact in a double).
+class HandleTable {
+ public:
+  double add(Storage* s) {
+    std::lock_guard<std::mutex> g(mu_);
+    uint32_t slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+    } else {
+      if (slots_.size() >= kSlots) throw std::runtime_error("too many live storages (16M)");
+      slot = static_cast<uint32_t>(slots_.size());
+      slots_.push_back({nullptr, 0});
+    }
+    slots_[slot].s = s;
+    return static_cast<double>(static_cast<uint64_t>(slots_[slot].gen) * kSlots + slot);
+  }
+  // The storage of a live handle, or null for a released or unknown one.
+  Storage* get(double h) {
+    uint32_t slot, gen;
+    if (!decode(h, slot, gen)) return nullptr;
+    std::lock_guard<std::mutex> g(mu_);
+    return slot < slots_.size() && slots_[slot].gen == gen ? slots_[slot].s : nullptr;
+  }
+  // Removes a live handle and returns its storage (null when already released).
+  Storage* take(double h) {
+    uint32_t slot, gen;
+    if (!decode(h, slot, gen)) return nullptr;
+    std::lock_guard<std::mutex> g(mu_);
+    if (slot >= slots_.size() || slots_[slot].gen != gen || !slots_[slot].s) return nullptr;
+    Storage* s = slots_[slot].s;
+    slots_[slot].s = nullptr;
+    slots_[slot].gen = (slots_[slot].gen + 1) % kSlots;
+    free_.push_back(slot);
+    return s;
+  }
+
+ private:
+  static constexpr uint64_t kSlots = 1u << 24;
+  static bool decode(double h, uint32_t& slot, uint32_t& gen) {
+    if (!(h >= 0) || h >= static_cast<double>(kSlots * kSlots) || h != static_cast<double>(static_cast<uint64_t>(h))) return false;
+    const uint64_t v = static_cast<uint64_t>(h);
+    slot = static_cast<uint32_t>(v % kSlots);
+    gen = static_cast<uint32_t>(v / kSlots);
+    return true;
+  }
+  struct Slot {
+    Storage* s;
+    uint32_t gen;
+  };
+  std::mutex mu_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
 };
+
+HandleTable g_handles;
 
 Napi::Error err(Napi::Env env, const std::string& m) { return Napi::Error::New(env, m); }
 
@@ -39,10 +102,10 @@ Backend parse_backend(Napi::Env env, const Napi::Value& v) {
 }
 
 Storage* get_storage(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsExternal()) throw err(env, "expected a storage handle");
-  Handle* h = v.As<Napi::External<Handle>>().Data();
-  if (!h->s) throw err(env, "storage was already released (tensor used after dispose)");
-  return h->s;
+  if (!v.IsNumber()) throw err(env, "expected a storage handle");
+  Storage* s = g_handles.get(v.As<Napi::Number>().DoubleValue());
+  if (!s) throw err(env, "storage was already released (tensor used after dispose)");
+  return s;
 }
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
@@ -53,22 +116,16 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Storage* s;
   try {
     s = storage_new(be, static_cast<size_t>(nbytes));
+    return Napi::Number::New(env, g_handles.add(s));
   } catch (const std::exception& e) {
     throw err(env, e.what());
   }
-  auto* h = new Handle{s};
-  return Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* h) {
-    if (h->s && !g_shutting_down.load()) storage_release(h->s);
-    delete h;
-  });
 }
 
+// release(handle): gives the storage back at once; releasing twice is a no-op.
 Napi::Value Release(const Napi::CallbackInfo& info) {
-  Handle* h = info[0].As<Napi::External<Handle>>().Data();
-  if (h->s) {
-    storage_release(h->s);
-    h->s = nullptr;
-  }
+  if (!info[0].IsNumber()) throw err(info.Env(), "release: expected a storage handle");
+  if (Storage* s = g_handles.take(info[0].As<Napi::Number>().DoubleValue())) storage_release(s);
   return info.Env().Undefined();
 }
 
@@ -124,11 +181,7 @@ Napi::Value WrapHost(const Napi::CallbackInfo& info) {
   s->external = true;
   auto* ref = new Napi::Reference<Napi::ArrayBuffer>(Napi::Persistent(ab));
   s->on_release = [ref] { delete ref; };
-  auto* h = new Handle{s};
-  return Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* h) {
-    if (h->s && !g_shutting_down.load()) storage_release(h->s);
-    delete h;
-  });
+  return Napi::Number::New(env, g_handles.add(s));
 }
 
 bool parse_targ(Napi::Env env, const Napi::Value& v, TArg& t, Backend be, std::string& why) {
@@ -281,6 +334,17 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Bytes the C/C++ heap (malloc) has handed out and not taken back, or -1 where unknown: what
+// native code and N-API bookkeeping hold outside V8 and outside the tensor allocator.
+Napi::Value MallocInUse(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 mi = mallinfo2();
+  return Napi::Number::New(info.Env(), static_cast<double>(mi.uordblks + mi.hblkhd));
+#else
+  return Napi::Number::New(info.Env(), -1);
+#endif
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   const int b = info[0].As<Napi::Number>().Int32Value();
   const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
@@ -322,6 +386,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("memory", Napi::Function::New(env, Memory));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("mallocInUse", Napi::Function::New(env, MallocInUse));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));

@@ -3,15 +3,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-export type TArgSpec = [handle: unknown, offset: number, dtype: number, shape: number[], strides: number[]];
+export type TArgSpec = [handle: number, offset: number, dtype: number, shape: number[], strides: number[]];
 
 export interface NativeAddon {
-  alloc(backend: number, nbytes: number): unknown;
-  release(handle: unknown): void;
-  copyIn(handle: unknown, byteOffset: number, data: ArrayBufferView): void;
-  copyOut(handle: unknown, byteOffset: number, nbytes: number): ArrayBuffer;
-  hostView(handle: unknown): ArrayBuffer;
-  wrapHost(buffer: ArrayBuffer): unknown;
+  /** Storage handles are numbers (a slot and a generation in the addon's table). */
+  alloc(backend: number, nbytes: number): number;
+  release(handle: number): void;
+  /** Bytes malloc has handed out and not taken back (-1 where unknown). */
+  mallocInUse(): number;
+  copyIn(handle: number, byteOffset: number, data: ArrayBufferView): void;
+  copyOut(handle: number, byteOffset: number, nbytes: number): ArrayBuffer;
+  hostView(handle: number): ArrayBuffer;
+  wrapHost(buffer: ArrayBuffer): number;
   run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
   /** Milliseconds per call over `iters` calls (CUDA events on the GPU). For benchmarks. */
   timeKernel(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>, iters: number): number;

@@ -1,6 +1,8 @@
 // Memory must stay flat across training steps: tidy scopes, graph release after backward and
 // the optimisers' in-place updates together leave no tensor or byte behind.
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as sc from '../src';
 
 class SmallNet extends sc.nn.Module {
@@ -14,7 +16,32 @@ class SmallNet extends sc.nn.Module {
   }
 }
 
+const ROOT = path.resolve(__dirname, '..');
+function rssLoop(args: string[]): { warm: Record<string, number>; end: Record<string, number>; liveTensors: number } {
+  const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(ROOT, 'test/scripts/rss-loop.ts'), ...args], { cwd: ROOT, encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
 describe('memory', () => {
+  // dispose() must give native memory back at once, also in a loop that never yields to the
+  // event loop (N-API finalizers only run when it turns; storage handles need none).
+  it('a 1500-step synchronous training loop keeps native and JS memory flat after warm-up', function () {
+    this.timeout(120000);
+    const r = rssLoop(['1500', '500', '100']);
+    assert.ok(r.end.nativeHeapMb >= 0, 'malloc statistics unavailable on this platform');
+    assert.ok(r.end.nativeHeapMb <= r.warm.nativeHeapMb * 1.1 + 0.5, `native heap grew: ${r.warm.nativeHeapMb} -> ${r.end.nativeHeapMb} MB`);
+    assert.ok(r.end.heapUsedMb <= r.warm.heapUsedMb * 1.1, `JS heap (after GC) grew: ${r.warm.heapUsedMb} -> ${r.end.heapUsedMb} MB`);
+    // RSS also holds V8's committed heap, which V8 sizes by itself (it plateaus; see the README).
+    assert.ok(r.end.rssMb <= r.warm.rssMb * 1.5, `RSS grew: ${r.warm.rssMb} -> ${r.end.rssMb} MB`);
+  });
+
+  it('CMUNeXt-S: 1000 synchronous steps keep RSS within 10 % after warm-up (heavy)', function () {
+    if (process.env.SCALPEL_HEAVY_TESTS !== '1') this.skip();
+    this.timeout(600000);
+    const r = rssLoop(['1000', '100', '0', 'cmunext-s']);
+    assert.ok(r.end.rssMb <= r.warm.rssMb * 1.1, `RSS grew: ${r.warm.rssMb} -> ${r.end.rssMb} MB`);
+  });
+
   it('20 training steps leave live tensors and bytes where they were after step 1', () => {
     sc.manualSeed(1);
     const net = new SmallNet();

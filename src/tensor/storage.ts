@@ -1,14 +1,16 @@
-// Native memory ownership. A Storage wraps one native block; every Tensor (views included)
-// holds one reference and gives it back on dispose(). The FinalizationRegistry is a backstop
-// for tensors that were never disposed; it is not the plan, and scopes (tidy) are.
+// Native memory ownership. A Storage wraps one native block, named by a plain number (the
+// addon's handle table: no N-API finalizer, so release() frees at once even in a synchronous
+// loop); every Tensor (views included) holds one reference and gives it back on dispose(). The
+// FinalizationRegistry on tensors is a backstop for tensors that were never disposed; it is not
+// the plan, and scopes (tidy) are.
 import { native } from '../native';
 import { Device, DEVICE_IDS } from './device';
 
 export class Storage {
   private refs = 0;
-  private handle: unknown;
+  private handle: number | null;
 
-  constructor(readonly device: Device, readonly bytes: number, handle?: unknown) {
+  constructor(readonly device: Device, readonly bytes: number, handle?: number) {
     this.handle = handle ?? native.alloc(DEVICE_IDS[device], bytes);
   }
 
@@ -22,7 +24,7 @@ export class Storage {
   }
 
   /** The native handle; throws when the memory was already given back. */
-  get nativeHandle(): unknown {
+  get nativeHandle(): number {
     if (this.handle === null) throw new Error('tensor used after dispose: its storage was released');
     return this.handle;
   }
@@ -31,6 +33,7 @@ export class Storage {
     this.refs++;
   }
 
+  /** Drops one reference; the last one gives the native memory back at once. */
   release(): void {
     if (--this.refs === 0 && this.handle !== null) {
       native.release(this.handle);
@@ -62,11 +65,20 @@ export interface DeviceMemory {
   peakBytesInUse: number;
 }
 
+export interface ProcessMemory {
+  /** Resident set size now, and its peak over the process's life (bytes). */
+  rssBytes: number;
+  peakRssBytes: number;
+  /** Bytes the native (malloc) heap holds outside V8 and the tensor allocator; -1 if unknown. */
+  nativeHeapBytes: number;
+}
+
 export interface MemoryInfo {
   /** Tensors created and not yet disposed (views count separately). */
   liveTensors: number;
   cpu: DeviceMemory;
   cuda?: DeviceMemory;
+  process: ProcessMemory;
 }
 
 function deviceMemory(id: number): DeviceMemory {
@@ -75,7 +87,8 @@ function deviceMemory(id: number): DeviceMemory {
 }
 
 export function memory(): MemoryInfo {
-  const info: MemoryInfo = { liveTensors, cpu: deviceMemory(0) };
+  const proc: ProcessMemory = { rssBytes: process.memoryUsage.rss(), peakRssBytes: process.resourceUsage().maxRSS * 1024, nativeHeapBytes: native.mallocInUse() };
+  const info: MemoryInfo = { liveTensors, cpu: deviceMemory(0), process: proc };
   if (native.backendInfo(1).available) info.cuda = deviceMemory(1);
   return info;
 }
