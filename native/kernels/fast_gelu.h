@@ -1,8 +1,7 @@
-// Branch-free float GELU (erf form) and its derivative that the compiler can vectorise: GELU
-// with a rational erf (erf_rational below); its derivative with erf by Abramowitz & Stegun
-// 7.1.26 (|error| <= 1.5e-7) and a polynomial exp (range reduction by ln 2, relative error
-// ~2e-7), since it needs exp(-x^2/2) anyway. Used by the elementwise kernels for float32;
-// double keeps std::erf / std::exp.
+// Branch-free float GELU (erf form) and its derivative that the compiler can vectorise:
+// erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) with a polynomial exp (range reduction
+// by ln 2, relative error ~2e-7). Used by the elementwise kernels for float32; double keeps
+// std::erf / std::exp.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -34,20 +33,12 @@ inline float erf_pos(float ax, float e) {
   return 1.0f - poly * e;
 }
 
-// erf(z) = z * P(z^2) / Q(z^2) on |z| <= 4 (erf(4) = 1 - 1.5e-8, so clamping is exact in
-// float): a rational fit made for this file by iteratively reweighted least squares on
-// erf(z)/z over [0, 4] (|error| <= 9e-8 in exact arithmetic, 3.5e-7 evaluated in float).
-// About half the work of the exp-based erf_pos: no exp and one division.
-inline float erf_rational(float z) {
-  const float c = z < -4.0f ? -4.0f : (z > 4.0f ? 4.0f : z);
-  const float u = c * c;
-  const float p = 1.128378987e+00f + u * (2.070289701e-01f + u * (5.493173003e-02f + u * (4.470711108e-03f + u * (2.991392394e-04f + u * 1.903012731e-06f))));
-  const float q = 1.0f + u * (5.168046951e-01f + u * (1.209646761e-01f + u * (1.638726145e-02f + u * (1.330262632e-03f + u * 3.731041943e-05f))));
-  return c * p / q;
-}
-
 inline float gelu(float x) {
-  return 0.5f * x * (1.0f + erf_rational(x * 0.70710678118654752440f));
+  const float z = x * 0.70710678118654752440f;
+  const float az = z < 0 ? -z : z;
+  const float e = erf_pos(az, exp_f(-az * az));
+  const float erfz = z < 0 ? -e : e;
+  return 0.5f * x * (1.0f + erfz);
 }
 
 inline float gelu_grad(float x) {
