@@ -82,6 +82,28 @@ describe('inference plans (sc.inference.optimize)', function () {
     model.dispose();
   });
 
+  it('an optimised forward frees its intermediates at once in a plain loop (no tidy of the caller)', () => {
+    const model = sc.models.create('cmunext-s');
+    sc.inference.optimize(model, [1, 3, 32, 32]);
+    const x = sc.randn([1, 3, 32, 32]);
+    const live = () => sc.memory().liveTensors;
+    sc.noGrad(() => model.forward(x) as sc.Tensor).dispose();
+    const before = live();
+    for (let i = 0; i < 5; i++) sc.noGrad(() => model.forward(x) as sc.Tensor).dispose();
+    assert.equal(live(), before, 'intermediates of the optimised eval forward outlived it');
+    // The returned tensor survives, and in training mode nothing is disposed behind autograd's back.
+    const y = sc.noGrad(() => model.forward(x) as sc.Tensor);
+    assert.equal(y.shape[1], 1);
+    y.dispose();
+    sc.inference.release(model);
+    assert.ok(!Object.prototype.hasOwnProperty.call(model, 'forward'), 'release() left the tidy wrapper installed');
+    const grow = live();
+    sc.noGrad(() => model.forward(x) as sc.Tensor).dispose();
+    assert.ok(live() > grow, 'a plain (released) forward leaves intermediates to the GC; the test above relies on the wrapper');
+    x.dispose();
+    model.dispose();
+  });
+
   it('refuses a forward that no longer follows the traced dataflow', () => {
     const conv = new sc.nn.Conv2d(2, 3, 3, { padding: 1 });
     const bn = new sc.nn.BatchNorm2d(3);

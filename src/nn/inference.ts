@@ -9,7 +9,7 @@
 // train(), loadStateDict(), to() and dispose(), since those may change the weights; a forward
 // that strays from the traced dataflow (an absorbed module fed another tensor) is an error,
 // never a silently different result.
-import { noGrad } from '../autograd/engine';
+import { isGradEnabled, noGrad } from '../autograd/engine';
 import { Tensor, tidy } from '../tensor/tensor';
 import { observeOps } from '../tensor/op';
 import { keep } from '../tensor/scope';
@@ -71,9 +71,31 @@ class Absorbed implements AbsorbedForward {
   }
 }
 
+// The root forward of an optimized model runs inside tidy() in eval mode under noGrad: nothing
+// is saved for backward there, so every tensor the forward made and does not return is garbage,
+// and freeing it at once keeps a plain synchronous loop (no tidy of the user's own) flat instead
+// of leaving the intermediates to finalizers that only run when the event loop turns.
+const tidyForwards = new WeakMap<Module, { original: Module['forward']; own: boolean }>();
+
+function installTidyForward(model: Module): void {
+  if (tidyForwards.has(model)) return;
+  const original = model.forward;
+  tidyForwards.set(model, { original, own: Object.prototype.hasOwnProperty.call(model, 'forward') });
+  model.forward = function tidyInEval(this: Module, ...args: unknown[]) {
+    if (model.training || isGradEnabled()) return original.apply(this, args);
+    return tidy(() => original.apply(this, args));
+  } as Module['forward'];
+}
+
 /** Drops the plan of optimize(): every module runs its own forward again. */
 export function release(model: Module): void {
   for (const [, m] of model.namedModules()) m.dropInference();
+  const saved = tidyForwards.get(model);
+  if (saved) {
+    tidyForwards.delete(model);
+    if (saved.own) model.forward = saved.original;
+    else delete (model as { forward?: unknown }).forward;
+  }
 }
 
 function tensorsIn(v: unknown, out: Tensor[] = []): Tensor[] {
@@ -178,5 +200,6 @@ export function optimize(model: Module, example: Tensor | number[]): OptimizeRep
       report.activationsFused += act ? 1 : 0;
     }
   });
+  installTidyForward(model);
   return report;
 }

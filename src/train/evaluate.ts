@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
+import { optimize as optimizeForInference } from '../nn/inference';
 import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
@@ -44,7 +45,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     normalize: meta.normalize ?? undefined, workers: opts.workers ?? 1,
   });
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true });
-  model.eval();
+  optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
   try {
     for await (const b of loader.epoch(0)) {
       const x = tensor(b.images, [b.size, b.channels, b.height, b.width]);
@@ -91,7 +92,7 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
-  model.eval();
+  optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
   const outDir = path.resolve(opts.out);
   fs.mkdirSync(outDir, { recursive: true });
   const files: string[] = [];

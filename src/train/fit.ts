@@ -13,6 +13,7 @@ import { Tensor, tensor, defaultGenerator, manualSeed } from '../tensor';
 import { noGrad } from '../autograd/engine';
 import * as F from '../nn/functional';
 import { Module } from '../nn';
+import { optimize as optimizeForInference } from '../nn/inference';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { writeFileAtomic } from '../io/atomic';
@@ -393,7 +394,8 @@ async function fitLocked(
 
       // ---- validate ----
       const v0 = performance.now();
-      model.eval();
+      // Fused conv -> BN -> activation for the validation forwards (model.train() drops the plan).
+      optimizeForInference(model, [1, cfg.channels, cfg.size, cfg.size]);
       const acc = new MetricAccumulator({ logits: true, hd95: cfg.hd95 });
       let vLoss = 0, vSeen = 0;
       for await (const b of valLoader.epoch(0)) {
@@ -500,7 +502,7 @@ async function writeOverlays(model: Module, bestFile: string, ds: Dataset, cfg: 
   const { weights } = loadModelFile(bestFile);
   model.loadStateDict(weights);
   Object.values(weights).forEach((t) => t.dispose());
-  model.eval();
+  optimizeForInference(model, [1, cfg.channels, cfg.size, cfg.size]);
   fs.mkdirSync(dir, { recursive: true });
   for (const id of ds.ids.val.slice(0, cfg.overlays)) {
     const img = await readImage(ds.imagePath(id), { channels: cfg.channels, size: [cfg.size, cfg.size] });
