@@ -95,6 +95,49 @@ describe('safetensors', () => {
     assert.throws(() => sc.loadSafetensors(bad), /bad\.safetensors/);
     assert.throws(() => sc.loadSafetensors(path.join(dir, 'none.safetensors')), /no such file/);
   });
+  // Builds a file from a hand-written header, so each way of breaking the format is exact.
+  function forge(entries: Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>, dataBytes: number): Buffer {
+    const json = Buffer.from(JSON.stringify(entries));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    return Buffer.concat([len, json, Buffer.alloc(dataBytes, 1)]);
+  }
+  it('validates data offsets as the format specifies (non-negative, contiguous, covering the data exactly)', () => {
+    const f32 = (b: number, n = 2) => ({ dtype: 'F32', shape: [n], data_offsets: [b, b + 4 * n] });
+    const ok = sc.decodeSafetensors(forge({ b: f32(8), a: f32(0) }, 16));
+    assert.deepEqual(Object.keys(ok.tensors).sort(), ['a', 'b']);
+    sc.dispose(Object.values(ok.tensors));
+    const cases: [string, Buffer, RegExp][] = [
+      ['negative offset', forge({ a: { dtype: 'F32', shape: [2], data_offsets: [-8, 0] } }, 8), /entry 'a'.*data offsets \[-8, 0\]/],
+      ['overlap', forge({ a: f32(0), b: f32(4) }, 12), /entry 'b' \[4, 12\] overlaps/],
+      ['gap', forge({ a: f32(0), b: f32(12) }, 20), /entry 'b' starts at 12, leaving bytes 8\.\.12/],
+      ['not starting at 0', forge({ a: f32(8) }, 16), /entry 'a' starts at 8/],
+      ['trailing bytes', forge({ a: f32(0) }, 12), /cover 8 bytes of data but the data region holds 12/],
+      ['past the end', forge({ a: f32(0, 4) }, 8), /entry 'a'.*data region \(8 bytes\)/],
+      ['metadata not strings', Buffer.concat([(() => { const b = Buffer.alloc(8); b.writeBigUInt64LE(27n); return b; })(), Buffer.from('{"__metadata__":{"a":1}}   ')]), /__metadata__ must map names to strings/],
+    ];
+    for (const [what, buf, re] of cases) assert.throws(() => sc.decodeSafetensors(buf, { source: 'f.safetensors' }), (e: Error) => /^f\.safetensors: not a valid safetensors file/.test(e.message) && re.test(e.message), what);
+  });
+  it('loadStateDict takes what loadSafetensors returns, and names what it was given otherwise', () => {
+    const m = new sc.nn.Linear(2, 3);
+    const file = path.join(dir, 'lin.safetensors');
+    sc.saveSafetensors(file, m.stateDict());
+    const loaded = sc.loadSafetensors(file);
+    const r = new sc.nn.Linear(2, 3).loadStateDict(loaded);
+    assert.deepEqual(r.missing, []);
+    assert.throws(() => m.loadStateDict(sc.ones([2]) as never), /expected a dict of name -> tensor .*got a tensor/);
+    assert.throws(() => m.loadStateDict({ weight: [1, 2] } as never), /entries 'weight' are not tensors/);
+    sc.dispose(Object.values(loaded.tensors));
+  });
+  it('refuses integer tensors for float parameters, naming the entry (float64 -> float32 is a cast)', () => {
+    const m = new sc.nn.Linear(2, 3);
+    const ints = { weight: sc.tensor([1e9, 2, 3, 4, 5, 6], [3, 2], { dtype: 'int32' }), bias: sc.zeros([3]) };
+    assert.throws(() => m.loadStateDict(ints), /entry 'weight' is int32 but the model's float32 parameter needs floating-point values/);
+    const f64 = { weight: sc.tensor([1, 2, 3, 4, 5, 6], [3, 2], { dtype: 'float64' }), bias: sc.zeros([3]) };
+    m.loadStateDict(f64);
+    assert.deepEqual(Array.from(m.weight.toArray() as Float32Array), [1, 2, 3, 4, 5, 6]);
+    sc.dispose([...Object.values(ints), ...Object.values(f64)]);
+  });
   it('writes atomically: a failed write leaves the previous file intact and no temp file', () => {
     const file = path.join(dir, 'keep.safetensors');
     sc.saveSafetensors(file, { x: sc.ones([3]) });

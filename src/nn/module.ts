@@ -2,7 +2,7 @@
 // PyTorch-style dotted state dicts, device moves that keep parameter references valid.
 import { native } from '../native';
 import { Device, checkDevice } from '../tensor/device';
-import { DTYPES } from '../tensor/dtype';
+import { DTYPES, isFloat } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { keep } from '../tensor/scope';
 import { noGrad } from '../autograd/engine';
@@ -131,13 +131,18 @@ export abstract class Module {
    * moving device as needed). strict (default): any missing, unexpected or mis-shaped entry is
    * an error listing them all; otherwise matching entries load and the report lists the rest.
    */
-  loadStateDict(dict: Record<string, Tensor>, { strict = true } = {}): LoadReport {
+  loadStateDict(dict: Record<string, Tensor> | { tensors: Record<string, Tensor>; metadata?: unknown }, { strict = true } = {}): LoadReport {
+    dict = stateDictOf(dict);
     const own = this.stateDict();
     const report: LoadReport = { missing: [], unexpected: [], mismatched: [] };
     for (const k of Object.keys(own)) if (!(k in dict)) report.missing.push(k);
     for (const k of Object.keys(dict)) if (!(k in own)) report.unexpected.push(k);
     for (const k of Object.keys(own)) {
       if (k in dict && !sameShape(own[k].shape, dict[k].shape)) report.mismatched.push(`${k}: expected ${shapeStr(own[k].shape)}, got ${shapeStr(dict[k].shape)}`);
+      // Integers reinterpreted as weights are garbage, never a useful cast (float64 -> float32 is).
+      if (k in dict && isFloat(own[k].dtype) && !isFloat(dict[k].dtype)) {
+        throw new Error(`loadStateDict: entry '${k}' is ${dict[k].dtype} but the model's ${own[k].dtype} ${this.namedParameters().some(([n]) => n === k) ? 'parameter' : 'buffer'} needs floating-point values (an integer tensor is never cast into weights)`);
+      }
     }
     if (strict && (report.missing.length || report.unexpected.length || report.mismatched.length)) {
       const parts: string[] = [];
@@ -220,6 +225,24 @@ export abstract class Module {
     this.dropInferenceAll();
     for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.dispose();
   }
+}
+
+/**
+ * The tensor dict of a loadStateDict argument: a plain name -> tensor dict, or what
+ * sc.loadSafetensors returns ({ tensors, metadata }). Anything else is an error saying what it got.
+ */
+function stateDictOf(v: unknown): Record<string, Tensor> {
+  if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Tensor) {
+    throw new Error(`loadStateDict: expected a dict of name -> tensor (or the result of sc.loadSafetensors), got ${v instanceof Tensor ? 'a tensor' : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.includes('tensors') && keys.every((k) => k === 'tensors' || k === 'metadata') && o.tensors && typeof o.tensors === 'object' && !(o.tensors instanceof Tensor)) {
+    return stateDictOf(o.tensors);
+  }
+  const bad = keys.filter((k) => !(o[k] instanceof Tensor));
+  if (bad.length) throw new Error(`loadStateDict: entries ${bad.slice(0, 5).map((k) => `'${k}'`).join(', ')}${bad.length > 5 ? ` (and ${bad.length - 5} more)` : ''} are not tensors (expected a dict of name -> tensor, or the result of sc.loadSafetensors)`);
+  return o as Record<string, Tensor>;
 }
 
 /** Copies src's values into dst (same shape; dtype cast and device move as needed). */

@@ -57,21 +57,48 @@ export function decodeSafetensors(buf: Buffer, { device = 'cpu', source = '<buff
   } catch (e) {
     throw bad(`header is not JSON (${(e as Error).message})`);
   }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) throw bad('header is not a JSON object');
   const dataStart = 8 + hlen;
-  const tensors: Record<string, Tensor> = {};
+  const dataBytes = buf.length - dataStart;
   const metadata = (header.__metadata__ as Record<string, string>) ?? {};
+  if (typeof metadata !== 'object' || Array.isArray(metadata) || !Object.values(metadata).every((v) => typeof v === 'string')) {
+    throw bad('__metadata__ must map names to strings');
+  }
+  // Validate every entry first, as the format specifies: offsets are non-negative integers, each
+  // entry's span matches its dtype and shape, and the spans, in order, tile the data region
+  // exactly (no gap, no overlap, nothing after the last). Anything else is a damaged or forged
+  // file whose tensors would alias or miss bytes.
+  interface Entry { name: string; dtype: string; dt: DType; shape: number[]; b: number; e: number }
+  const entries: Entry[] = [];
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const { dtype, shape, data_offsets } = (info ?? {}) as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    const dt = FROM_ST[dtype];
+    if (!dt) throw bad(`entry '${name}' has unsupported dtype ${dtype}`);
+    if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0)) throw bad(`entry '${name}' has an invalid shape`);
+    const [b, e] = Array.isArray(data_offsets) && data_offsets.length === 2 ? data_offsets : [NaN, NaN];
+    const nbytes = numel(shape) * DTYPES[dt].bytes;
+    if (!Number.isInteger(b) || !Number.isInteger(e) || b < 0 || e - b !== nbytes || e > dataBytes) {
+      throw bad(`entry '${name}' (${dtype} ${shapeStr(shape)}) has data offsets [${b}, ${e}] that do not match its size ${nbytes} or the data region (${dataBytes} bytes)`);
+    }
+    entries.push({ name, dtype, dt, shape, b, e });
+  }
+  const byOffset = [...entries].sort((x, y) => x.b - y.b || x.e - y.e);
+  let end = 0;
+  for (const en of byOffset) {
+    if (en.b !== end) {
+      throw bad(en.b > end
+        ? `entry '${en.name}' starts at ${en.b}, leaving bytes ${end}..${en.b} of the data region unused (entries must be contiguous)`
+        : `entry '${en.name}' [${en.b}, ${en.e}] overlaps the entry before it (which ends at ${end})`);
+    }
+    end = en.e;
+  }
+  if (end !== dataBytes) throw bad(`the entries cover ${end} bytes of data but the data region holds ${dataBytes} (trailing bytes)`);
+
+  const tensors: Record<string, Tensor> = {};
   try {
-    for (const [name, info] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      const { dtype, shape, data_offsets } = info as { dtype: string; shape: number[]; data_offsets: [number, number] };
-      const dt = FROM_ST[dtype];
-      if (!dt) throw bad(`entry '${name}' has unsupported dtype ${dtype}`);
-      if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0)) throw bad(`entry '${name}' has an invalid shape`);
-      const [b, e] = data_offsets ?? [];
-      const nbytes = numel(shape) * DTYPES[dt].bytes;
-      if (!Number.isInteger(b) || !Number.isInteger(e) || e - b !== nbytes || dataStart + e > buf.length) {
-        throw bad(`entry '${name}' (${dtype} ${shapeStr(shape)}) has data offsets [${b}, ${e}] that do not match its size ${nbytes} or the file`);
-      }
+    for (const { name, dt, shape, b, e } of entries) {
+      const nbytes = e - b;
       // Copy into an aligned buffer: the data region need not be aligned for the typed array.
       const copy = new Uint8Array(nbytes);
       copy.set(buf.subarray(dataStart + b, dataStart + e));
