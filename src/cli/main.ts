@@ -12,7 +12,7 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES } from '../train';
+import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS } from '../train';
 import { describeModels } from '../train/models';
 import { DataError, writeSplit, AugmentOptions } from '../data';
 
@@ -26,9 +26,15 @@ const int = (what: string) => (v: string): number => {
   if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be an integer, got '${v}'`);
   return n;
 };
-const posInt = (what: string) => (v: string): number => {
+const posInt = (what: string, [max, why]: [number, string] = [Number.MAX_SAFE_INTEGER, '']) => (v: string): number => {
   const n = int(what)(v);
   if (n < 1) throw new InvalidArgumentError(`${what} must be at least 1, got '${v}'`);
+  if (n > max) throw new InvalidArgumentError(`${what} ${n} is above the limit of ${max} (${why})`);
+  return n;
+};
+const workersInt = (what: string) => (v: string): number => {
+  const n = int(what)(v);
+  if (n < 0 || n > LIMITS.workers[0]) throw new InvalidArgumentError(`${what} must be between 0 and ${LIMITS.workers[0]} (${LIMITS.workers[1]}), got '${v}'`);
   return n;
 };
 const frac = (what: string) => (v: string): number => {
@@ -67,10 +73,10 @@ function trainOptions(cmd: Command): Command {
     .option('--model-opts <json>', 'model constructor options as JSON', parseJsonObject)
     .option('--data <dir>', 'dataset folder (default: a built-in synthetic dataset generated under <out>/data)')
     .option('--fold <k>', 'fold of a dataset with a fold CSV (BUS-BRA)', posInt('--fold'))
-    .option('--size <px>', 'input side in pixels', posInt('--size'))
+    .option('--size <px>', 'input side in pixels', posInt('--size', LIMITS.size))
     .addOption(new Option('--channels <n>', 'image channels fed to the model').choices(['1', '3']).argParser((v) => Number(v) as 1 | 3))
     .option('--epochs <n>', 'epochs', posInt('--epochs'))
-    .option('--batch <n>', 'batch size', posInt('--batch'))
+    .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch))
     .addOption(new Option('--optimizer <name>', 'optimiser').choices(['sgd', 'adam', 'adamw']))
     .option('--lr <x>', 'learning rate', num('--lr'))
     .option('--momentum <x>', 'SGD momentum', num('--momentum'))
@@ -91,11 +97,12 @@ function trainOptions(cmd: Command): Command {
     .addOption(new Option('--normalize <mode>', 'input normalisation').choices(['dataset', 'none']))
     .option('--seed <n>', 'random seed (runs with the same seed are identical)', int('--seed'))
     .option('--out <dir>', 'run folder (checkpoints, logs, plots)')
-    .option('--workers <n>', 'data-loading worker threads', int('--workers'))
+    .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'))
     .addOption(new Option('--device <name>', 'compute device').choices(['cpu', 'cuda']))
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
+    .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')
     .option('--quiet', 'no per-epoch lines');
@@ -137,6 +144,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     syntheticCount: o.syntheticCount as number | undefined,
     resume: o.resume as string | undefined,
     hd95: o.hd95 as boolean | undefined,
+    resizeMasks: o.resizeMasks as boolean | undefined,
     overlays: o.overlays as number | undefined,
     progress: o.progress === false ? false : undefined,
     verbose: o.quiet ? false : undefined,
@@ -184,14 +192,15 @@ export function buildProgram(): Command {
     .requiredOption('--data <dir>', 'dataset folder')
     .option('--fold <k>', 'fold of a dataset with a fold CSV', posInt('--fold'))
     .addOption(new Option('--split <name>', 'split to evaluate (default: test when present, else val)').choices(['train', 'val', 'test']))
-    .option('--batch <n>', 'batch size', posInt('--batch'), 8)
-    .option('--workers <n>', 'data-loading worker threads', int('--workers'), 1)
+    .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
+    .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
     .option('--no-hd95', 'skip HD95')
+    .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
         checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
-        batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, out: o.json as string | undefined,
+        batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
       });
       console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5`);
       console.log(formatMetricsTable(r.summary));
@@ -226,8 +235,8 @@ export function buildProgram(): Command {
     .command('summary')
     .description('layer-by-layer summary of a model: output shapes, parameters, MACs')
     .argument('[model]', 'model name')
-    .option('--size <px>', 'input side', posInt('--size'), 256)
-    .option('--channels <n>', 'input channels', posInt('--channels'), 3)
+    .option('--size <px>', 'input side', posInt('--size', LIMITS.size), 256)
+    .option('--channels <n>', 'input channels', posInt('--channels', [64, 'input channels of an image']), 3)
     .option('--model-opts <json>', 'model options as JSON', parseJsonObject)
     .option('--list', 'list the available models')
     .action(async (name: string | undefined, o: Record<string, unknown>) => {

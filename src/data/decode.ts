@@ -16,7 +16,7 @@ import sharp = require('sharp');
 export class DataError extends Error {
   constructor(
     message: string,
-    readonly code: 'missing' | 'corrupt' | 'unsupported' | 'layout' | 'split' | 'io',
+    readonly code: 'missing' | 'corrupt' | 'unsupported' | 'layout' | 'split' | 'size' | 'io',
     readonly file?: string,
   ) {
     super(message);
@@ -33,6 +33,9 @@ export interface DecodedImage {
   channels: number;
   height: number;
   width: number;
+  /** Size of the file's pixels before any resize. */
+  sourceHeight: number;
+  sourceWidth: number;
 }
 
 export interface ReadImageOptions {
@@ -316,7 +319,7 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
     data = resizeBilinear(data, channels, height, width, opts.size[0], opts.size[1]);
     [height, width] = opts.size;
   }
-  return { data, channels, height, width };
+  return { data, channels, height, width, sourceHeight: raw.height, sourceWidth: raw.width };
 }
 
 export interface DecodedMask {
@@ -324,6 +327,9 @@ export interface DecodedMask {
   data: Uint8Array;
   height: number;
   width: number;
+  /** Size of the file's pixels before any resize. */
+  sourceHeight: number;
+  sourceWidth: number;
 }
 
 /**
@@ -350,7 +356,7 @@ export async function readMaskInfo(file: string, size?: [number, number], thresh
     data = resizeNearest(data, height, width, size[0], size[1]);
     [height, width] = size;
   }
-  return { data, height, width };
+  return { data, height, width, sourceHeight: raw.height, sourceWidth: raw.width };
 }
 
 /** Decode a mask to a 0/1 Uint8Array (HW), see readMaskInfo for the rules. */

@@ -8,7 +8,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { AugmentOptions, Rng, augmentPair } from './augment';
-import { DataError, readImage, readMask } from './decode';
+import { DataError, readImage, readMaskInfo } from './decode';
 
 export interface DecodedSample {
   /** CHW 0..1 at the loader size, before augmentation. */
@@ -34,6 +34,8 @@ export interface BatchJob {
   /** Augmentation + normalisation; null = none. */
   augment: AugmentOptions | null;
   maskThreshold: number;
+  /** Resize a mask whose size differs from its image's (else that is an error). */
+  resizeMasks: boolean;
   /** Return the decoded (pre-augmentation) samples so the parent can cache them. */
   returnDecoded: boolean;
 }
@@ -51,9 +53,17 @@ export interface BatchFailure {
   error: { message: string; code?: string; file?: string };
 }
 
-export async function decodeSample(item: BatchJobItem, channels: 1 | 3, size: [number, number], maskThreshold: number): Promise<DecodedSample> {
-  const [img, mask] = await Promise.all([readImage(item.imagePath, { channels, size }), readMask(item.maskPath, size, maskThreshold)]);
-  return { image: img.data, mask };
+export async function decodeSample(item: BatchJobItem, channels: 1 | 3, size: [number, number], maskThreshold: number, resizeMasks = false): Promise<DecodedSample> {
+  const [img, mask] = await Promise.all([readImage(item.imagePath, { channels, size }), readMaskInfo(item.maskPath, size, maskThreshold)]);
+  // Both are resized to the training size, so a mask of another size would silently be
+  // stretched onto its image: almost always a mismatched pair, not an intended annotation.
+  if (!resizeMasks && (img.sourceHeight !== mask.sourceHeight || img.sourceWidth !== mask.sourceWidth)) {
+    throw new DataError(
+      `${item.maskPath}: mask is ${mask.sourceWidth}x${mask.sourceHeight} but its image ${item.imagePath} is ${img.sourceWidth}x${img.sourceHeight} (width x height); fix the pair, or pass --resize-masks to stretch masks to their images`,
+      'size', item.maskPath,
+    );
+  }
+  return { image: img.data, mask: mask.data };
 }
 
 export async function processBatch(job: BatchJob): Promise<BatchResult> {
@@ -65,7 +75,7 @@ export async function processBatch(job: BatchJob): Promise<BatchResult> {
   const decodedOut: (DecodedSample | null)[] = [];
   // Decode the batch concurrently: sharp runs decodes on libuv threads.
   const decoded = await Promise.all(
-    job.items.map((it) => (it.cached ? Promise.resolve(it.cached) : decodeSample(it, c, job.size, job.maskThreshold))),
+    job.items.map((it) => (it.cached ? Promise.resolve(it.cached) : decodeSample(it, c, job.size, job.maskThreshold, job.resizeMasks))),
   );
   for (let k = 0; k < n; k++) {
     const it = job.items[k];

@@ -48,6 +48,8 @@ export interface DataLoaderOptions {
   cache?: boolean;
   /** Mask binarisation threshold on the 0..255 scale. Default 128. */
   maskThreshold?: number;
+  /** Stretch a mask whose size differs from its image's to it; default false: that is an error. */
+  resizeMasks?: boolean;
 }
 
 export interface Batch {
@@ -100,7 +102,7 @@ export class DataLoader {
   readonly channels: 1 | 3;
   /** Total milliseconds the consumer spent waiting for batches that were not ready yet. */
   waitMs = 0;
-  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'cache' | 'maskThreshold'>>;
+  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'cache' | 'maskThreshold' | 'resizeMasks'>>;
   private readonly augment: AugmentOptions | null;
   private readonly cache = new Map<string, DecodedSample>();
   private pool: PoolWorker[] = [];
@@ -128,6 +130,7 @@ export class DataLoader {
       prefetch: Math.max(1, Math.floor(options.prefetch ?? 2)),
       cache: options.cache ?? false,
       maskThreshold: options.maskThreshold ?? 128,
+      resizeMasks: options.resizeMasks ?? false,
     };
     const aug: AugmentOptions = { ...(options.augment ?? {}) };
     if (options.normalize) aug.normalize = options.normalize;
@@ -176,6 +179,7 @@ export class DataLoader {
         size: this.size,
         augment: this.augment,
         maskThreshold: this.opts.maskThreshold,
+        resizeMasks: this.opts.resizeMasks,
         returnDecoded: this.opts.cache,
       };
       const p = this.run(job).then((res) => {

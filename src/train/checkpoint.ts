@@ -1,6 +1,7 @@
 /**
- * Checkpoints. A checkpoint `<name>` in a run folder is three files, each written atomically
- * (temporary file in the same folder, fsync, rename), in this order:
+ * Checkpoints. A checkpoint `<name>` in a run folder is three files, saved as one transaction
+ * (src/io/atomic.ts: all staged and fsynced, one journal rename commits them, a crash after it is
+ * rolled forward by the next run):
  *   <name>.optim.safetensors  optimiser state tensors (momentum / Adam moments)
  *   <name>.safetensors        model weights; its metadata alone rebuilds the model for
  *                             evaluate/predict (model name + options, input size, channels,
@@ -15,7 +16,7 @@ import * as path from 'node:path';
 import { Module } from '../nn';
 import { Tensor } from '../tensor';
 import { encodeSafetensors, loadSafetensors } from '../nn/safetensors';
-import { commitStaged, discardStaged, stageFile, writeFileAtomic } from '../io/atomic';
+import { commitTransaction, discardStaged, recoverTransactions, stageFile, writeFileAtomic } from '../io/atomic';
 import { createModel, ModelOptions } from './models';
 import { UserError } from './errors';
 
@@ -68,10 +69,10 @@ export function checkpointPaths(dir: string, name: string): CheckpointPaths {
 }
 
 /**
- * Writes the three files of a checkpoint as one transaction as far as a filesystem allows: all
- * three are first written in full to temporary files (a failure there -- disk full, a crash --
- * leaves the previous checkpoint untouched and removes the temporaries), then renamed over the
- * old ones, state JSON last.
+ * Writes the three files of a checkpoint as one transaction: all three are first written in full
+ * to temporary files (a failure there -- disk full, a crash -- leaves the previous checkpoint
+ * untouched and removes the temporaries), then committed by one journal rename and renamed over
+ * the old ones; recoverTransactions() finishes a save a crash interrupted after its commit.
  */
 export function saveCheckpoint(dir: string, name: string, model: Module, optimTensors: Record<string, Tensor>, state: TrainState): CheckpointPaths {
   const p = checkpointPaths(dir, name);
@@ -84,7 +85,7 @@ export function saveCheckpoint(dir: string, name: string, model: Module, optimTe
     discardStaged(staged);
     throw e;
   }
-  commitStaged(staged);
+  commitTransaction(dir, name, staged);
   return p;
 }
 
@@ -111,6 +112,8 @@ function readJson(file: string): unknown {
 export function resolveStateFile(arg: string): string {
   let p = path.resolve(arg);
   if (!fs.existsSync(p)) throw new UserError(`${arg}: no such file or folder`);
+  // A save interrupted after its commit point is finished before anything is read.
+  recoverTransactions(fs.statSync(p).isDirectory() ? p : path.dirname(p));
   if (fs.statSync(p).isDirectory()) p = path.join(p, 'last.json');
   else if (p.endsWith('.optim.safetensors')) p = p.slice(0, -'.optim.safetensors'.length) + '.json';
   else if (p.endsWith('.safetensors')) p = p.slice(0, -'.safetensors'.length) + '.json';

@@ -63,6 +63,8 @@ export interface TrainConfig {
   resume?: string;
   /** Compute HD95 during validation (slower). */
   hd95: boolean;
+  /** Stretch masks whose size differs from their image's (default: that is an error). */
+  resizeMasks: boolean;
   /** Number of validation images to draw prediction overlays for. */
   overlays: number;
   /** Show a progress bar (default: when stderr is a TTY). */
@@ -148,6 +150,7 @@ export function defaultConfig(): TrainConfig {
     workers: 1,
     device: 'cpu',
     hd95: false,
+    resizeMasks: false,
     overlays: 4,
     verbose: true,
   };
@@ -170,17 +173,30 @@ export function resolveConfig(overrides: Partial<TrainConfig> & { recipe?: strin
   return cfg;
 }
 
+/** Upper bounds of the flags that size memory, with the reason each error gives. */
+export const LIMITS = {
+  size: [8192, 'each image is resized to size x size, and the activations grow with its square'] as [number, string],
+  batch: [4096, 'a batch is held in memory with all its activations'] as [number, string],
+  workers: [256, 'one thread per worker'] as [number, string],
+  batchElements: 2 ** 31,
+};
+
 export function validateConfig(c: TrainConfig): void {
-  const posInt = (k: keyof TrainConfig, min = 1) => {
+  const posInt = (k: keyof TrainConfig, min: number, [max, why]: [number, string]) => {
     const v = c[k] as unknown as number;
     if (!Number.isInteger(v) || v < min) throw new UserError(`invalid ${k}: expected an integer >= ${min}, got ${v}`);
+    if (v > max) throw new UserError(`invalid ${k}: ${v} is above the limit of ${max} (${why})`);
   };
-  posInt('epochs');
-  posInt('batch');
-  posInt('size', 16);
-  posInt('syntheticCount', 4);
-  posInt('workers', 0);
-  posInt('overlays', 0);
+  posInt('epochs', 1, [1_000_000, 'a run that long is a typo']);
+  posInt('batch', 1, LIMITS.batch);
+  posInt('size', 16, LIMITS.size);
+  posInt('syntheticCount', 4, [100_000, 'the synthetic set is generated on disk']);
+  posInt('workers', 0, LIMITS.workers);
+  posInt('overlays', 0, [100_000, 'one PNG per image']);
+  const elements = c.batch * c.channels * c.size * c.size;
+  if (elements > LIMITS.batchElements) {
+    throw new UserError(`invalid batch/size: a batch of ${c.batch} x ${c.channels} x ${c.size} x ${c.size} is ${elements.toExponential(2)} values, above the ${LIMITS.batchElements.toExponential(0)} one input tensor may hold (lower --batch or --size)`);
+  }
   if (!Number.isInteger(c.seed)) throw new UserError(`invalid seed: expected an integer, got ${c.seed}`);
   if (c.device !== 'cpu' && c.device !== 'cuda') throw new UserError(`invalid device '${c.device}' (expected cpu or cuda)`);
   if (c.channels !== 1 && c.channels !== 3) throw new UserError(`invalid channels: expected 1 or 3, got ${c.channels}`);

@@ -9,7 +9,7 @@ import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSumma
 import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
 import { overlay } from './plot';
-import { UserError } from './errors';
+import { UserError, makeOutputFolder } from './errors';
 
 
 export interface EvaluateOptions {
@@ -21,6 +21,8 @@ export interface EvaluateOptions {
   batch?: number;
   workers?: number;
   hd95?: boolean;
+  /** Stretch masks whose size differs from their image's (default: that is an error). */
+  resizeMasks?: boolean;
   /** Write the metrics JSON here (default: next to the checkpoint, eval-<split>.json). */
   out?: string | null;
 }
@@ -40,9 +42,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const split = opts.split ?? (ds.ids.test && ds.ids.test.length ? 'test' : 'val');
   const ids = ds.ids[split];
   if (!ids || ids.length === 0) throw new UserError(`${ds.root}: empty ${split} split`);
+  // The metrics file's folder is made (or found unwritable) before the evaluation, not after it.
+  const file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
+  if (file !== null) makeOutputFolder(path.dirname(path.resolve(file)));
   const loader = new DataLoader(ds, ids, {
     batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
-    normalize: meta.normalize ?? undefined, workers: opts.workers ?? 1,
+    normalize: meta.normalize ?? undefined, workers: opts.workers ?? 1, resizeMasks: opts.resizeMasks ?? false,
   });
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true });
   optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
@@ -60,9 +65,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     model.dispose();
   }
   const summary = acc.summary();
-  let file: string | null = null;
-  if (opts.out !== null) {
-    file = opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
+  if (file !== null) {
     writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, ...summary }, null, 1) + '\n');
   }
   return { split, count: summary.count, summary, meta, file };
@@ -94,7 +97,7 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
   optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
   const outDir = path.resolve(opts.out);
-  fs.mkdirSync(outDir, { recursive: true });
+  makeOutputFolder(outDir);
   const files: string[] = [];
   try {
     for (const name of names) {

@@ -16,13 +16,13 @@ import { Module } from '../nn';
 import { optimize as optimizeForInference } from '../nn/inference';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
-import { writeFileAtomic } from '../io/atomic';
+import { recoverTransactions, writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig } from './config';
 import { createModel } from './models';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
-import { UserError } from './errors';
+import { UserError, makeOutputFolder } from './errors';
 
 export type Task = 'segmentation' | 'autoencoder';
 
@@ -119,7 +119,7 @@ function makeSchedule(cfg: TrainConfig, opt: Optimizer, itersPerEpoch: number): 
 
 /** Per-channel mean/std of the (unaugmented) training images and the background/foreground ratio. */
 async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, needPw: boolean): Promise<{ mean: number[]; std: number[]; posWeight: number }> {
-  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null });
+  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks });
   const C = cfg.channels;
   const s = new Float64Array(C), s2 = new Float64Array(C);
   let n = 0, fg = 0, tot = 0;
@@ -194,52 +194,90 @@ function noisy(x: Float32Array, std: number, rng: Rng): Float32Array {
 export async function fit(options: FitOptions = {}): Promise<FitResult> {
   const { onEpochEnd, log: logOpt, task: taskOpt, noiseStd: noiseOpt, ...over } = options;
   const log = logOpt ?? ((l: string) => console.log(l));
-  let resumed: ReturnType<typeof loadTrainState> | null = null;
-  let cfg: TrainConfig;
-  if (over.resume !== undefined) {
-    const stateFile = resolveStateFile(over.resume);
-    resumed = loadTrainState(stateFile);
-    const saved = resumed.state.config as unknown as TrainConfig;
-    const keep: Partial<TrainConfig> = {};
-    for (const k of RESUME_OVERRIDABLE) if (over[k] !== undefined) (keep as Record<string, unknown>)[k] = over[k];
-    cfg = resolveConfig({ ...saved, ...keep, out: over.out ?? path.dirname(stateFile), resume: over.resume });
-  } else {
-    cfg = resolveConfig(over);
-  }
-  const task: Task = taskOpt ?? ((resumed?.state.model.task as Task) || 'segmentation');
-  const noiseStd = noiseOpt ?? Number((cfg as unknown as Record<string, unknown>).noiseStd ?? 0.1);
-  const outDir = path.resolve(cfg.out);
-  fs.mkdirSync(outDir, { recursive: true });
+  // The run folder is locked before anything in it is read, so a resume never races a live run.
+  const resumeDir = over.resume === undefined ? null : resumeFolder(over.resume);
+  const outDir = path.resolve(over.out ?? resumeDir ?? resolveConfig(over).out);
+  makeOutputFolder(outDir);
   const unlock = lockRunFolder(outDir);
   try {
+    for (const line of recoverTransactions(outDir, { removeTemporaries: true })) log(`${outDir}: ${line}`);
+    let resumed: ReturnType<typeof loadTrainState> | null = null;
+    let cfg: TrainConfig;
+    if (over.resume !== undefined) {
+      const stateFile = resolveStateFile(over.resume);
+      resumed = loadTrainState(stateFile);
+      const saved = resumed.state.config as unknown as TrainConfig;
+      const keep: Partial<TrainConfig> = {};
+      for (const k of RESUME_OVERRIDABLE) if (over[k] !== undefined) (keep as Record<string, unknown>)[k] = over[k];
+      cfg = resolveConfig({ ...saved, ...keep, out: outDir, resume: over.resume });
+    } else {
+      cfg = resolveConfig(over);
+    }
+    const task: Task = taskOpt ?? ((resumed?.state.model.task as Task) || 'segmentation');
+    const noiseStd = noiseOpt ?? Number((cfg as unknown as Record<string, unknown>).noiseStd ?? 0.1);
     return await fitLocked(cfg, outDir, resumed, task, noiseStd, log, onEpochEnd);
   } finally {
     unlock();
   }
 }
 
+/** The folder a --resume argument (run folder, state .json or weights .safetensors) lives in. */
+function resumeFolder(arg: string): string {
+  const p = path.resolve(arg);
+  if (!fs.existsSync(p)) throw new UserError(`${arg}: no such file or folder`);
+  return fs.statSync(p).isDirectory() ? p : path.dirname(p);
+}
+
 /**
- * One training per run folder: `<out>/.lock` holds the owner's pid. A lock whose process is gone
- * (a crash, a kill) is taken over; a live one is an error, so two runs never mix checkpoints.
+ * State and start time of a process from /proc (Linux), or null when /proc does not tell (another
+ * OS). The start time tells a reused pid from the lock's owner.
+ */
+function procStat(pid: number): { state: string; start: string } | 'gone' | null {
+  if (!fs.existsSync('/proc/self/stat')) return null;
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 'gone';
+  }
+  // "pid (comm) state ppid ..."; comm may hold spaces and parentheses, so split after the last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: f[0], start: f[19] };
+}
+
+/**
+ * Whether the process that wrote a lock still runs. A zombie (killed, not yet reaped: in a
+ * container without an init it may never be) or a process that reuses the pid does not hold it.
+ */
+function lockHolderAlive(pid: number, start: string | undefined): boolean {
+  const st = procStat(pid);
+  if (st === 'gone') return false;
+  if (st) return st.state !== 'Z' && st.state !== 'X' && (start === undefined || st.start === start);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One training per run folder: `<out>/.lock` holds the owner's pid and start time. A lock whose
+ * process is gone (a crash, a kill, a zombie) is taken over; a live one is an error, so two runs
+ * never mix checkpoints.
  */
 function lockRunFolder(outDir: string): () => void {
   const lock = path.join(outDir, '.lock');
+  const self = procStat(process.pid);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      fs.writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      fs.writeFileSync(lock, `${process.pid}${self && self !== 'gone' ? ` ${self.start}` : ''}\n`, { flag: 'wx' });
       return () => fs.rmSync(lock, { force: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch (err) {
-          alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-        }
-      }
+      const [pidText, start] = fs.readFileSync(lock, 'utf8').trim().split(/\s+/);
+      const pid = Number(pidText);
+      const alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && lockHolderAlive(pid, start);
       if (alive) throw new UserError(`${outDir}: another training (pid ${pid}) is using this run folder`);
       fs.rmSync(lock, { force: true });
     }
@@ -286,10 +324,10 @@ async function fitLocked(
 
   const trainLoader = new DataLoader(ds, ds.ids.train, {
     batchSize: cfg.batch, size, channels: cfg.channels, shuffle: true, seed: cfg.seed, augment: cfg.augment,
-    normalize: normalize ?? undefined, workers: cfg.workers, cache: true, dropLast: ds.ids.train.length > cfg.batch,
+    normalize: normalize ?? undefined, workers: cfg.workers, cache: true, dropLast: ds.ids.train.length > cfg.batch, resizeMasks: cfg.resizeMasks,
   });
   const valLoader = new DataLoader(ds, ds.ids.val, {
-    batchSize: cfg.batch, size, channels: cfg.channels, shuffle: false, augment: null, normalize: normalize ?? undefined, workers: cfg.workers, cache: true,
+    batchSize: cfg.batch, size, channels: cfg.channels, shuffle: false, augment: null, normalize: normalize ?? undefined, workers: cfg.workers, cache: true, resizeMasks: cfg.resizeMasks,
   });
   const nb = trainLoader.numBatches;
   const optimizer = makeOptimizer(cfg, params);
@@ -503,7 +541,7 @@ async function writeOverlays(model: Module, bestFile: string, ds: Dataset, cfg: 
   model.loadStateDict(weights);
   Object.values(weights).forEach((t) => t.dispose());
   optimizeForInference(model, [1, cfg.channels, cfg.size, cfg.size]);
-  fs.mkdirSync(dir, { recursive: true });
+  makeOutputFolder(dir);
   for (const id of ds.ids.val.slice(0, cfg.overlays)) {
     const img = await readImage(ds.imagePath(id), { channels: cfg.channels, size: [cfg.size, cfg.size] });
     const truth = await readMask(ds.maskPath(id), [cfg.size, cfg.size]);

@@ -3,7 +3,7 @@ export { fit, predictMask, ensureSyntheticData } from './fit';
 export type { FitOptions, FitResult, EpochRecord, Task } from './fit';
 export { evaluate, predict, formatMetricsTable } from './evaluate';
 export type { EvaluateOptions, EvaluateResult, PredictOptions } from './evaluate';
-export { RECIPES, defaultConfig, resolveConfig } from './config';
+export { RECIPES, LIMITS, defaultConfig, resolveConfig } from './config';
 export type { TrainConfig } from './config';
 export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder } from './models';
 export { loadModelCheckpoint, loadTrainState, checkpointPaths } from './checkpoint';
