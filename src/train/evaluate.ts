@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
 import { overlay } from './plot';
@@ -22,6 +22,11 @@ export interface EvaluateOptions {
   hd95?: boolean;
   /** Write the metrics JSON here (default: next to the checkpoint, eval-<split>.json). */
   out?: string | null;
+  /**
+   * Post-processing of each thresholded mask before the metrics, e.g. 'lcc,min-area=64,fill'
+   * (see src/data/postprocess.ts); applied at the model's input size, where the metrics are computed.
+   */
+  post?: string | PostSpec;
 }
 
 export interface EvaluateResult {
@@ -30,9 +35,32 @@ export interface EvaluateResult {
   summary: MetricSummary;
   meta: ModelMeta;
   file: string | null;
+  /** The post-processing applied ('' = none). */
+  post: string;
+}
+
+/** A spec string or parsed steps -> steps (null for none); a bad spec is a UserError. */
+function resolvePost(post: string | PostSpec | undefined): PostSpec | null {
+  if (post === undefined) return null;
+  try {
+    const steps = typeof post === 'string' ? parsePostSpec(post) : post;
+    if (!Array.isArray(steps)) throw new Error(`post-processing must be a spec string or an array of steps, got ${typeof steps}`);
+    return steps.length ? steps : null;
+  } catch (e) {
+    throw new UserError(`--post: ${(e as Error).message}`);
+  }
+}
+
+/** Thresholds n logit maps of h x w (logit > 0, i.e. probability > 0.5) and post-processes each mask. */
+function postprocessBatch(logits: Float32Array, n: number, h: number, w: number, steps: PostSpec): Uint8Array {
+  const hw = h * w;
+  const out = new Uint8Array(n * hw);
+  for (let k = 0; k < n; k++) out.set(postprocessMask(binarize(logits, true, k * hw, hw), h, w, steps), k * hw);
+  return out;
 }
 
 export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
+  const post = resolvePost(opts.post);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
   const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0 });
@@ -49,7 +77,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     for await (const b of loader.epoch(0)) {
       const x = tensor(b.images, [b.size, b.channels, b.height, b.width]);
       try {
-        noGrad(() => tidy(() => acc.add((model.forward(x) as Tensor).toArray() as Float32Array, b.masks, b.size, b.height, b.width)));
+        const logits = noGrad(() => tidy(() => (model.forward(x) as Tensor).toArray() as Float32Array));
+        // Post-processed 0/1 masks go through the same logit threshold (1 > 0, 0 is not).
+        acc.add(post ? postprocessBatch(logits, b.size, b.height, b.width, post) : logits, b.masks, b.size, b.height, b.width);
       } finally {
         x.dispose();
       }
@@ -62,9 +92,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   let file: string | null = null;
   if (opts.out !== null) {
     file = opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
-    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, ...summary }, null, 1) + '\n');
+    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
   }
-  return { split, count: summary.count, summary, meta, file };
+  return { split, count: summary.count, summary, meta, file, post: post ? formatPostSpec(post) : '' };
 }
 
 /** A metrics table (global and per-image mean) for the terminal. */
@@ -81,6 +111,8 @@ export interface PredictOptions {
   checkpoint: string;
   input: string;
   out: string;
+  /** Post-processing of each mask at the image's original size, e.g. 'lcc,fill' (see EvaluateOptions.post). */
+  post?: string | PostSpec;
 }
 
 /** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
@@ -89,6 +121,7 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (!fs.existsSync(inDir) || !fs.statSync(inDir).isDirectory()) throw new UserError(`${opts.input}: input folder not found`);
   const names = fs.readdirSync(inDir).filter((n) => !n.startsWith('.') && IMAGE_EXTENSIONS.includes(path.extname(n).slice(1).toLowerCase())).sort();
   if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
+  const post = resolvePost(opts.post);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
   model.eval();
@@ -107,8 +140,9 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
       const prob = new Float32Array(n);
       for (let i = 0; i < n; i++) prob[i] = 1 / (1 + Math.exp(-logits[i]));
       const up = resizeBilinear(prob, 1, S, S, full.height, full.width);
-      const mask = new Uint8Array(up.length);
+      let mask: Uint8Array = new Uint8Array(up.length);
       for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
+      if (post) mask = postprocessMask(mask, full.height, full.width, post);
       const maskFile = path.join(outDir, `${id}.png`);
       const ovFile = path.join(outDir, `${id}_overlay.png`);
       await writeMaskPng(maskFile, mask, full.width, full.height);
