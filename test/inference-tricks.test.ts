@@ -9,7 +9,9 @@ import { manualSeed, tensor, Tensor } from '../src/tensor';
 import { noGrad } from '../src/autograd/engine';
 import { DataLoader, MetricAccumulator, binarize, openDataset, postprocessMask, readImage, readMask } from '../src/data';
 import { createModel, ensureSyntheticData, evaluate, predict, UserError } from '../src/train';
-import { loadModelFile, saveModelOnly, ModelMeta } from '../src/train/checkpoint';
+import { loadModelCheckpoint, loadModelFile, saveModelOnly, ModelMeta } from '../src/train/checkpoint';
+import { ttaProbabilities } from '../src/train/tta';
+import { Module } from '../src/nn';
 
 const root = path.resolve(__dirname, '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-tricks-'));
@@ -44,8 +46,8 @@ describe('inference tricks: evaluate / predict', function () {
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  /** Metrics of the checkpoint on the val split computed here, with `maskOf` turning logits into masks. */
-  async function referenceSummary(maskOf: (logits: Float32Array, h: number, w: number) => Uint8Array) {
+  /** Metrics of the checkpoint on the val split computed here, with `maskOf` turning a batch's images into masks. */
+  async function referenceSummaryOf(maskOf: (model: Module, images: Float32Array, n: number) => Uint8Array) {
     const model = createModel('tiny', meta.modelOptions);
     const { weights } = loadModelFile(ckpt);
     model.loadStateDict(weights);
@@ -53,14 +55,20 @@ describe('inference tricks: evaluate / predict', function () {
     const ds = openDataset(data, { val: 0.2, seed: 0 });
     const loader = new DataLoader(ds, ds.ids.val, { batchSize: 8, size: [SIZE, SIZE], channels: 1, shuffle: false, augment: null, workers: 0 });
     const acc = new MetricAccumulator({ hd95: false });
-    for await (const b of loader.epoch(0)) {
-      const logits = noGrad(() => (model.forward(tensor(b.images, [b.size, 1, SIZE, SIZE])) as Tensor).toArray() as Float32Array);
-      const hw = SIZE * SIZE;
-      for (let k = 0; k < b.size; k++) acc.add(maskOf(logits.subarray(k * hw, (k + 1) * hw), SIZE, SIZE), b.masks.subarray(k * hw, (k + 1) * hw), 1, SIZE, SIZE);
-    }
+    for await (const b of loader.epoch(0)) acc.add(maskOf(model, b.images, b.size), b.masks, b.size, SIZE, SIZE);
     await loader.close();
     model.dispose();
     return acc.summary();
+  }
+  /** The same with a plain forward pass and `maskOf` turning each image's logits into a mask. */
+  function referenceSummary(maskOf: (logits: Float32Array, h: number, w: number) => Uint8Array) {
+    return referenceSummaryOf((model, images, n) => {
+      const logits = noGrad(() => (model.forward(tensor(images, [n, 1, SIZE, SIZE])) as Tensor).toArray() as Float32Array);
+      const hw = SIZE * SIZE;
+      const out = new Uint8Array(n * hw);
+      for (let k = 0; k < n; k++) out.set(maskOf(logits.subarray(k * hw, (k + 1) * hw), SIZE, SIZE), k * hw);
+      return out;
+    });
   }
 
   it('evaluate --post applies the steps to each thresholded mask before the metrics', async () => {
@@ -88,6 +96,54 @@ describe('inference tricks: evaluate / predict', function () {
       if (expected.some((v, i) => v !== plain[i])) changed++;
     }
     assert.ok(changed > 0, 'post-processing changed at least one mask');
+  });
+
+  it('evaluate --tta averages the probabilities of the transformed passes, then --post', async () => {
+    const plain = await evaluate({ checkpoint: ckpt, data, split: 'val', hd95: false, out: null, workers: 0 });
+    const jsonFile = path.join(tmp, 'eval-tta.json');
+    const r = await evaluate({ checkpoint: ckpt, data, split: 'val', hd95: false, out: jsonFile, workers: 0, tta: 'd4', post: 'lcc' });
+    assert.equal(r.tta, 'd4');
+    const hw = SIZE * SIZE;
+    const ref = await referenceSummaryOf((model, images, n) => {
+      const prob = ttaProbabilities((t) => model.forward(t) as Tensor, images, [n, 1, SIZE, SIZE], 'd4').data;
+      const out = new Uint8Array(n * hw);
+      for (let k = 0; k < n; k++) out.set(postprocessMask(binarize(prob, false, k * hw, hw), SIZE, SIZE, 'lcc'), k * hw);
+      return out;
+    });
+    assert.deepEqual(r.summary.global, ref.global);
+    // TTA alone changes the masks of this speckled model.
+    const ttaOnly = await evaluate({ checkpoint: ckpt, data, split: 'val', hd95: false, out: null, workers: 0, tta: 'd4' });
+    assert.notDeepEqual(ttaOnly.summary.global, plain.summary.global);
+    const j = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
+    assert.equal(j.tta, 'd4');
+    assert.equal(j.post, 'lcc');
+  });
+
+  it('predict --tta writes the thresholded averaged probabilities', async () => {
+    const a = path.join(tmp, 'pred-tta');
+    await predict({ checkpoint: ckpt, input: path.join(data, 'images'), out: a, tta: 'flips' });
+    const { model } = loadModelCheckpoint(ckpt);
+    let differs = 0;
+    for (const f of fs.readdirSync(a).filter((n) => !n.includes('_overlay'))) {
+      const img = await readImage(path.join(data, 'images', f), { channels: 1 });
+      assert.deepEqual([img.height, img.width], [SIZE, SIZE]);
+      const mean = ttaProbabilities((t) => model.forward(t) as Tensor, img.data, [1, 1, SIZE, SIZE], 'flips').data;
+      const plain = ttaProbabilities((t) => model.forward(t) as Tensor, img.data, [1, 1, SIZE, SIZE], 'none').data;
+      const got = await readMask(path.join(a, f));
+      assert.deepEqual(got, binarize(mean), f);
+      if (binarize(plain).some((v, i) => v !== got[i])) differs++;
+    }
+    model.dispose();
+    assert.ok(differs > 0, 'TTA changed at least one mask');
+  });
+
+  it('bad --tta values: a clear error from the API and the CLI', async () => {
+    await assert.rejects(evaluate({ checkpoint: ckpt, data, out: null, tta: 'rot' as never }), (e: Error) => e instanceof UserError && /--tta: test-time augmentation must be one of none, flips, d4, got 'rot'/.test(e.message));
+    await assert.rejects(predict({ checkpoint: ckpt, input: path.join(data, 'images'), out: path.join(tmp, 'y'), tta: 'x' as never }), /must be one of none, flips, d4/);
+    const r = scalpel('predict', '--checkpoint', ckpt, '--input', data, '--out', path.join(tmp, 'z'), '--tta', 'd8');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /option '--tta <mode>' argument 'd8' is invalid. Allowed choices are none, flips, d4/);
+    assert.match(scalpel('evaluate', '--help').stdout, /--tta <mode>.*d4/s);
   });
 
   it('bad --post values: a clear error from the API and the CLI', async () => {

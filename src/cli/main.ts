@@ -12,7 +12,7 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES } from '../train';
+import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
 
@@ -69,6 +69,8 @@ const parsePost = (v: string): PostSpec => {
 const POST_HELP = "post-process each thresholded mask: comma-separated steps applied in order: lcc (keep the largest " +
   '8-connected component), min-area=N (drop components under N pixels), fill (fill holes: 4-connected background not ' +
   "touching the border); e.g. 'lcc,min-area=64,fill'";
+const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
+  'or d4 (the 4 rotations by 90 degrees, each with and without a flip: 8 passes); none = one pass').choices(TTA_MODES as string[]).default('none');
 
 /** The options shared by `train` and `pretrain` (no commander defaults: recipes and the API fill them). */
 function trainOptions(cmd: Command): Command {
@@ -199,14 +201,15 @@ export function buildProgram(): Command {
     .option('--workers <n>', 'data-loading worker threads', int('--workers'), 1)
     .option('--no-hd95', 'skip HD95')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
+    .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
         checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, out: o.json as string | undefined,
-        post: o.post as PostSpec | undefined,
+        post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
-      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5${r.post ? `, post ${r.post}` : ''}`);
+      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
     });
@@ -217,9 +220,10 @@ export function buildProgram(): Command {
     .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
     .requiredOption('--input <dir>', 'folder of images')
     .requiredOption('--out <dir>', 'output folder')
+    .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at each image's original size)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
-      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined });
+      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });
 
