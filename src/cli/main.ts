@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
+import { parseLossSpec } from '../train/losses';
 import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
 
 const num = (what: string) => (v: string): number => {
@@ -69,6 +70,18 @@ const parsePost = (v: string): PostSpec => {
 const POST_HELP = "post-process each thresholded mask: comma-separated steps applied in order: lcc (keep the largest " +
   '8-connected component), min-area=N (drop components under N pixels), fill (fill holes: 4-connected background not ' +
   "touching the border); e.g. 'lcc,min-area=64,fill'";
+const parseLoss = (v: string): string => {
+  try {
+    parseLossSpec(v);
+    return v;
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined by '+': bce (pos-weight), dice (smooth), " +
+  'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
+  "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
+  '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
 const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
   'or d4 (the 4 rotations by 90 degrees, each with and without a flip: 8 passes); none = one pass').choices(TTA_MODES as string[]).default('none');
 
@@ -169,8 +182,13 @@ export function buildProgram(): Command {
   trainOptions(program.command('train').description('train a segmentation model (default: a quick demo on built-in synthetic data)'))
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
+    .option('--loss <spec>', LOSS_HELP, parseLoss)
     .action(async (o: Record<string, unknown>) => {
       const opts = toFitOptions(o);
+      if (o.loss !== undefined) {
+        if (o.bceWeight !== undefined || o.diceWeight !== undefined) throw new UserError('--loss replaces --bce-weight and --dice-weight: put the weights in the spec, e.g. --loss 0.5*bce+dice', 2);
+        opts.loss = o.loss as string;
+      }
       if (o.encoder !== undefined) opts.encoder = path.resolve(String(o.encoder));
       if (o.freezeEncoder) opts.freezeEncoder = true;
       if (opts.out === undefined && opts.resume === undefined) opts.out = path.join('runs', `${opts.recipe ?? 'train'}-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
