@@ -10,7 +10,7 @@ describe('public API surface', () => {
     assert.equal(typeof sc.cuda.isAvailable, 'function');
   });
   it('exposes the functional ops under sc.F', () => {
-    for (const k of ['conv2d', 'convTranspose2d', 'maxPool2d', 'avgPool2d', 'adaptiveAvgPool2d', 'interpolate', 'batchNorm', 'layerNorm', 'relu', 'gelu', 'sigmoid', 'softmax', 'logSoftmax', 'linear', 'matmul', 'bceWithLogits', 'diceLoss', 'mseLoss', 'masa', 'tpen', 'dropout', 'dropout2d', 'cat', 'stack', 'split', 'pad']) {
+    for (const k of ['conv2d', 'convTranspose2d', 'maxPool2d', 'avgPool2d', 'adaptiveAvgPool2d', 'interpolate', 'batchNorm', 'layerNorm', 'relu', 'gelu', 'sigmoid', 'softmax', 'logSoftmax', 'linear', 'matmul', 'bceWithLogits', 'diceLoss', 'tverskyLoss', 'focalLoss', 'ohemBce', 'mseLoss', 'masa', 'tpen', 'dropout', 'dropout2d', 'cat', 'stack', 'split', 'pad']) {
       assert.equal(typeof (sc.F as Record<string, unknown>)[k], 'function', `F.${k}`);
     }
   });

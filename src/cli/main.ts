@@ -12,9 +12,10 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS } from '../train';
+import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
-import { DataError, writeSplit, AugmentOptions } from '../data';
+import { parseLossSpec } from '../train/losses';
+import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
 
 const num = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -64,6 +65,31 @@ const parseJsonObject = (v: string): Record<string, unknown> => {
   } catch { /* fall through */ }
   throw new InvalidArgumentError(`expected a JSON object, got '${v}'`);
 };
+
+const parsePost = (v: string): PostSpec => {
+  try {
+    return parsePostSpec(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+const POST_HELP = "post-process each thresholded mask: comma-separated steps applied in order: lcc (keep the largest " +
+  '8-connected component), min-area=N (drop components under N pixels), fill (fill holes: 4-connected background not ' +
+  "touching the border); e.g. 'lcc,min-area=64,fill'";
+const parseLoss = (v: string): string => {
+  try {
+    parseLossSpec(v);
+    return v;
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined by '+': bce (pos-weight), dice (smooth), " +
+  'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
+  "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
+  '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
+const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
+  'or d4 (the 4 rotations by 90 degrees, each with and without a flip: 8 passes); none = one pass').choices(TTA_MODES as string[]).default('none');
 
 /** The options shared by `train` and `pretrain` (no commander defaults: recipes and the API fill them). */
 function trainOptions(cmd: Command): Command {
@@ -164,8 +190,13 @@ export function buildProgram(): Command {
   trainOptions(program.command('train').description('train a segmentation model (default: a quick demo on built-in synthetic data)'))
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
+    .option('--loss <spec>', LOSS_HELP, parseLoss)
     .action(async (o: Record<string, unknown>) => {
       const opts = toFitOptions(o);
+      if (o.loss !== undefined) {
+        if (o.bceWeight !== undefined || o.diceWeight !== undefined) throw new UserError('--loss replaces --bce-weight and --dice-weight: put the weights in the spec, e.g. --loss 0.5*bce+dice', 2);
+        opts.loss = o.loss as string;
+      }
       if (o.encoder !== undefined) opts.encoder = path.resolve(String(o.encoder));
       if (o.freezeEncoder) opts.freezeEncoder = true;
       if (opts.out === undefined && opts.resume === undefined) opts.out = path.join('runs', `${opts.recipe ?? 'train'}-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
@@ -197,12 +228,15 @@ export function buildProgram(): Command {
     .option('--no-hd95', 'skip HD95')
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
+    .addOption(ttaOption())
+    .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
         checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
+        post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
-      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5`);
+      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
     });
@@ -213,8 +247,10 @@ export function buildProgram(): Command {
     .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
     .requiredOption('--input <dir>', 'folder of images')
     .requiredOption('--out <dir>', 'output folder')
+    .addOption(ttaOption())
+    .option('--post <spec>', `${POST_HELP} (at each image's original size)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
-      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string });
+      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });
 

@@ -5,4 +5,5 @@ export * from './synthetic';
 export * from './augment';
 export * from './loader';
 export * from './metrics';
+export * from './postprocess';
 export type { DecodedSample } from './loader-worker';

@@ -8,7 +8,7 @@ export type { Conv2dFusedOptions, Conv2dOptions, FusedActivation } from '../tens
 export { decayAttention, masa } from '../tensor/ops/attention';
 export type { MasaParams } from '../tensor/ops/attention';
 export { tpen } from '../tensor/ops/tpen';
-export { bceWithLogits, diceLoss, mseLoss } from '../tensor/ops/losses';
+export { bceWithLogits, diceLoss, tverskyLoss, focalLoss, ohemBce, mseLoss } from '../tensor/ops/losses';
 export type { Reduction } from '../tensor/ops/losses';
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d, interpolate } from '../tensor/ops/pool';
 export type { Pool2dOptions, InterpolateOptions } from '../tensor/ops/pool';

@@ -2,6 +2,7 @@
 import type { AugmentOptions } from '../data';
 import { defaultModelName, ModelOptions } from './models';
 import { UserError } from './errors';
+import { bceDiceTerms, parseLossSpec } from './losses';
 
 export type OptimizerName = 'sgd' | 'adam' | 'adamw';
 /** 'constant' | 'poly' | 'cosine' | 'plateau' | 'warmup+poly' | 'warmup+cosine' | 'warmup+plateau' | 'warmup' */
@@ -51,6 +52,12 @@ export interface TrainConfig {
   posWeight?: number | 'auto';
   bceWeight: number;
   diceWeight: number;
+  /**
+   * Loss spec, e.g. 'focal:gamma=2,alpha=0.25+dice' or '0.5*bce:pos-weight=3+tversky:alpha=0.3,beta=0.7'
+   * (terms bce, dice, focal, tversky, ohem; see src/train/losses.ts). When set it replaces
+   * bceWeight / diceWeight; unset = bceWeight * BCE + diceWeight * Dice.
+   */
+  loss?: string;
   augment: AugmentOptions;
   /** 'dataset' = per-channel mean/std of the training images; 'none'; or explicit values. */
   normalize: 'dataset' | 'none' | { mean: number[]; std: number[] };
@@ -215,5 +222,7 @@ export function validateConfig(c: TrainConfig): void {
     throw new UserError(`invalid pos-weight '${c.posWeight}' (expected a positive number or 'auto')`);
   }
   if (c.fold !== undefined && !(Number.isInteger(c.fold) && c.fold >= 1)) throw new UserError(`invalid fold ${c.fold}`);
+  if (c.loss !== undefined) parseLossSpec(c.loss);
+  else if (bceDiceTerms(c.bceWeight, c.diceWeight).length === 0) throw new UserError('invalid loss: the BCE and Dice weights are both 0');
   if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');
 }

@@ -3,13 +3,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
+import { Module } from '../nn';
 import { noGrad } from '../autograd/engine';
 import { optimize as optimizeForInference } from '../nn/inference';
-import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, openDataset, readImage, resizeBilinear, writeMaskPng } from '../data';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { loadModelCheckpoint, ModelMeta } from './checkpoint';
 import { overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
+import { parseTtaMode, ttaProbabilities, TtaMode } from './tta';
 
 
 export interface EvaluateOptions {
@@ -25,6 +27,13 @@ export interface EvaluateOptions {
   resizeMasks?: boolean;
   /** Write the metrics JSON here (default: next to the checkpoint, eval-<split>.json). */
   out?: string | null;
+  /**
+   * Post-processing of each thresholded mask before the metrics, e.g. 'lcc,min-area=64,fill'
+   * (see src/data/postprocess.ts); applied at the model's input size, where the metrics are computed.
+   */
+  post?: string | PostSpec;
+  /** Test-time augmentation: 'none' (default), 'flips' or 'd4' (see src/train/tta.ts); probabilities are averaged, then thresholded at 0.5. */
+  tta?: TtaMode;
 }
 
 export interface EvaluateResult {
@@ -33,9 +42,53 @@ export interface EvaluateResult {
   summary: MetricSummary;
   meta: ModelMeta;
   file: string | null;
+  /** The post-processing applied ('' = none). */
+  post: string;
+  tta: TtaMode;
+}
+
+function resolveTta(tta: TtaMode | undefined): TtaMode {
+  if (tta === undefined) return 'none';
+  try {
+    return parseTtaMode(tta);
+  } catch (e) {
+    throw new UserError(`--tta: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Foreground scores of a batch, > 0 meaning foreground: the logits for a plain pass (logit > 0 is
+ * probability > 0.5), or with TTA the 0/1 masks of the averaged probabilities > 0.5.
+ */
+function batchScores(model: Module, images: Float32Array, shape: [number, number, number, number], tta: TtaMode): Float32Array | Uint8Array {
+  const device = model.parameters()[0]?.device ?? 'cpu';
+  if (tta === 'none') return noGrad(() => tidy(() => (model.forward(tensor(images, shape, { device })) as Tensor).toArray() as Float32Array));
+  return binarize(ttaProbabilities((x) => model.forward(x) as Tensor, images, shape, tta, { device }).data);
+}
+
+/** A spec string or parsed steps -> steps (null for none); a bad spec is a UserError. */
+function resolvePost(post: string | PostSpec | undefined): PostSpec | null {
+  if (post === undefined) return null;
+  try {
+    const steps = typeof post === 'string' ? parsePostSpec(post) : post;
+    if (!Array.isArray(steps)) throw new Error(`post-processing must be a spec string or an array of steps, got ${typeof steps}`);
+    return steps.length ? steps : null;
+  } catch (e) {
+    throw new UserError(`--post: ${(e as Error).message}`);
+  }
+}
+
+/** Thresholds n logit maps of h x w (logit > 0, i.e. probability > 0.5) and post-processes each mask. */
+function postprocessBatch(logits: Float32Array | Uint8Array, n: number, h: number, w: number, steps: PostSpec): Uint8Array {
+  const hw = h * w;
+  const out = new Uint8Array(n * hw);
+  for (let k = 0; k < n; k++) out.set(postprocessMask(binarize(logits, true, k * hw, hw), h, w, steps), k * hw);
+  return out;
 }
 
 export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
+  const post = resolvePost(opts.post);
+  const tta = resolveTta(opts.tta);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
   const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0 });
@@ -53,12 +106,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
   try {
     for await (const b of loader.epoch(0)) {
-      const x = tensor(b.images, [b.size, b.channels, b.height, b.width]);
-      try {
-        noGrad(() => tidy(() => acc.add((model.forward(x) as Tensor).toArray() as Float32Array, b.masks, b.size, b.height, b.width)));
-      } finally {
-        x.dispose();
-      }
+      const scores = batchScores(model, b.images, [b.size, b.channels, b.height, b.width], tta);
+      // 0/1 masks go through the accumulator's logit threshold unchanged (1 > 0, 0 is not).
+      acc.add(post ? postprocessBatch(scores, b.size, b.height, b.width, post) : scores, b.masks, b.size, b.height, b.width);
     }
   } finally {
     await loader.close();
@@ -66,9 +116,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   }
   const summary = acc.summary();
   if (file !== null) {
-    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, ...summary }, null, 1) + '\n');
+    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
   }
-  return { split, count: summary.count, summary, meta, file };
+  return { split, count: summary.count, summary, meta, file, post: post ? formatPostSpec(post) : '', tta };
 }
 
 /** A metrics table (global and per-image mean) for the terminal. */
@@ -85,6 +135,10 @@ export interface PredictOptions {
   checkpoint: string;
   input: string;
   out: string;
+  /** Post-processing of each mask at the image's original size, e.g. 'lcc,fill' (see EvaluateOptions.post). */
+  post?: string | PostSpec;
+  /** Test-time augmentation (see EvaluateOptions.tta); the averaged probabilities are resized to the image's size, then thresholded. */
+  tta?: TtaMode;
 }
 
 /** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
@@ -93,6 +147,8 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (!fs.existsSync(inDir) || !fs.statSync(inDir).isDirectory()) throw new UserError(`${opts.input}: input folder not found`);
   const names = fs.readdirSync(inDir).filter((n) => !n.startsWith('.') && IMAGE_EXTENSIONS.includes(path.extname(n).slice(1).toLowerCase())).sort();
   if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
+  const post = resolvePost(opts.post);
+  const tta = resolveTta(opts.tta);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
   optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
@@ -106,13 +162,13 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
       const C = meta.channels, S = meta.size, n = S * S;
       const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
       if (meta.normalize) for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) x[c * n + i] = (x[c * n + i] - meta.normalize.mean[c]) / meta.normalize.std[c];
-      const logits = noGrad(() => tidy(() => (model.forward(tensor(x, [1, C, S, S])) as Tensor).toArray() as Float32Array));
-      // Probabilities back to the input's size (bilinear), then threshold 0.5.
-      const prob = new Float32Array(n);
-      for (let i = 0; i < n; i++) prob[i] = 1 / (1 + Math.exp(-logits[i]));
+      const device = model.parameters()[0]?.device ?? 'cpu';
+      // Probabilities (averaged over the TTA transforms, if any) back to the input's size (bilinear), then threshold 0.5.
+      const prob = ttaProbabilities((t) => model.forward(t) as Tensor, x, [1, C, S, S], tta, { device }).data.subarray(0, n);
       const up = resizeBilinear(prob, 1, S, S, full.height, full.width);
-      const mask = new Uint8Array(up.length);
+      let mask: Uint8Array = new Uint8Array(up.length);
       for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
+      if (post) mask = postprocessMask(mask, full.height, full.width, post);
       const maskFile = path.join(outDir, `${id}.png`);
       const ovFile = path.join(outDir, `${id}_overlay.png`);
       await writeMaskPng(maskFile, mask, full.width, full.height);

@@ -23,6 +23,7 @@ import { createModel } from './models';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
+import { bceDiceTerms, buildLoss, formatLossTerms, parseLossSpec } from './losses';
 
 export type Task = 'segmentation' | 'autoencoder';
 
@@ -357,23 +358,16 @@ async function fitLocked(
     if (cfg.verbose) log(`resuming ${path.relative(process.cwd(), outDir) || '.'} at epoch ${startEpoch + 1}/${cfg.epochs}`);
   }
 
+  const lossTerms = cfg.loss !== undefined ? parseLossSpec(cfg.loss) : bceDiceTerms(cfg.bceWeight, cfg.diceWeight);
+  const segLoss = task === 'segmentation' ? buildLoss(lossTerms, { posWeight }) : F.mseLoss;
   const showBar = cfg.progress ?? Boolean(process.stderr.isTTY);
   if (cfg.verbose && !resumed) {
     const pw = posWeight !== undefined ? `, pos_weight ${posWeight.toFixed(2)}` : '';
     log(`${task === 'autoencoder' ? 'pretraining' : 'training'} ${cfg.model} (${(model.numParameters() / 1e6).toFixed(3)} M params) on ${ds.root}${ds.fold ? ` fold ${ds.fold}` : ''}: ` +
-      `${ds.ids.train.length} train / ${ds.ids.val.length} val images at ${cfg.size}px, batch ${cfg.batch}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.schedule}${pw}; out ${outDir}`);
+      `${ds.ids.train.length} train / ${ds.ids.val.length} val images at ${cfg.size}px, batch ${cfg.batch}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.schedule}${task === 'segmentation' ? `, loss ${formatLossTerms(lossTerms)}` : ''}${pw}; out ${outDir}`);
   }
 
-  const lossOf = (out: Tensor, y: Tensor): Tensor => {
-    if (task === 'autoencoder') return F.mseLoss(out, y);
-    let l: Tensor | null = null;
-    if (cfg.bceWeight > 0) l = F.bceWithLogits(out, y, { posWeight }).mul(cfg.bceWeight);
-    if (cfg.diceWeight > 0) {
-      const d = F.diceLoss(out, y).mul(cfg.diceWeight);
-      l = l ? l.add(d) : d;
-    }
-    return l!;
-  };
+  const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };

@@ -10,3 +10,5 @@ export { loadModelCheckpoint, loadTrainState, checkpointPaths } from './checkpoi
 export type { ModelMeta, TrainState } from './checkpoint';
 export { Canvas, plotCurves, overlay } from './plot';
 export { UserError } from './errors';
+export { ttaProbabilities, ttaTransforms, transformPlanes, untransformPlanes, parseTtaMode, TTA_MODES } from './tta';
+export type { TtaMode, Dihedral, TtaOptions } from './tta';

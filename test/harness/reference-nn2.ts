@@ -95,3 +95,39 @@ export function dice(p: Ref, t: Ref, smooth: number, perImage: boolean): Ref {
   }
   return ref([], () => total / groups);
 }
+
+/** Tversky loss 1 - (TP + s) / (TP + alpha FP + beta FN + s) from probabilities; per image (averaged) or pooled. */
+export function tversky(p: Ref, t: Ref, alpha: number, beta: number, smooth: number, perImage: boolean): Ref {
+  const groups = perImage ? p.shape[0] : 1;
+  const per = p.data.length / groups;
+  let total = 0;
+  for (let g = 0; g < groups; g++) {
+    let tp = 0, fp = 0, fn = 0;
+    for (let i = g * per; i < (g + 1) * per; i++) {
+      tp += p.data[i] * t.data[i];
+      fp += p.data[i] * (1 - t.data[i]);
+      fn += (1 - p.data[i]) * t.data[i];
+    }
+    total += 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth);
+  }
+  return ref([], () => total / groups);
+}
+
+/** Sigmoid focal loss per element: alpha_t (1 - p_t)^gamma BCE, straight from Lin et al. */
+export function focalElements(x: Ref, t: Ref, gamma: number, alpha: number | null): Ref {
+  return ref(x.shape, (i) => {
+    const p = 1 / (1 + Math.exp(-x.data[i]));
+    const y = t.data[i];
+    const ce = y * softplus(-x.data[i]) + (1 - y) * softplus(x.data[i]);
+    const pt = p * y + (1 - p) * (1 - y);
+    const at = alpha === null ? 1 : alpha * y + (1 - alpha) * (1 - y);
+    return at * (1 - pt) ** gamma * ce;
+  });
+}
+
+/** Mean BCE of the ceil(ratio * n) largest per-element losses. */
+export function ohemBce(x: Ref, t: Ref, ratio: number, pw: number): Ref {
+  const losses = Array.from(bceElements(x, t, () => pw).data).sort((a, b) => b - a);
+  const k = Math.max(1, Math.ceil(ratio * losses.length));
+  return ref([], () => losses.slice(0, k).reduce((a, b) => a + b, 0) / k);
+}

@@ -1,9 +1,10 @@
 // Segmentation losses: binary cross-entropy with logits (a fused, numerically stable kernel with
-// a dedicated backward kernel), and Dice and MSE composed from existing ops.
+// a dedicated backward kernel), and Dice, Tversky, focal, OHEM BCE and MSE composed from existing ops.
 import { apply1, defineOp } from '../op';
 import { broadcastShapes, shapeStr } from '../shape';
 import { Tensor } from '../tensor';
-import { add, affine, div, mul, sigmoid, square, sub } from './elementwise';
+import { add, affine, div, mul, neg, pow, sigmoid, square, sub } from './elementwise';
+import { tensor } from '../create';
 import { mean, sum } from './reduce';
 
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -83,4 +84,71 @@ export function diceLoss(input: Tensor, target: Tensor, { smooth = 1, fromLogits
 export function mseLoss(a: Tensor, b: Tensor, { reduction = 'mean' }: { reduction?: Reduction } = {}): Tensor {
   checkPair(a, b, 'mseLoss', ['input', 'target']);
   return reduceLoss(square(sub(a, b)), reduction, 'mseLoss');
+}
+
+/**
+ * Tversky loss 1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth) with soft counts
+ * TP = sum(p t), FP = sum(p (1 - t)), FN = sum((1 - p) t), p = sigmoid(input) when fromLogits
+ * (Salehi et al. 2017). alpha = beta = 0.5 is the Dice loss (with smooth doubled); beta > alpha weighs missed
+ * foreground more than false alarms (the default 0.3 / 0.7 favours recall). Reductions as diceLoss.
+ */
+export function tverskyLoss(input: Tensor, target: Tensor, { alpha = 0.3, beta = 0.7, smooth = 1, fromLogits = true, reduction = 'batch' }: { alpha?: number; beta?: number; smooth?: number; fromLogits?: boolean; reduction?: 'batch' | 'per-image' } = {}): Tensor {
+  checkPair(input, target, 'tverskyLoss', ['input', 'target']);
+  for (const [k, v] of [['alpha', alpha], ['beta', beta], ['smooth', smooth]] as const) {
+    if (!(Number.isFinite(v) && v >= 0)) throw new Error(`tverskyLoss: ${k} must be a non-negative number, got ${String(v)}`);
+  }
+  if (reduction !== 'batch' && reduction !== 'per-image') throw new Error(`tverskyLoss: reduction must be 'batch' or 'per-image', got '${String(reduction)}'`);
+  if (reduction === 'per-image' && input.ndim < 2) throw new Error(`tverskyLoss: 'per-image' needs a batch axis, got ${shapeStr(input.shape)}`);
+  const p = fromLogits ? sigmoid(input) : input;
+  const axes = reduction === 'batch' ? null : input.shape.slice(1).map((_, i) => i + 1);
+  const tp = sum(mul(p, target), axes);
+  const fp = sub(sum(p, axes), tp);
+  const fn = sub(sum(target, axes), tp);
+  const den = affine(add(add(tp, mul(fp, alpha)), mul(fn, beta)), 1, smooth);
+  const loss = affine(div(affine(tp, 1, smooth), den), -1, 1);
+  return reduction === 'batch' ? loss : mean(loss);
+}
+
+/**
+ * Sigmoid focal loss on logits (Lin et al. 2017), as torchvision's sigmoid_focal_loss:
+ * alpha_t (1 - p_t)^gamma BCE(x, t), p_t = p t + (1 - p)(1 - t), alpha_t = alpha t + (1 - alpha)(1 - t).
+ * `alpha` omitted = no class weighting; gamma = 0 without alpha is plain BCE. 1 - p_t is computed
+ * as t sigmoid(-x) + (1 - t) sigmoid(x), which does not cancel for confident pixels.
+ */
+export function focalLoss(logits: Tensor, target: Tensor, { gamma = 2, alpha, reduction = 'mean' }: { gamma?: number; alpha?: number; reduction?: Reduction } = {}): Tensor {
+  checkPair(logits, target, 'focalLoss', ['logits', 'target']);
+  if (!(Number.isFinite(gamma) && gamma >= 0)) throw new Error(`focalLoss: gamma must be a non-negative number, got ${String(gamma)}`);
+  if (alpha !== undefined && !(Number.isFinite(alpha) && alpha >= 0 && alpha <= 1)) throw new Error(`focalLoss: alpha must be in [0, 1], got ${String(alpha)}`);
+  let loss = bceWithLogits(logits, target, { reduction: 'none' });
+  if (gamma > 0) {
+    const oneMinusPt = add(mul(target, sigmoid(neg(logits))), mul(affine(target, -1, 1), sigmoid(logits)));
+    loss = mul(gamma === 1 ? oneMinusPt : gamma === 2 ? square(oneMinusPt) : pow(oneMinusPt, gamma), loss);
+  }
+  if (alpha !== undefined) loss = mul(affine(target, 2 * alpha - 1, 1 - alpha), loss);
+  return reduceLoss(loss, reduction, 'focalLoss');
+}
+
+/**
+ * Online hard example mining BCE: the mean BCE (with optional posWeight) of the k hardest pixels
+ * of the whole batch, k = ceil(ratio * count) (at least 1). The selection is made on the current
+ * values and is a constant for the backward pass, so gradients flow to the kept pixels only;
+ * ties at the cut-off are broken by position (lower flat index first). ratio = 1 is plain BCE.
+ */
+export function ohemBce(logits: Tensor, target: Tensor, { ratio = 0.25, posWeight }: { ratio?: number; posWeight?: number } = {}): Tensor {
+  checkPair(logits, target, 'ohemBce', ['logits', 'target']);
+  if (!(Number.isFinite(ratio) && ratio > 0 && ratio <= 1)) throw new Error(`ohemBce: ratio must be in (0, 1], got ${String(ratio)}`);
+  const pixel = bceWithLogits(logits, target, { posWeight, reduction: 'none' });
+  const n = pixel.size;
+  const k = Math.max(1, Math.ceil(ratio * n));
+  if (k >= n) return mean(pixel);
+  const values = pixel.toArray() as Float32Array | Float64Array;
+  // The k-th largest value, then every value above it and the first ties up to k in index order.
+  const sorted = Float64Array.from(values).sort();
+  const cut = sorted[n - k];
+  const keep = new Float64Array(n);
+  let kept = 0;
+  for (let i = 0; i < n; i++) if (values[i] > cut) { keep[i] = 1; kept++; }
+  for (let i = 0; i < n && kept < k; i++) if (values[i] === cut) { keep[i] = 1; kept++; }
+  const mask = tensor(logits.dtype === 'float64' ? keep : Float32Array.from(keep), pixel.shape, { dtype: logits.dtype, device: logits.device });
+  return div(sum(mul(pixel, mask)), k);
 }

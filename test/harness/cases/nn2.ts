@@ -85,6 +85,40 @@ export const nn2Cases: OpCase[] = [
     run: ([p, t]) => sc.F.diceLoss(p, t, { fromLogits: false, smooth: 0.5 }),
     ref: ([p, t]) => N.dice(p, t, 0.5, false),
   },
+  ...([['batch', 0.3, 0.7], ['per-image', 0.3, 0.7], ['batch', 0.5, 0.5], ['per-image', 0.9, 0.1]] as const).map(([reduction, alpha, beta]): OpCase => ({
+    name: `tverskyLoss ${reduction} alpha ${alpha} beta ${beta}`,
+    ops: ['unary', 'binary', 'reduce'],
+    inputs: [{ shape: [3, 1, 4, 4] }, { shape: [3, 1, 4, 4], kind: 'mask', grad: false }],
+    run: ([x, t]) => sc.F.tverskyLoss(x, t, { alpha, beta, reduction }),
+    ref: ([x, t]) => N.tversky(R.map(x, R.sigmoid), t, alpha, beta, 1, reduction === 'per-image'),
+  })),
+  {
+    name: 'tverskyLoss from probabilities, soft targets', ops: ['binary', 'reduce'],
+    inputs: [{ shape: [2, 6, 5], kind: 'unit' }, { shape: [2, 6, 5], kind: 'unit', grad: false }],
+    run: ([p, t]) => sc.F.tverskyLoss(p, t, { fromLogits: false, alpha: 0.4, beta: 0.8, smooth: 0.5 }),
+    ref: ([p, t]) => N.tversky(p, t, 0.4, 0.8, 0.5, false),
+  },
+  ...([[2, null, 'mean'], [2, 0.25, 'none'], [1.5, 0.75, 'sum'], [1, null, 'mean'], [0, null, 'mean']] as const).map(([gamma, alpha, reduction]): OpCase => ({
+    name: `focalLoss gamma ${gamma} alpha ${alpha ?? 'none'} ${reduction}`,
+    ops: ['bce_with_logits', 'bce_with_logits_backward', 'unary', 'binary', 'reduce'],
+    inputs: [{ shape: [2, 1, 3, 4] }, { shape: [2, 1, 3, 4], kind: 'mask', grad: false }],
+    // Logits up to about +-6, so confident pixels (1 - p_t near 0) are included.
+    run: ([x, t]) => sc.F.focalLoss(x.mul(3), t, { gamma, alpha: alpha ?? undefined, reduction }),
+    ref: ([x, t]) => N.reduceAll(N.focalElements(R.map(x, (v) => 3 * v), t, gamma, alpha), reduction),
+  })),
+  {
+    name: 'focalLoss soft targets', ops: ['bce_with_logits', 'bce_with_logits_backward', 'unary', 'binary', 'reduce'],
+    inputs: [{ shape: [3, 5] }, { shape: [3, 5], kind: 'unit', grad: false }],
+    run: ([x, t]) => sc.F.focalLoss(x, t, { gamma: 2, alpha: 0.3 }),
+    ref: ([x, t]) => N.reduceAll(N.focalElements(x, t, 2, 0.3), 'mean'),
+  },
+  ...([[0.25, 1], [0.1, 2.5], [1, 1]] as const).map(([ratio, pw]): OpCase => ({
+    name: `ohemBce ratio ${ratio} posWeight ${pw}`,
+    ops: ['bce_with_logits', 'bce_with_logits_backward', 'binary', 'reduce'],
+    inputs: [{ shape: [2, 1, 4, 5] }, { shape: [2, 1, 4, 5], kind: 'mask', grad: false }],
+    run: ([x, t]) => sc.F.ohemBce(x, t, { ratio, posWeight: pw }),
+    ref: ([x, t]) => N.ohemBce(x, t, ratio, pw),
+  })),
   ...(['mean', 'sum', 'none'] as const).map((reduction): OpCase => ({
     name: `mseLoss ${reduction}`,
     ops: ['binary', 'unary', 'reduce'],

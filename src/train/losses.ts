@@ -1,0 +1,116 @@
+/**
+ * Training losses as a weighted sum of terms, from a spec such as
+ *   bce+dice                          (the default: BCE + Dice, weights 1)
+ *   0.5*bce:pos-weight=3+dice         (weighted BCE)
+ *   focal:gamma=2,alpha=0.25+dice
+ *   tversky:alpha=0.3,beta=0.7
+ *   ohem:ratio=0.25+0.5*dice
+ * Grammar: terms joined by '+'; a term is [weight*]name[:key=value,key=value...].
+ * A BCE or OHEM term without its own pos-weight uses the run's --pos-weight (a number or 'auto').
+ */
+import { Tensor } from '../tensor';
+import * as F from '../nn/functional';
+import { UserError } from './errors';
+
+export type LossName = 'bce' | 'dice' | 'focal' | 'tversky' | 'ohem';
+
+export interface LossTerm {
+  name: LossName;
+  weight: number;
+  /** Parameters by their spec names (pos-weight, smooth, gamma, alpha, beta, ratio). */
+  params: Record<string, number>;
+}
+
+/** Each loss's parameters: [name, check, description]. */
+const PARAMS: Record<LossName, [string, (v: number) => boolean, string][]> = {
+  bce: [['pos-weight', (v) => v > 0, 'a positive number']],
+  dice: [['smooth', (v) => v >= 0, 'a non-negative number']],
+  focal: [['gamma', (v) => v >= 0, 'a non-negative number'], ['alpha', (v) => v >= 0 && v <= 1, 'a number in [0, 1]']],
+  tversky: [['alpha', (v) => v >= 0, 'a non-negative number'], ['beta', (v) => v >= 0, 'a non-negative number'], ['smooth', (v) => v >= 0, 'a non-negative number']],
+  ohem: [['ratio', (v) => v > 0 && v <= 1, 'a number in (0, 1]'], ['pos-weight', (v) => v > 0, 'a positive number']],
+};
+export const LOSS_NAMES = Object.keys(PARAMS) as LossName[];
+
+const isNumber = (s: string) => /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(s.trim());
+
+/** Parses a loss spec (see the module comment); errors are UserErrors naming the bad part. */
+export function parseLossSpec(spec: string): LossTerm[] {
+  if (typeof spec !== 'string' || spec.trim() === '') throw new UserError(`--loss: expected a spec like 'bce+dice' or 'focal:gamma=2+dice', got '${String(spec)}'`);
+  const terms: LossTerm[] = [];
+  for (const raw of spec.split('+')) {
+    const part = raw.trim();
+    if (part === '') throw new UserError(`--loss '${spec}': empty term (terms are joined by '+')`);
+    let weight = 1;
+    let body = part;
+    const star = part.indexOf('*');
+    if (star >= 0) {
+      const w = part.slice(0, star).trim();
+      if (!isNumber(w) || !(Number(w) > 0)) throw new UserError(`--loss '${spec}': weight '${w}' of '${part}' must be a positive number`);
+      weight = Number(w);
+      body = part.slice(star + 1).trim();
+    }
+    const colon = body.indexOf(':');
+    const name = (colon < 0 ? body : body.slice(0, colon)).trim().toLowerCase();
+    if (!(name in PARAMS)) throw new UserError(`--loss '${spec}': unknown loss '${name}' (expected ${LOSS_NAMES.join(', ')})`);
+    const allowed = PARAMS[name as LossName];
+    const params: Record<string, number> = {};
+    if (colon >= 0) {
+      for (const kv of body.slice(colon + 1).split(',')) {
+        const eq = kv.indexOf('=');
+        const key = (eq < 0 ? kv : kv.slice(0, eq)).trim().toLowerCase();
+        const p = allowed.find(([k]) => k === key);
+        if (!p) throw new UserError(`--loss '${spec}': ${name} has no parameter '${key}' (it takes ${allowed.map(([k]) => k).join(', ')})`);
+        const value = eq < 0 ? '' : kv.slice(eq + 1).trim();
+        if (key === 'pos-weight' && value === 'auto') throw new UserError(`--loss '${spec}': pos-weight=auto is set for the run with --pos-weight auto, which ${name} terms use when they name no pos-weight`);
+        if (!isNumber(value) || !p[1](Number(value))) throw new UserError(`--loss '${spec}': ${name} ${key} must be ${p[2]}, got '${value}'`);
+        if (key in params) throw new UserError(`--loss '${spec}': ${name} ${key} is given twice`);
+        params[key] = Number(value);
+      }
+    }
+    terms.push({ name: name as LossName, weight, params });
+  }
+  return terms;
+}
+
+/** The terms of today's BCE + Dice from the --bce-weight / --dice-weight settings (zero weights dropped). */
+export function bceDiceTerms(bceWeight: number, diceWeight: number): LossTerm[] {
+  const terms: LossTerm[] = [];
+  if (bceWeight > 0) terms.push({ name: 'bce', weight: bceWeight, params: {} });
+  if (diceWeight > 0) terms.push({ name: 'dice', weight: diceWeight, params: {} });
+  return terms;
+}
+
+/**
+ * The loss function (logits, target) -> scalar of the terms. `posWeight` is the run's BCE
+ * positive weight, used by BCE and OHEM terms that do not give their own.
+ */
+export function buildLoss(terms: LossTerm[], { posWeight }: { posWeight?: number } = {}): (logits: Tensor, target: Tensor) => Tensor {
+  if (terms.length === 0) throw new UserError('the loss has no terms (the BCE and Dice weights are both 0?)');
+  const fns = terms.map((t): ((x: Tensor, y: Tensor) => Tensor) => {
+    const p = t.params;
+    switch (t.name) {
+      case 'bce': return (x, y) => F.bceWithLogits(x, y, { posWeight: p['pos-weight'] ?? posWeight });
+      case 'dice': return (x, y) => F.diceLoss(x, y, { smooth: p.smooth });
+      case 'focal': return (x, y) => F.focalLoss(x, y, { gamma: p.gamma, alpha: p.alpha });
+      case 'tversky': return (x, y) => F.tverskyLoss(x, y, { alpha: p.alpha, beta: p.beta, smooth: p.smooth });
+      case 'ohem': return (x, y) => F.ohemBce(x, y, { ratio: p.ratio, posWeight: p['pos-weight'] ?? posWeight });
+      default: throw new UserError(`unknown loss '${String((t as LossTerm).name)}'`);
+    }
+  });
+  return (x, y) => {
+    let total: Tensor | null = null;
+    fns.forEach((fn, i) => {
+      const l = fn(x, y).mul(terms[i].weight);
+      total = total ? total.add(l) : l;
+    });
+    return total!;
+  };
+}
+
+/** A spec string for logs, e.g. '0.5*bce:pos-weight=3+dice'. */
+export function formatLossTerms(terms: LossTerm[]): string {
+  return terms.map((t) => {
+    const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(',');
+    return `${t.weight !== 1 ? `${t.weight}*` : ''}${t.name}${params ? `:${params}` : ''}`;
+  }).join('+');
+}
