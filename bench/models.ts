@@ -1,11 +1,14 @@
-// npm run bench:models [-- --threads N --models cmunext-s,unet --runs 10 --train-runs 3 --no-train --no-torch --no-ort]
+// npm run bench:models [-- --threads N --models cmunext-s,unet --sizes 128,224,256 --batches 1,4,8,16 --train-batch 8 --runs 10 --train-runs 3 --no-train --no-torch --no-ort]
 //
 // Per model (each measurement in its own child process, so peak RSS is per model and mode):
 //   scalpel inference (batch 1, eval, noGrad) and training step (batch 8: forward, BCE + Dice,
 //   backward, SGD momentum 0.9 wd 1e-4), PyTorch (bench/pytorch/bench_models.py, same threads),
 //   ONNX Runtime for Node inference on the ONNX files bench_models.py exports (cached in
-//   .bench-cache/onnx). Rows are measured model by model, interleaved, so the ratios compare
-//   numbers taken under the same machine load. Missing torch / ORT / models: printed, skipped.
+//   .bench-cache/onnx, one file per input shape). Rows are measured model by model and size by
+//   size, interleaved, so the ratios compare numbers taken under the same machine load. --sizes
+//   (default: each model's own, 256 or 224 for NExNet) and --batches (inference batch sizes,
+//   default 1) multiply the rows; training runs once per model and size at --train-batch.
+//   Missing torch / ORT / models: printed, skipped.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -39,12 +42,11 @@ function timed(fn: () => void, runs: number, warmup: number): number[] {
 
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
 
-function childScalpel(name: string, mode: Mode, threads: number, runs: number, batch: number): Meas {
+function childScalpel(name: string, mode: Mode, threads: number, runs: number, batch: number, s: number): Meas {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const sc = require('../src');
   sc.setNumThreads(threads);
   const model = loadScalpelModel(sc, name);
-  const s = sizeOf(name);
   const sinInput = (shape: number[]) => {
     const n = shape.reduce((a, x) => a * x, 1), d = new Float32Array(n);
     for (let i = 0; i < n; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
@@ -54,9 +56,9 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
   let loss: number | undefined;
   if (mode === 'inference') {
     model.eval();
-    const x = sinInput([1, 3, s, s]);
+    const x = sinInput([batch, 3, s, s]);
     // The inference path users are told to take (README): fused conv -> BN -> activation plans.
-    if (process.env.SCALPEL_BENCH_PLAIN !== '1') sc.inference.optimize(model, [1, 3, s, s]);
+    if (process.env.SCALPEL_BENCH_PLAIN !== '1') sc.inference.optimize(model, [batch, 3, s, s]);
     ts = timed(() => sc.noGrad(() => sc.tidy(() => { model.forward(x); })), runs, 2);
   } else {
     model.train();
@@ -81,7 +83,9 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
   return { median_ms: median(ts), min_ms: Math.min(...ts), runs: ts.length, peak_rss_mb: rssMb(), loss };
 }
 
-async function childOrt(name: string, threads: number, runs: number): Promise<Meas> {
+const onnxFile = (name: string, b: number, s: number) => path.join(ONNX_DIR, `${name}-b${b}-s${s}.onnx`);
+
+async function childOrt(name: string, threads: number, runs: number, b: number, s: number): Promise<Meas> {
   let ort: any;
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -89,13 +93,12 @@ async function childOrt(name: string, threads: number, runs: number): Promise<Me
   } catch (e) {
     return { skipped: `onnxruntime-node not installed (${(e as Error).message.split('\n')[0]})` } as Meas;
   }
-  const file = path.join(ONNX_DIR, `${name}.onnx`);
+  const file = onnxFile(name, b, s);
   if (!fs.existsSync(file)) return { skipped: `no ONNX file ${path.relative(ROOT, file)}` } as Meas;
   const sess = await ort.InferenceSession.create(file, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  const s = sizeOf(name);
-  const d = new Float32Array(3 * s * s);
+  const d = new Float32Array(b * 3 * s * s);
   for (let i = 0; i < d.length; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
-  const feeds = { [sess.inputNames[0]]: new ort.Tensor('float32', d, [1, 3, s, s]) };
+  const feeds = { [sess.inputNames[0]]: new ort.Tensor('float32', d, [b, 3, s, s]) };
   for (let i = 0; i < 2; i++) await sess.run(feeds);
   const ts: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -115,8 +118,9 @@ function spawnChild(args: string[], timeoutMs: number): Meas {
   return { error: `child failed (status ${r.status}): ${why}`.slice(0, 400) } as Meas;
 }
 
-function spawnTorch(name: string, threads: number, runs: number, trainRuns: number, batch: number, noTrain: boolean, timeoutMs: number): { header?: any; rows: any[]; error?: string } {
-  const args = [TORCH_SCRIPT, '--threads', String(threads), '--models', name, '--runs', String(runs), '--train-runs', String(trainRuns), '--train-batch', String(batch)];
+function spawnTorch(name: string, threads: number, runs: number, trainRuns: number, batch: number, noTrain: boolean, timeoutMs: number, size: number, infBatches: number[]): { header?: any; rows: any[]; error?: string } {
+  const args = [TORCH_SCRIPT, '--threads', String(threads), '--models', name, '--runs', String(runs), '--train-runs', String(trainRuns), '--train-batch', String(batch),
+    '--size', String(size), '--inf-batches', infBatches.join(',')];
   if (noTrain) args.push('--no-train');
   const r = spawnSync(PY, args, { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 24 });
   const rows: any[] = [];
@@ -135,13 +139,19 @@ function torchAvailable(): string | null {
   return r.status === 0 ? null : `PyTorch not available (${PY} -c "import torch" failed)`;
 }
 
-function ensureOnnx(models: string[]): string | null {
-  const missing = models.filter((m) => !fs.existsSync(path.join(ONNX_DIR, `${m}.onnx`)));
-  if (!missing.length) return null;
+function ensureOnnx(models: string[], sizesOf: (m: string) => number[], batches: number[]): string | null {
+  const errors: string[] = [];
   fs.mkdirSync(ONNX_DIR, { recursive: true });
-  const r = spawnSync(PY, [TORCH_SCRIPT, '--no-bench', '--export-onnx', ONNX_DIR, '--models', missing.join(',')], { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
-  const errs = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((o) => o.mode === 'onnx_export' && !o.ok);
-  return errs.length ? errs.map((e) => `${e.model}: ${e.error}`).join('; ') : null;
+  for (const m of models) {
+    for (const s of sizesOf(m)) {
+      const missing = batches.filter((b) => !fs.existsSync(onnxFile(m, b, s)));
+      if (!missing.length) continue;
+      const r = spawnSync(PY, [TORCH_SCRIPT, '--no-bench', '--export-onnx', ONNX_DIR, '--models', m, '--size', String(s), '--inf-batches', missing.join(',')], { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
+      const errs = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((o) => o.mode === 'onnx_export' && !o.ok);
+      errors.push(...errs.map((e) => `${e.model} ${JSON.stringify(e.input_shape)}: ${e.error}`));
+    }
+  }
+  return errors.length ? errors.join('; ') : null;
 }
 
 async function parent() {
@@ -150,6 +160,10 @@ async function parent() {
   const runs = Number(arg('runs', '10'));
   const trainRuns = Number(arg('train-runs', '3'));
   const batch = Number(arg('train-batch', '8'));
+  const sizesArg = arg('sizes');
+  const sizesOf = (m: string) => (sizesArg ? sizesArg.split(',').map(Number) : [sizeOf(m)]);
+  const infBatches = (arg('batches', '1') as string).split(',').map(Number);
+  if ([...infBatches, ...(sizesArg ? sizesArg.split(',').map(Number) : [])].some((v) => !Number.isInteger(v) || v < 1)) throw new Error(`--sizes / --batches: expected comma-separated positive integers`);
   const noTrain = arg('no-train') === 'true';
   const timeoutMs = Number(arg('timeout-s', '1200')) * 1000;
   const info: any = { ...machine(), threads, runs, trainRuns, trainBatch: batch };
@@ -167,7 +181,7 @@ async function parent() {
   }
   if (!ortSkip && torchSkip) ortSkip = 'no ONNX export without PyTorch';
   if (!ortSkip) {
-    const e = ensureOnnx(models);
+    const e = ensureOnnx(models, sizesOf, infBatches);
     if (e) console.log(`ONNX export problems: ${e}`);
   }
   if (ortSkip) console.log(`ONNX Runtime column skipped: ${ortSkip}`);
@@ -175,29 +189,30 @@ async function parent() {
   info.ortSkipped = ortSkip;
 
   const rows: any[] = [];
-  for (const m of models) {
-    const s = sizeOf(m);
+  for (const m of models) for (const s of sizesOf(m)) {
     const la0 = loadavg();
-    const scInf = spawnChild(['--child', 'scalpel', '--model', m, '--mode', 'inference', '--threads', String(threads), '--runs', String(runs)], timeoutMs);
-    const scTr = noTrain ? null : spawnChild(['--child', 'scalpel', '--model', m, '--mode', 'train_step', '--threads', String(threads), '--runs', String(trainRuns), '--train-batch', String(batch)], timeoutMs);
-    const ortInf = ortSkip ? null : spawnChild(['--child', 'ort', '--model', m, '--threads', String(threads), '--runs', String(runs)], timeoutMs);
-    let torchInf: any = null, torchTr: any = null, torchErr: string | undefined;
+    const common = ['--model', m, '--threads', String(threads), '--size', String(s)];
+    const scInf = infBatches.map((b) => spawnChild(['--child', 'scalpel', ...common, '--mode', 'inference', '--runs', String(runs), '--batch', String(b)], timeoutMs));
+    const scTr = noTrain ? null : spawnChild(['--child', 'scalpel', ...common, '--mode', 'train_step', '--runs', String(trainRuns), '--train-batch', String(batch)], timeoutMs);
+    const ortInf = infBatches.map((b) => (ortSkip ? null : spawnChild(['--child', 'ort', ...common, '--runs', String(runs), '--batch', String(b)], timeoutMs)));
+    let torchInf: any[] = [], torchTr: any = null, torchErr: string | undefined;
     if (!torchSkip) {
-      const t = spawnTorch(m, threads, runs, trainRuns, batch, noTrain, timeoutMs);
+      const t = spawnTorch(m, threads, runs, trainRuns, batch, noTrain, timeoutMs, s, infBatches);
       if (t.header && !info.torchHeader) {
         info.torchHeader = t.header;
         console.log(`PyTorch ${t.header.torch}: threads ${t.header.threads}, oneDNN(mkldnn) available ${t.header.mkldnn_available}, MKL ${t.header.mkl_available}, ` +
           `BLAS ${t.header.build_flags?.BLAS_INFO ?? '?'} -> ${JSON.stringify(t.header.build_flags?.['libblas.so.3'] ?? null)}, USE_MKLDNN=${t.header.build_flags?.USE_MKLDNN ?? '?'}`);
       }
-      torchInf = t.rows.find((r) => r.mode === 'inference') ?? null;
+      torchInf = infBatches.map((b) => t.rows.find((r) => r.mode === 'inference' && r.batch === b) ?? null);
       torchTr = t.rows.find((r) => r.mode === 'train_step') ?? null;
       torchErr = t.error;
     }
     const la = loadavg();
-    for (const [mode, sc, th, ort] of [['inference', scInf, torchInf, ortInf], ['train_step', scTr, torchTr, null]] as const) {
-      if (mode === 'train_step' && noTrain) continue;
+    const measured: [Mode, number, Meas | null, any, Meas | null][] = infBatches.map((b, i) => ['inference', b, scInf[i], torchInf[i] ?? null, ortInf[i]]);
+    if (!noTrain) measured.push(['train_step', batch, scTr, torchTr, null]);
+    for (const [mode, b, sc, th, ort] of measured) {
       const row = {
-        model: m, mode, batch: mode === 'inference' ? 1 : batch, size: s,
+        model: m, mode, batch: b, size: s,
         scalpel: sc, torch: th ?? (torchSkip ? { skipped: torchSkip } : { error: torchErr ?? 'no result' }),
         ort: mode === 'inference' ? (ort ?? { skipped: ortSkip }) : null,
         ratioTorch: sc?.median_ms && th?.median_ms ? sc.median_ms / th.median_ms : null,
@@ -206,7 +221,7 @@ async function parent() {
       };
       rows.push(row);
       const show = (x: any) => (x?.median_ms != null ? `${fmt(x.median_ms, 1)} ms (RSS ${fmt(x.peak_rss_mb, 0)} MB)` : x?.skipped ? 'skipped' : `error: ${x?.error ?? '?'}`);
-      console.log(`${m} ${mode} b${row.batch}: scalpel ${show(sc)} | torch ${show(row.torch)}${mode === 'inference' ? ` | ort ${show(row.ort)}` : ''} | ratio sc/torch ${fmt(row.ratioTorch)}${row.ratioOrt != null ? `, sc/ort ${fmt(row.ratioOrt)}` : ''} | loadavg ${la.join(' ')}`);
+      console.log(`${m} ${s}px ${mode} b${row.batch}: scalpel ${show(sc)} | torch ${show(row.torch)}${mode === 'inference' ? ` | ort ${show(row.ort)}` : ''} | ratio sc/torch ${fmt(row.ratioTorch)}${row.ratioOrt != null ? `, sc/ort ${fmt(row.ratioOrt)}` : ''} | loadavg ${la.join(' ')}`);
     }
   }
 
@@ -218,9 +233,9 @@ async function parent() {
     `${info.date}, ${info.cpu} (${info.logicalCpus} logical CPUs), ${info.node}, ${threads} thread(s) for every engine, loadavg at start ${info.loadavg.join(' ')}, at end ${loadavg().join(' ')}.`,
     h ? `PyTorch ${h.torch} (BLAS_INFO=${h.build_flags?.BLAS_INFO}, libblas -> ${JSON.stringify(h.build_flags?.['libblas.so.3'])}, USE_MKLDNN=${h.build_flags?.USE_MKLDNN}, mkldnn available ${h.mkldnn_available}).` : `PyTorch: ${torchSkip ?? 'no header'}.`,
     `ONNX Runtime: ${ortSkip ?? 'onnxruntime-node ' + (() => { try { return require('onnxruntime-node/package.json').version; } catch { return '?'; } })()}.`, '',
-    'Inference: batch 1, eval mode, no grad. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak).', '',
+    'Inference: eval mode, no grad, the sc.inference.optimize plan. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak).', '',
     mdTable(['model', 'mode', 'size', 'scalpel ms', 'img/s', 'RSS MB', 'PyTorch ms', 'img/s', 'RSS MB', 'ORT ms', 'RSS MB', 'scalpel/PyTorch', 'scalpel/ORT', 'loadavg (1 min)'],
-      rows.map((r) => [r.model, r.mode === 'inference' ? 'inference b1' : `train b${r.batch}`, r.size,
+      rows.map((r) => [r.model, r.mode === 'inference' ? `inference b${r.batch}` : `train b${r.batch}`, r.size,
         cell(r.scalpel), fmt(ips(r.scalpel, r.batch), 1), fmt(r.scalpel?.peak_rss_mb, 0),
         cell(r.torch), fmt(ips(r.torch, r.batch), 1), fmt(r.torch?.peak_rss_mb, 0),
         r.ort ? cell(r.ort) : '', r.ort ? fmt(r.ort?.peak_rss_mb, 0) : '',
@@ -239,8 +254,10 @@ async function child() {
   const runs = Number(arg('runs', '5'));
   let result: Meas;
   try {
-    if (kind === 'ort') result = await childOrt(name, threads, runs);
-    else result = childScalpel(name, arg('mode') as Mode, threads, runs, Number(arg('train-batch', '8')));
+    const size = Number(arg('size', String(sizeOf(name))));
+    const mode = arg('mode') as Mode;
+    if (kind === 'ort') result = await childOrt(name, threads, runs, Number(arg('batch', '1')), size);
+    else result = childScalpel(name, mode, threads, runs, mode === 'inference' ? Number(arg('batch', '1')) : Number(arg('train-batch', '8')), size);
   } catch (e) {
     const err = e as Error & { skip?: boolean };
     result = err.skip ? ({ skipped: err.message } as Meas) : ({ error: String(err.stack ?? err).split('\n').slice(0, 3).join(' | ') } as Meas);

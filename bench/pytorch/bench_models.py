@@ -89,19 +89,20 @@ def timed(fn, runs, warmup):
 
 
 def bench_model(name, args):
-    s = SIZE.get(name, 256)
+    s = args.size or SIZE.get(name, 256)
     m = det_init(models.build(name))
     out = []
-    # inference
+    # inference, at each batch size asked for
     m.eval()
-    x = sin_input([1, 3, s, s])
-    with torch.no_grad():
-        ts = timed(lambda: m(x), args.runs, args.warmup)
-    out.append({"model": name, "mode": "inference", "batch": 1, "size": s,
-                "params": models.count_params(m), "median_ms": round(statistics.median(ts), 2),
-                "min_ms": round(min(ts), 2), "runs": len(ts), "threads": torch.get_num_threads(),
-                "peak_rss_mb": round(peak_rss_mb(), 1)})
-    print(json.dumps(out[-1]), flush=True)
+    for b in [int(v) for v in args.inf_batches.split(",") if v]:
+        x = sin_input([b, 3, s, s])
+        with torch.no_grad():
+            ts = timed(lambda: m(x), args.runs, args.warmup)
+        out.append({"model": name, "mode": "inference", "batch": b, "size": s,
+                    "params": models.count_params(m), "median_ms": round(statistics.median(ts), 2),
+                    "min_ms": round(min(ts), 2), "runs": len(ts), "threads": torch.get_num_threads(),
+                    "peak_rss_mb": round(peak_rss_mb(), 1)})
+        print(json.dumps(out[-1]), flush=True)
     if not args.no_train:
         m.train()
         b = args.train_batch
@@ -125,14 +126,19 @@ def bench_model(name, args):
     return m
 
 
-def export_onnx(name, out_dir):
-    s = SIZE.get(name, 256)
+def onnx_name(name, b, s):
+    """One file per input shape: traced exports fix shape-derived constants (e.g. MaSA decay)."""
+    return f"{name}-b{b}-s{s}.onnx"
+
+
+def export_onnx(name, out_dir, size, b):
+    s = size or SIZE.get(name, 256)
     m = det_init(models.build(name)).eval()
-    path = os.path.join(out_dir, f"{name}.onnx")
-    rec = {"model": name, "mode": "onnx_export", "opset": 13, "input_shape": [1, 3, s, s],
+    path = os.path.join(out_dir, onnx_name(name, b, s))
+    rec = {"model": name, "mode": "onnx_export", "opset": 13, "input_shape": [b, 3, s, s],
            "path": path}
     try:
-        torch.onnx.export(m, sin_input([1, 3, s, s]), path, opset_version=13,
+        torch.onnx.export(m, sin_input([b, 3, s, s]), path, opset_version=13,
                           input_names=["input"], output_names=["logits"], do_constant_folding=True)
         rec["ok"] = True
         rec["bytes"] = os.path.getsize(path)
@@ -160,6 +166,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--train-runs", type=int, default=3)
     ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=None, help="input side (default: the model's own)")
+    ap.add_argument("--inf-batches", default="1", help="inference batch sizes, comma-separated")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-bench", action="store_true", help="only export (with --export-onnx)")
     ap.add_argument("--export-onnx", default=None, metavar="DIR")
@@ -181,7 +189,8 @@ def main():
     if args.export_onnx:
         os.makedirs(args.export_onnx, exist_ok=True)
         for n in names:
-            export_onnx(n, args.export_onnx)
+            for b in [int(v) for v in args.inf_batches.split(",") if v]:
+                export_onnx(n, args.export_onnx, args.size, b)
 
 
 if __name__ == "__main__":
