@@ -88,6 +88,8 @@ const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined b
   'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
   "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
   '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
+const LIST_HELP = "list file of ids, one per line, relative to --data (CMUNeXt's busi_train.txt / busi_val.txt; ids with or without " +
+  "the extension, e.g. 'benign (10)' or 'benign (10).png'), replacing split files and fold CSVs";
 const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
   'or d4 (the 4 rotations by 90 degrees, each with and without a flip: 8 passes); none = one pass').choices(TTA_MODES as string[]).default('none');
 
@@ -99,6 +101,8 @@ function trainOptions(cmd: Command): Command {
     .option('--model-opts <json>', 'model constructor options as JSON', parseJsonObject)
     .option('--data <dir>', 'dataset folder (default: a built-in synthetic dataset generated under <out>/data)')
     .option('--fold <k>', 'fold of a dataset with a fold CSV (BUS-BRA)', posInt('--fold'))
+    .option('--train-list <file>', `${LIST_HELP}: the training ids (with --val-list)`)
+    .option('--val-list <file>', `${LIST_HELP}: the validation ids (with --train-list)`)
     .option('--size <px>', 'input side in pixels', posInt('--size', LIMITS.size))
     .addOption(new Option('--channels <n>', 'image channels fed to the model').choices(['1', '3']).argParser((v) => Number(v) as 1 | 3))
     .option('--epochs <n>', 'epochs', posInt('--epochs'))
@@ -141,6 +145,8 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     modelOptions: o.modelOpts as Record<string, unknown> | undefined,
     data: o.data as string | undefined,
     fold: o.fold as number | undefined,
+    trainList: o.trainList as string | undefined,
+    valList: o.valList as string | undefined,
     size: o.size as number | undefined,
     channels: o.channels as 1 | 3 | undefined,
     epochs: o.epochs as number | undefined,
@@ -223,6 +229,7 @@ export function buildProgram(): Command {
     .requiredOption('--data <dir>', 'dataset folder')
     .option('--fold <k>', 'fold of a dataset with a fold CSV', posInt('--fold'))
     .addOption(new Option('--split <name>', 'split to evaluate (default: test when present, else val)').choices(['train', 'val', 'test']))
+    .option('--val-list <file>', `${LIST_HELP}: evaluate these ids`)
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
     .option('--no-hd95', 'skip HD95')
@@ -232,7 +239,7 @@ export function buildProgram(): Command {
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
-        checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
+        checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
         post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });

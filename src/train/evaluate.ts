@@ -20,6 +20,11 @@ export interface EvaluateOptions {
   fold?: number;
   /** 'test' (default when the dataset has one), 'val' or 'train'. */
   split?: 'train' | 'val' | 'test';
+  /**
+   * A list file of the ids to evaluate (e.g. CMUNeXt's `busi_val.txt`), relative to `data` or
+   * absolute; it is the 'val' split then (split may only be 'val' or unset).
+   */
+  valList?: string;
   batch?: number;
   workers?: number;
   hd95?: boolean;
@@ -91,12 +96,16 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const tta = resolveTta(opts.tta);
   const { model, meta } = loadModelCheckpoint(opts.checkpoint);
   if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
-  const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0 });
-  const split = opts.split ?? (ds.ids.test && ds.ids.test.length ? 'test' : 'val');
+  if (opts.valList !== undefined && opts.split !== undefined && opts.split !== 'val') {
+    throw new UserError(`--val-list ${opts.valList} is the split to evaluate: --split ${opts.split} cannot be used with it`);
+  }
+  const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0, valList: opts.valList });
+  const split = opts.split ?? (opts.valList !== undefined ? 'val' : ds.ids.test && ds.ids.test.length ? 'test' : 'val');
   const ids = ds.ids[split];
   if (!ids || ids.length === 0) throw new UserError(`${ds.root}: empty ${split} split`);
   // The metrics file's folder is made (or found unwritable) before the evaluation, not after it.
-  const file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
+  const listTag = ds.listFiles?.val ? `-${path.basename(ds.listFiles.val).replace(/\.[^.]*$/, '').replace(/[^\w.-]/g, '_')}` : '';
+  const file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}${listTag}.json`);
   if (file !== null) makeOutputFolder(path.dirname(path.resolve(file)));
   const loader = new DataLoader(ds, ids, {
     batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
@@ -116,7 +125,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   }
   const summary = acc.summary();
   if (file !== null) {
-    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
+    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, list: ds.listFiles?.[split] ?? null, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
   }
   return { split, count: summary.count, summary, meta, file, post: post ? formatPostSpec(post) : '', tta };
 }
