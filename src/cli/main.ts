@@ -88,6 +88,10 @@ const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined b
   'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
   "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
   '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
+const CHECKPOINT_HELP = 'model checkpoint (best.safetensors) or run folder; repeat it (--checkpoint a --checkpoint b) or give a ' +
+  'comma-separated list for an ensemble: the probabilities of the models (each with its own normalisation, and --tta inside each) ' +
+  'are averaged, then thresholded at 0.5 and post-processed. The checkpoints must agree on input size, channels and task';
+const collectCheckpoints = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 const LIST_HELP = "list file of ids, one per line, relative to --data (CMUNeXt's busi_train.txt / busi_val.txt; ids with or without " +
   "the extension, e.g. 'benign (10)' or 'benign (10).png'), replacing split files and fold CSVs";
 const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
@@ -225,7 +229,7 @@ export function buildProgram(): Command {
   program
     .command('evaluate')
     .description('evaluate a checkpoint: metrics at threshold 0.5 (global and per-image mean); writes JSON')
-    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--checkpoint <file>', CHECKPOINT_HELP, collectCheckpoints)
     .requiredOption('--data <dir>', 'dataset folder')
     .option('--fold <k>', 'fold of a dataset with a fold CSV', posInt('--fold'))
     .addOption(new Option('--split <name>', 'split to evaluate (default: test when present, else val)').choices(['train', 'val', 'test']))
@@ -239,11 +243,12 @@ export function buildProgram(): Command {
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
-        checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
+        checkpoint: o.checkpoint as string[], data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
         post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
-      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
+      const who = r.checkpoints.length > 1 ? `ensemble of ${r.checkpoints.length} checkpoints (${r.meta.model})` : `${r.meta.model} (epoch ${r.meta.epoch})`;
+      console.log(`${who} on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
     });
@@ -251,13 +256,13 @@ export function buildProgram(): Command {
   program
     .command('predict')
     .description('predict masks for a folder of images: <out>/<id>.png (mask) and <out>/<id>_overlay.png')
-    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--checkpoint <file>', CHECKPOINT_HELP, collectCheckpoints)
     .requiredOption('--input <dir>', 'folder of images')
     .requiredOption('--out <dir>', 'output folder')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at each image's original size)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
-      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
+      const r = await predict({ checkpoint: o.checkpoint as string[], input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });
 

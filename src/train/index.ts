@@ -12,3 +12,5 @@ export { Canvas, plotCurves, overlay } from './plot';
 export { UserError } from './errors';
 export { ttaProbabilities, ttaTransforms, transformPlanes, untransformPlanes, parseTtaMode, TTA_MODES } from './tta';
 export type { TtaMode, Dihedral, TtaOptions } from './tta';
+export { loadEnsemble, ensembleProbabilities, resolveCheckpoints, normalizeFor } from './ensemble';
+export type { Ensemble, EnsembleMember } from './ensemble';
