@@ -4,6 +4,7 @@
  *   scalpel train [--recipe cmunext|nexnet] [--data DIR] [--fold K] ...
  *   scalpel evaluate --checkpoint FILE --data DIR [--fold K]
  *   scalpel predict --checkpoint FILE --input DIR --out DIR
+ *   scalpel cv --folds K [train options] [--ensemble]
  *   scalpel split DIR --val 0.2 [--test 0.1] --seed N
  *   scalpel summary MODEL --size 256
  *   scalpel pretrain [--data DIR] ...
@@ -12,7 +13,7 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
+import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { parseLossSpec } from '../train/losses';
 import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
@@ -41,6 +42,12 @@ const workersInt = (what: string) => (v: string): number => {
 const frac = (what: string) => (v: string): number => {
   const n = num(what)(v);
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${what} must be in [0, 1), got '${v}'`);
+  return n;
+};
+
+const foldsInt = (v: string): number => {
+  const n = posInt('--folds', [100, 'one training per fold'])(v);
+  if (n < 2) throw new InvalidArgumentError(`--folds must be at least 2 (one part held out, the others trained on), got '${v}'`);
   return n;
 };
 
@@ -224,6 +231,31 @@ export function buildProgram(): Command {
       };
       if (f.out === undefined && f.resume === undefined) f.out = path.join('runs', `pretrain-${String(f.model).replace(/[^\w.-]/g, '_')}`);
       await fit(f);
+    });
+
+  trainOptions(program.command('cv').description('k-fold cross-validation: trains each fold into <out>/fold-<k>, evaluates it on its held-out part, ' +
+    'writes <out>/cv.json and <out>/cv.md (per-fold metrics, mean ± sample std)'))
+    .option('--folds <k>', "number of folds; the dataset's <k>-fold-cv.csv is used when it has one (BUS-BRA), else folds are generated from --fold-seed", foldsInt, 5)
+    .addOption(new Option('--fold-source <kind>', 'auto: the fold CSV when there is one with --folds folds, else generated; generated; csv (an error without one)').choices(['auto', 'generated', 'csv']).default('auto'))
+    .option('--fold-seed <n>', 'seed of the generated folds (default: --seed)', int('--fold-seed'))
+    .option('--cv-val <fraction>', "validation share of each generated fold's training part, for checkpoint selection", frac('--cv-val'), 0.2)
+    .option('--test-list <file>', `${LIST_HELP}: test ids kept out of every fold, for --ensemble (default: the dataset's test split, if any)`)
+    .option('--ensemble', "also evaluate the fold models' averaged probabilities (and each fold model) on the test split")
+    .option('--loss <spec>', LOSS_HELP, parseLoss)
+    .addOption(ttaOption())
+    .option('--post <spec>', `${POST_HELP} (in the held-out and test evaluations)`, parsePost)
+    .action(async (o: Record<string, unknown>) => {
+      const opts = toFitOptions(o);
+      if (o.loss !== undefined) {
+        if (o.bceWeight !== undefined || o.diceWeight !== undefined) throw new UserError('--loss replaces --bce-weight and --dice-weight: put the weights in the spec, e.g. --loss 0.5*bce+dice', 2);
+        opts.loss = o.loss as string;
+      }
+      if (opts.out === undefined) opts.out = path.join('runs', `cv-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
+      if ((o.cvVal as number) <= 0) throw new UserError('--cv-val must be above 0: each fold needs validation images to choose its checkpoint', 2);
+      await crossValidate(opts, {
+        folds: o.folds as number, source: o.foldSource as 'auto', foldSeed: o.foldSeed as number | undefined, valFraction: o.cvVal as number,
+        testList: o.testList as string | undefined, ensemble: Boolean(o.ensemble), tta: o.tta as TtaMode, post: o.post as PostSpec | undefined,
+      });
     });
 
   program

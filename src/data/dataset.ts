@@ -169,8 +169,9 @@ function splitFileName(kind: 'train' | 'val' | 'test', name?: string): string {
 
 /**
  * Read an id list: one id per line, with or without an image extension (CMUNeXt's split.py
- * variants write both), surrounding whitespace ignored; a line starting with '#' is a comment,
- * and so is ' #...' at the end of a line that is not itself an id (file names may hold '#').
+ * variants write both), surrounding whitespace ignored; a line starting with '#' that is not an id
+ * is a comment, and so is ' #...' at the end of a line that is not itself an id (file names may
+ * hold '#').
  * Returns each id with its 1-based line number.
  */
 function readIdLines(file: string, known: Map<string, string>, imageDir?: string): { id: string; line: number; text: string }[] {
@@ -187,8 +188,11 @@ function readIdLines(file: string, known: Map<string, string>, imageDir?: string
   };
   text.split(/\r?\n/).forEach((line, i) => {
     const raw = line.trim();
-    if (raw === '' || raw.startsWith('#')) return;
-    const id = resolve(raw) ?? (/\s#/.test(raw) ? resolve(raw.replace(/\s+#.*$/, '')) : undefined);
+    if (raw === '') return;
+    // An id is an id even when it starts with '#' (lists written by `scalpel cv` hold any id).
+    let id = resolve(raw);
+    if (id === undefined && raw.startsWith('#')) return;
+    if (id === undefined && /\s#/.test(raw)) id = resolve(raw.replace(/\s+#.*$/, ''));
     if (id === undefined) {
       const shown = raw.replace(/\s+#.*$/, '');
       throw new DataError(`${file}:${i + 1}: unknown id '${shown}' (${imageDir ? `no image of that name in ${imageDir}` : 'no such image'})`, 'split', file);

@@ -146,7 +146,8 @@ async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, n
 
 const fmtTime = (s: number): string => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`);
 
-function metricRecord(sum: MetricSummary): Record<string, number> {
+/** Flat metric names of a summary (global, and per-image with an _img suffix), as the logs and cv.json use them. */
+export function metricRecord(sum: MetricSummary): Record<string, number> {
   const g = sum.global, p = sum.perImage;
   const r: Record<string, number> = {
     dice: g.dice, iou: g.iou, precision: g.precision, recall: g.recall, specificity: g.specificity, accuracy: g.accuracy,

@@ -14,3 +14,5 @@ export { ttaProbabilities, ttaTransforms, transformPlanes, untransformPlanes, pa
 export type { TtaMode, Dihedral, TtaOptions } from './tta';
 export { loadEnsemble, ensembleProbabilities, resolveCheckpoints, normalizeFor } from './ensemble';
 export type { Ensemble, EnsembleMember } from './ensemble';
+export { crossValidate, generateFolds, meanStd, CV_TABLE_METRICS } from './cv';
+export type { CrossValidateOptions, CrossValidateResult, FoldResult, MeanStd } from './cv';
