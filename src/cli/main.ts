@@ -293,8 +293,15 @@ export function buildProgram(): Command {
     .requiredOption('--out <dir>', 'output folder')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at each image's original size)`, parsePost)
+    .option('--window <px>', "sliding-window inference: predict each image at its own resolution in <px> x <px> windows fed to the model as they are " +
+      "(use the size the model was trained at for the same scale), blended with Gaussian weights (sigma = px/8); images smaller than a window are " +
+      "edge-padded. Default: the whole image resized to the model's size and the probabilities resized back", posInt('--window', LIMITS.size))
+    .option('--overlap <fraction>', 'overlap of neighbouring windows as a fraction of their side (default 0.5; needs --window)', frac('--overlap'))
     .action(async (o: Record<string, unknown>) => {
-      const r = await predict({ checkpoint: o.checkpoint as string[], input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
+      const r = await predict({
+        checkpoint: o.checkpoint as string[], input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
+        window: o.window as number | undefined, overlap: o.overlap as number | undefined,
+      });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });
 

@@ -10,7 +10,8 @@ import { ModelMeta } from './checkpoint';
 import { Ensemble, ensembleProbabilities, loadEnsemble, normalizeFor, resolveCheckpoints } from './ensemble';
 import { overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
-import { parseTtaMode, ttaProbabilities, TtaMode } from './tta';
+import { parseTtaMode, TtaMode } from './tta';
+import { checkWindowOptions, slidingWindowProbabilities } from './sliding-window';
 
 
 export interface EvaluateOptions {
@@ -167,6 +168,14 @@ export interface PredictOptions {
   post?: string | PostSpec;
   /** Test-time augmentation (see EvaluateOptions.tta); the averaged probabilities are resized to the image's size, then thresholded. */
   tta?: TtaMode;
+  /**
+   * Sliding-window inference (src/train/sliding-window.ts): predict each image at its own
+   * resolution in windows of this many pixels, blended with Gaussian weights, instead of resizing
+   * it to the model's size. Unset: the whole image resized to the model's size and back.
+   */
+  window?: number;
+  /** Overlap of the windows as a fraction of their side, in [0, 1) (default 0.5; needs window). */
+  overlap?: number;
 }
 
 /** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
@@ -177,6 +186,15 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
   const post = resolvePost(opts.post);
   const tta = resolveTta(opts.tta);
+  if (opts.overlap !== undefined && opts.window === undefined) throw new UserError('--overlap needs --window (the overlap of the sliding windows)');
+  let windowOpts: { window: number; overlap: number } | null = null;
+  if (opts.window !== undefined) {
+    try {
+      windowOpts = checkWindowOptions({ window: opts.window, overlap: opts.overlap ?? 0.5 });
+    } catch (e) {
+      throw new UserError(`--window/--overlap: ${(e as Error).message}`);
+    }
+  }
   const checkpoints = resolveCheckpoints(opts.checkpoint);
   const ens = loadEnsemble(checkpoints);
   const meta = ens.meta;
@@ -189,10 +207,17 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
       const id = name.slice(0, name.length - path.extname(name).length);
       const full = await readImage(path.join(inDir, name), { channels: meta.channels });
       const C = meta.channels, S = meta.size, n = S * S;
-      const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
-      // Probabilities (averaged over the TTA transforms and the ensemble's models) back to the input's size (bilinear), then threshold 0.5.
-      const prob = ensembleProbabilities(ens, x, [1, C, S, S], tta).data.subarray(0, n);
-      const up = resizeBilinear(prob, 1, S, S, full.height, full.width);
+      let up: Float32Array;
+      if (windowOpts) {
+        // Windows at the image's resolution; each window's probabilities as below, blended.
+        const blended = slidingWindowProbabilities((t, shape) => ensembleProbabilities(ens, t, shape, tta), full.data, C, full.height, full.width, { ...windowOpts, batch: 4 });
+        up = blended.data.subarray(0, full.height * full.width);
+      } else {
+        const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
+        // Probabilities (averaged over the TTA transforms and the ensemble's models) back to the input's size (bilinear), then threshold 0.5.
+        const prob = ensembleProbabilities(ens, x, [1, C, S, S], tta).data.subarray(0, n);
+        up = resizeBilinear(prob, 1, S, S, full.height, full.width);
+      }
       let mask: Uint8Array = new Uint8Array(up.length);
       for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
       if (post) mask = postprocessMask(mask, full.height, full.width, post);

@@ -16,3 +16,5 @@ export { loadEnsemble, ensembleProbabilities, resolveCheckpoints, normalizeFor }
 export type { Ensemble, EnsembleMember } from './ensemble';
 export { crossValidate, generateFolds, meanStd, CV_TABLE_METRICS } from './cv';
 export type { CrossValidateOptions, CrossValidateResult, FoldResult, MeanStd } from './cv';
+export { slidingWindowProbabilities, windowPositions, gaussianWeights, checkWindowOptions } from './sliding-window';
+export type { SlidingWindowOptions, WindowProbabilities } from './sliding-window';
