@@ -122,6 +122,25 @@ describe('cross-validation', function () {
     await assert.rejects(crossValidate(tiny('cv-csv3', { data: bus }), { folds: 3, source: 'csv', log: () => {} }), /no 3-fold-cv\.csv \(found 2-fold-cv\.csv\)/);
   });
 
+  it('folds the ids of --train-list and --val-list (CMUNeXt layout); --test-list is the ensemble\'s test split', async () => {
+    const cm = path.join(tmp, 'cmunext');
+    fs.mkdirSync(path.join(cm, 'masks', '0'), { recursive: true });
+    fs.cpSync(path.join(data, 'images'), path.join(cm, 'images'), { recursive: true });
+    const ids = fs.readdirSync(path.join(cm, 'images')).map((n) => n.replace(/\.png$/, '')).sort();
+    // Names with spaces and parentheses; one image has no mask and is in no list.
+    const names = ids.map((_, i) => `case (${i + 1})`);
+    ids.forEach((id, i) => {
+      fs.renameSync(path.join(cm, 'images', `${id}.png`), path.join(cm, 'images', `${names[i]}.png`));
+      if (i < 11) fs.copyFileSync(path.join(data, 'masks', `${id}.png`), path.join(cm, 'masks', '0', `${names[i]}.png`));
+    });
+    fs.writeFileSync(path.join(cm, 'tr.txt'), names.slice(0, 5).map((n) => `${n}.png`).join('\n') + '\n');
+    fs.writeFileSync(path.join(cm, 'va.txt'), names.slice(5, 8).join('\n') + '\n');
+    fs.writeFileSync(path.join(cm, 'te.txt'), names.slice(8, 11).join('\n') + '\n');
+    const r = await crossValidate(tiny('cv-lists', { data: cm, trainList: 'tr.txt', valList: 'va.txt' }), { folds: 2, testList: 'te.txt', ensemble: true, log: () => {}, hd95: false });
+    assert.deepEqual(r.folds.flatMap((f) => readList(path.join(f.dir, 'heldout.txt'))).sort(), names.slice(0, 8).sort());
+    assert.ok(r.ensemble && 'test' in r.ensemble && r.ensemble.test === 3);
+  });
+
   it('bad options are clear errors before any training; the CLI documents and checks them', async () => {
     const err = (re: RegExp) => (e: Error) => e instanceof UserError && re.test(e.message);
     await assert.rejects(crossValidate(tiny('e1', { data }), { folds: 1 }), err(/--folds must be an integer from 2 to 100, got 1/));

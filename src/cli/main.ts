@@ -234,7 +234,8 @@ export function buildProgram(): Command {
     });
 
   trainOptions(program.command('cv').description('k-fold cross-validation: trains each fold into <out>/fold-<k>, evaluates it on its held-out part, ' +
-    'writes <out>/cv.json and <out>/cv.md (per-fold metrics, mean ± sample std)'))
+    'writes <out>/cv.json and <out>/cv.md (per-fold metrics, mean ± sample std). Takes the train options (not --fold or --resume); ' +
+    'with --train-list/--val-list their ids are folded'))
     .option('--folds <k>', "number of folds; the dataset's <k>-fold-cv.csv is used when it has one (BUS-BRA), else folds are generated from --fold-seed", foldsInt, 5)
     .addOption(new Option('--fold-source <kind>', 'auto: the fold CSV when there is one with --folds folds, else generated; generated; csv (an error without one)').choices(['auto', 'generated', 'csv']).default('auto'))
     .option('--fold-seed <n>', 'seed of the generated folds (default: --seed)', int('--fold-seed'))
