@@ -4,6 +4,7 @@
  *   scalpel train [--recipe cmunext|nexnet] [--data DIR] [--fold K] ...
  *   scalpel evaluate --checkpoint FILE --data DIR [--fold K]
  *   scalpel predict --checkpoint FILE --input DIR --out DIR
+ *   scalpel cv --folds K [train options] [--ensemble]
  *   scalpel split DIR --val 0.2 [--test 0.1] --seed N
  *   scalpel summary MODEL --size 256
  *   scalpel pretrain [--data DIR] ...
@@ -12,7 +13,7 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
+import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { parseLossSpec } from '../train/losses';
 import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
@@ -41,6 +42,12 @@ const workersInt = (what: string) => (v: string): number => {
 const frac = (what: string) => (v: string): number => {
   const n = num(what)(v);
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${what} must be in [0, 1), got '${v}'`);
+  return n;
+};
+
+const foldsInt = (v: string): number => {
+  const n = posInt('--folds', [100, 'one training per fold'])(v);
+  if (n < 2) throw new InvalidArgumentError(`--folds must be at least 2 (one part held out, the others trained on), got '${v}'`);
   return n;
 };
 
@@ -88,6 +95,12 @@ const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined b
   'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
   "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
   '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
+const CHECKPOINT_HELP = 'model checkpoint (best.safetensors) or run folder; repeat it (--checkpoint a --checkpoint b) or give a ' +
+  'comma-separated list for an ensemble: the probabilities of the models (each with its own normalisation, and --tta inside each) ' +
+  'are averaged, then thresholded at 0.5 and post-processed. The checkpoints must agree on input size, channels and task';
+const collectCheckpoints = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
+const LIST_HELP = "list file of ids, one per line, relative to --data (CMUNeXt's busi_train.txt / busi_val.txt; ids with or without " +
+  "the extension, e.g. 'benign (10)' or 'benign (10).png'), replacing split files and fold CSVs";
 const ttaOption = () => new Option('--tta <mode>', 'test-time augmentation: average the probabilities over flips (identity, horizontal, vertical, both: 4 passes) ' +
   'or d4 (the 4 rotations by 90 degrees, each with and without a flip: 8 passes); none = one pass').choices(TTA_MODES as string[]).default('none');
 
@@ -99,6 +112,8 @@ function trainOptions(cmd: Command): Command {
     .option('--model-opts <json>', 'model constructor options as JSON', parseJsonObject)
     .option('--data <dir>', 'dataset folder (default: a built-in synthetic dataset generated under <out>/data)')
     .option('--fold <k>', 'fold of a dataset with a fold CSV (BUS-BRA)', posInt('--fold'))
+    .option('--train-list <file>', `${LIST_HELP}: the training ids (with --val-list)`)
+    .option('--val-list <file>', `${LIST_HELP}: the validation ids (with --train-list)`)
     .option('--size <px>', 'input side in pixels', posInt('--size', LIMITS.size))
     .addOption(new Option('--channels <n>', 'image channels fed to the model').choices(['1', '3']).argParser((v) => Number(v) as 1 | 3))
     .option('--epochs <n>', 'epochs', posInt('--epochs'))
@@ -141,6 +156,8 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     modelOptions: o.modelOpts as Record<string, unknown> | undefined,
     data: o.data as string | undefined,
     fold: o.fold as number | undefined,
+    trainList: o.trainList as string | undefined,
+    valList: o.valList as string | undefined,
     size: o.size as number | undefined,
     channels: o.channels as 1 | 3 | undefined,
     epochs: o.epochs as number | undefined,
@@ -216,13 +233,40 @@ export function buildProgram(): Command {
       await fit(f);
     });
 
+  trainOptions(program.command('cv').description('k-fold cross-validation: trains each fold into <out>/fold-<k>, evaluates it on its held-out part, ' +
+    'writes <out>/cv.json and <out>/cv.md (per-fold metrics, mean ± sample std). Takes the train options (not --fold or --resume); ' +
+    'with --train-list/--val-list their ids are folded'))
+    .option('--folds <k>', "number of folds; the dataset's <k>-fold-cv.csv is used when it has one (BUS-BRA), else folds are generated from --fold-seed", foldsInt, 5)
+    .addOption(new Option('--fold-source <kind>', 'auto: the fold CSV when there is one with --folds folds, else generated; generated; csv (an error without one)').choices(['auto', 'generated', 'csv']).default('auto'))
+    .option('--fold-seed <n>', 'seed of the generated folds (default: --seed)', int('--fold-seed'))
+    .option('--cv-val <fraction>', "validation share of each generated fold's training part, for checkpoint selection", frac('--cv-val'), 0.2)
+    .option('--test-list <file>', `${LIST_HELP}: test ids kept out of every fold, for --ensemble (default: the dataset's test split, if any)`)
+    .option('--ensemble', "also evaluate the fold models' averaged probabilities (and each fold model) on the test split")
+    .option('--loss <spec>', LOSS_HELP, parseLoss)
+    .addOption(ttaOption())
+    .option('--post <spec>', `${POST_HELP} (in the held-out and test evaluations)`, parsePost)
+    .action(async (o: Record<string, unknown>) => {
+      const opts = toFitOptions(o);
+      if (o.loss !== undefined) {
+        if (o.bceWeight !== undefined || o.diceWeight !== undefined) throw new UserError('--loss replaces --bce-weight and --dice-weight: put the weights in the spec, e.g. --loss 0.5*bce+dice', 2);
+        opts.loss = o.loss as string;
+      }
+      if (opts.out === undefined) opts.out = path.join('runs', `cv-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
+      if ((o.cvVal as number) <= 0) throw new UserError('--cv-val must be above 0: each fold needs validation images to choose its checkpoint', 2);
+      await crossValidate(opts, {
+        folds: o.folds as number, source: o.foldSource as 'auto', foldSeed: o.foldSeed as number | undefined, valFraction: o.cvVal as number,
+        testList: o.testList as string | undefined, ensemble: Boolean(o.ensemble), tta: o.tta as TtaMode, post: o.post as PostSpec | undefined,
+      });
+    });
+
   program
     .command('evaluate')
     .description('evaluate a checkpoint: metrics at threshold 0.5 (global and per-image mean); writes JSON')
-    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--checkpoint <file>', CHECKPOINT_HELP, collectCheckpoints)
     .requiredOption('--data <dir>', 'dataset folder')
     .option('--fold <k>', 'fold of a dataset with a fold CSV', posInt('--fold'))
     .addOption(new Option('--split <name>', 'split to evaluate (default: test when present, else val)').choices(['train', 'val', 'test']))
+    .option('--val-list <file>', `${LIST_HELP}: evaluate these ids`)
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
     .option('--no-hd95', 'skip HD95')
@@ -232,11 +276,12 @@ export function buildProgram(): Command {
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
-        checkpoint: o.checkpoint as string, data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined,
+        checkpoint: o.checkpoint as string[], data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
         post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
-      console.log(`${r.meta.model} (epoch ${r.meta.epoch}) on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
+      const who = r.checkpoints.length > 1 ? `ensemble of ${r.checkpoints.length} checkpoints (${r.meta.model})` : `${r.meta.model} (epoch ${r.meta.epoch})`;
+      console.log(`${who} on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
     });
@@ -244,13 +289,20 @@ export function buildProgram(): Command {
   program
     .command('predict')
     .description('predict masks for a folder of images: <out>/<id>.png (mask) and <out>/<id>_overlay.png')
-    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--checkpoint <file>', CHECKPOINT_HELP, collectCheckpoints)
     .requiredOption('--input <dir>', 'folder of images')
     .requiredOption('--out <dir>', 'output folder')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at each image's original size)`, parsePost)
+    .option('--window <px>', "sliding-window inference: predict each image at its own resolution in <px> x <px> windows fed to the model as they are " +
+      "(use the size the model was trained at for the same scale), blended with Gaussian weights (sigma = px/8); images smaller than a window are " +
+      "edge-padded. Default: the whole image resized to the model's size and the probabilities resized back", posInt('--window', LIMITS.size))
+    .option('--overlap <fraction>', 'overlap of neighbouring windows as a fraction of their side (default 0.5; needs --window)', frac('--overlap'))
     .action(async (o: Record<string, unknown>) => {
-      const r = await predict({ checkpoint: o.checkpoint as string, input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode });
+      const r = await predict({
+        checkpoint: o.checkpoint as string[], input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
+        window: o.window as number | undefined, overlap: o.overlap as number | undefined,
+      });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });
 

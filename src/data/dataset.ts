@@ -11,6 +11,12 @@
  * optionally `test.txt` list ids one per line. When there are none, a split is made in
  * memory with the same algorithm and seed as writeSplit (so writeSplit + openDataset
  * and openDataset alone agree), and `splitSource` says so.
+ *
+ * List files given by name (`trainList` / `valList` / `testList`, as CMUNeXt's README runs it:
+ * `--train-list busi_train.txt --val-list busi_val.txt`) take the place of all of the above, in
+ * any layout: paths relative to the root (or absolute), one id per line, with or without the
+ * image's extension, spaces and parentheses allowed (`benign (10).png`). Only the listed ids need
+ * a mask then, and an id without an image or a mask is an error naming the list file and line.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,8 +34,10 @@ export interface SplitIds {
 export interface Dataset {
   root: string;
   layout: Layout;
-  /** Where the split came from. */
-  splitSource: 'files' | 'generated' | 'fold-csv';
+  /** Where the split came from ('lists': the list files named in OpenDatasetOptions). */
+  splitSource: 'files' | 'generated' | 'fold-csv' | 'lists';
+  /** The list files read (absolute paths), for the splits that came from one. */
+  listFiles?: Partial<Record<keyof SplitIds, string>>;
   ids: SplitIds;
   /** Every paired id in the dataset, sorted. */
   allIds: string[];
@@ -47,6 +55,13 @@ export interface OpenDatasetOptions {
   foldFile?: string;
   /** Split-file prefix: reads `<name>_train.txt` etc. instead of `train.txt`. */
   splitName?: string;
+  /**
+   * Split list files by name, relative to root (or absolute): these splits come from them and
+   * nothing else (no fold CSV, no split files, no generated split). A split without a list is empty.
+   */
+  trainList?: string;
+  valList?: string;
+  testList?: string;
   /** Force a layout instead of detecting it. */
   layout?: Layout;
   /** In-memory split when no split files exist: fractions and seed (defaults 0.2, 0, 0). */
@@ -116,8 +131,11 @@ function findFoldFile(root: string): string | undefined {
   return undefined;
 }
 
-/** Pair every image with its mask; throws naming the images that have none. */
-function pairFiles(root: string, layout: Layout): { images: Map<string, string>; masks: Map<string, string>; maskDir: string } {
+/**
+ * Pair every image with its mask; throws naming the images that have none, unless `lenient`
+ * (list files name the ids in use: only those must have a mask, which the caller checks).
+ */
+function pairFiles(root: string, layout: Layout, lenient = false): { images: Map<string, string>; masks: Map<string, string>; maskDir: string } {
   const imageDir = path.join(root, 'images');
   const maskDir = layout === 'cmunext' ? path.join(root, 'masks', '0') : path.join(root, 'masks');
   if (!isDir(imageDir)) throw new DataError(`${root}: missing folder images/`, 'missing', imageDir);
@@ -133,7 +151,7 @@ function pairFiles(root: string, layout: Layout): { images: Map<string, string>;
     if (hit === undefined) unpaired.push(id);
     else masks.set(id, maskFiles.get(hit)!);
   }
-  if (unpaired.length > 0) {
+  if (unpaired.length > 0 && !lenient) {
     const first = path.join(imageDir, images.get(unpaired[0])!);
     const list = unpaired.slice(0, 5).map((id) => images.get(id)).join(', ');
     throw new DataError(
@@ -149,21 +167,43 @@ function splitFileName(kind: 'train' | 'val' | 'test', name?: string): string {
   return name ? `${name}_${kind}.txt` : `${kind}.txt`;
 }
 
-/** Read an id list; lines may carry an image extension (CMUNeXt's split.py variants do), '#' starts a comment. */
-function readIdList(file: string, known: Map<string, string>): string[] {
-  const text = fs.readFileSync(file, 'utf8');
-  const ids: string[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    let id = line.replace(/#.*/, '').trim();
-    if (id === '') return;
-    if (!known.has(id)) {
-      const ext = path.extname(id).slice(1).toLowerCase();
-      if (IMAGE_EXTENSIONS.includes(ext)) id = id.slice(0, id.length - ext.length - 1);
+/**
+ * Read an id list: one id per line, with or without an image extension (CMUNeXt's split.py
+ * variants write both), surrounding whitespace ignored; a line starting with '#' that is not an id
+ * is a comment, and so is ' #...' at the end of a line that is not itself an id (file names may
+ * hold '#').
+ * Returns each id with its 1-based line number.
+ */
+function readIdLines(file: string, known: Map<string, string>, imageDir?: string): { id: string; line: number; text: string }[] {
+  const text = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
+  const out: { id: string; line: number; text: string }[] = [];
+  const resolve = (raw: string): string | undefined => {
+    if (known.has(raw)) return raw;
+    const ext = path.extname(raw).slice(1).toLowerCase();
+    if (IMAGE_EXTENSIONS.includes(ext)) {
+      const bare = raw.slice(0, raw.length - ext.length - 1);
+      if (known.has(bare)) return bare;
     }
-    if (!known.has(id)) throw new DataError(`${file}:${i + 1}: unknown id '${line.trim()}' (no such image)`, 'split', file);
-    ids.push(id);
+    return undefined;
+  };
+  text.split(/\r?\n/).forEach((line, i) => {
+    const raw = line.trim();
+    if (raw === '') return;
+    // An id is an id even when it starts with '#' (lists written by `scalpel cv` hold any id).
+    let id = resolve(raw);
+    if (id === undefined && raw.startsWith('#')) return;
+    if (id === undefined && /\s#/.test(raw)) id = resolve(raw.replace(/\s+#.*$/, ''));
+    if (id === undefined) {
+      const shown = raw.replace(/\s+#.*$/, '');
+      throw new DataError(`${file}:${i + 1}: unknown id '${shown}' (${imageDir ? `no image of that name in ${imageDir}` : 'no such image'})`, 'split', file);
+    }
+    out.push({ id, line: i + 1, text: raw });
   });
-  return ids;
+  return out;
+}
+
+function readIdList(file: string, known: Map<string, string>): string[] {
+  return readIdLines(file, known).map((l) => l.id);
 }
 
 /** Parse a simple CSV (no quoted commas needed for the fold files, but quotes are handled). */
@@ -248,18 +288,62 @@ export function makeSplit(ids: readonly string[], opts: { val?: number; test?: n
   return testF > 0 ? { train, val, test } : { train, val };
 }
 
+/**
+ * The splits named by list files: each file must exist and list at least one id, each id must
+ * have an image and a mask, and no id may be listed twice (in one list or in two: a leak between
+ * training and evaluation). Errors name the file and line.
+ */
+function readSplitLists(
+  root: string, lists: Partial<Record<keyof SplitIds, string>>, images: Map<string, string>, masks: Map<string, string>, imageDir: string, maskDir: string,
+): { ids: SplitIds; listFiles: Partial<Record<keyof SplitIds, string>> } {
+  const ids: SplitIds = { train: [], val: [] };
+  const listFiles: Partial<Record<keyof SplitIds, string>> = {};
+  const seen = new Map<string, { file: string; line: number }>();
+  for (const kind of ['train', 'val', 'test'] as const) {
+    const name = lists[kind];
+    if (name === undefined) continue;
+    if (typeof name !== 'string' || name.trim() === '') throw new DataError(`${root}: the ${kind} list must be a file name, got '${String(name)}'`, 'split', root);
+    const file = path.resolve(root, name);
+    if (!isFile(file)) throw new DataError(`${file}: ${kind} list not found (list paths are relative to the dataset folder ${root})`, 'missing', file);
+    const lines = readIdLines(file, images, imageDir);
+    if (lines.length === 0) throw new DataError(`${file}: empty ${kind} list (no ids)`, 'split', file);
+    for (const l of lines) {
+      if (!masks.has(l.id)) throw new DataError(`${file}:${l.line}: '${l.text}' has an image (${images.get(l.id)}) but no mask in ${maskDir}`, 'missing', file);
+      const prev = seen.get(l.id);
+      if (prev) {
+        const where = prev.file === file ? `line ${prev.line}` : `${path.basename(prev.file)}:${prev.line}`;
+        throw new DataError(`${file}:${l.line}: '${l.text}' is listed twice (also at ${where})`, 'split', file);
+      }
+      seen.set(l.id, { file, line: l.line });
+    }
+    ids[kind] = lines.map((l) => l.id);
+    listFiles[kind] = file;
+  }
+  return { ids, listFiles };
+}
+
 export function openDataset(root: string, opts: OpenDatasetOptions = {}): Dataset {
   root = path.resolve(root);
   if (!isDir(root)) throw new DataError(`${root}: dataset folder not found`, 'missing', root);
-  const { layout, foldFile } = detectLayout(root, opts);
-  const { images, masks, maskDir } = pairFiles(root, layout);
+  const lists = { train: opts.trainList, val: opts.valList, test: opts.testList };
+  const useLists = Object.values(lists).some((v) => v !== undefined);
+  if (useLists && opts.fold !== undefined) {
+    throw new DataError(`${root}: both a fold (${opts.fold}) and split list files were given; they choose the split in different ways, pass one of them`, 'split', root);
+  }
+  // With list files the fold CSV is not read, so a BUS-BRA folder pairs like the flat layout.
+  const { layout, foldFile } = useLists ? { layout: opts.layout ?? (isDir(path.join(root, 'masks', '0')) ? 'cmunext' : 'flat') as Layout, foldFile: undefined } : detectLayout(root, opts);
+  const { images, masks, maskDir } = pairFiles(root, layout, useLists);
   const imageDir = path.join(root, 'images');
-  const allIds = [...images.keys()].sort();
+  const allIds = [...images.keys()].filter((id) => masks.has(id)).sort();
 
   let ids: SplitIds;
   let splitSource: Dataset['splitSource'];
   let fold: number | undefined;
-  if (layout === 'busbra') {
+  let listFiles: Dataset['listFiles'];
+  if (useLists) {
+    ({ ids, listFiles } = readSplitLists(root, lists, images, masks, imageDir, maskDir));
+    splitSource = 'lists';
+  } else if (layout === 'busbra') {
     fold = opts.fold ?? 1;
     const csv = path.join(root, foldFile ?? '5-fold-cv.csv');
     const f = readFoldCsv(csv, fold);
@@ -303,8 +387,9 @@ export function openDataset(root: string, opts: OpenDatasetOptions = {}): Datase
     splitSource,
     ids,
     allIds,
+    listFiles,
     fold,
-    foldFile: layout === 'busbra' ? (foldFile ?? '5-fold-cv.csv') : undefined,
+    foldFile: layout === 'busbra' && !useLists ? (foldFile ?? '5-fold-cv.csv') : undefined,
     imagePath: (id: string) => resolveId(id, images, imageDir, 'image'),
     maskPath: (id: string) => resolveId(id, masks, maskDir, 'mask'),
   };

@@ -22,6 +22,12 @@ export interface TrainConfig {
   syntheticCount: number;
   /** BUS-BRA fold (1-based) for datasets with a fold CSV. */
   fold?: number;
+  /**
+   * Train / validation list files (CMUNeXt's `busi_train.txt`, `busi_val.txt`), relative to `data`
+   * or absolute; given together, they choose the split instead of split files or a fold CSV.
+   */
+  trainList?: string;
+  valList?: string;
   /** Square input side in pixels. */
   size: number;
   /** Image channels fed to the model (grey images are replicated to 3). */
@@ -222,6 +228,13 @@ export function validateConfig(c: TrainConfig): void {
     throw new UserError(`invalid pos-weight '${c.posWeight}' (expected a positive number or 'auto')`);
   }
   if (c.fold !== undefined && !(Number.isInteger(c.fold) && c.fold >= 1)) throw new UserError(`invalid fold ${c.fold}`);
+  for (const k of ['trainList', 'valList'] as const) {
+    if (c[k] !== undefined && (typeof c[k] !== 'string' || c[k]!.trim() === '')) throw new UserError(`invalid ${k}: expected a file name, got '${String(c[k])}'`);
+  }
+  if ((c.trainList === undefined) !== (c.valList === undefined)) {
+    throw new UserError(`${c.trainList === undefined ? '--val-list' : '--train-list'} needs ${c.trainList === undefined ? '--train-list' : '--val-list'} too: training reads its split from both list files`);
+  }
+  if (c.trainList !== undefined && c.fold !== undefined) throw new UserError('--fold and --train-list/--val-list both choose the split: pass one of them');
   if (c.loss !== undefined) parseLossSpec(c.loss);
   else if (bceDiceTerms(c.bceWeight, c.diceWeight).length === 0) throw new UserError('invalid loss: the BCE and Dice weights are both 0');
   if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');

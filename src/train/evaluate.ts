@@ -3,23 +3,32 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
-import { Module } from '../nn';
 import { noGrad } from '../autograd/engine';
-import { optimize as optimizeForInference } from '../nn/inference';
 import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
-import { loadModelCheckpoint, ModelMeta } from './checkpoint';
+import { ModelMeta } from './checkpoint';
+import { Ensemble, ensembleProbabilities, loadEnsemble, normalizeFor, resolveCheckpoints } from './ensemble';
 import { overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
-import { parseTtaMode, ttaProbabilities, TtaMode } from './tta';
+import { parseTtaMode, TtaMode } from './tta';
+import { checkWindowOptions, slidingWindowProbabilities } from './sliding-window';
 
 
 export interface EvaluateOptions {
-  checkpoint: string;
+  /**
+   * A checkpoint (file or run folder), or several for an ensemble (an array, or a comma-separated
+   * list): their probabilities are averaged, then thresholded at 0.5 (see src/train/ensemble.ts).
+   */
+  checkpoint: string | string[];
   data: string;
   fold?: number;
   /** 'test' (default when the dataset has one), 'val' or 'train'. */
   split?: 'train' | 'val' | 'test';
+  /**
+   * A list file of the ids to evaluate (e.g. CMUNeXt's `busi_val.txt`), relative to `data` or
+   * absolute; it is the 'val' split then (split may only be 'val' or unset).
+   */
+  valList?: string;
   batch?: number;
   workers?: number;
   hd95?: boolean;
@@ -40,7 +49,10 @@ export interface EvaluateResult {
   split: string;
   count: number;
   summary: MetricSummary;
+  /** The first checkpoint's metadata. */
   meta: ModelMeta;
+  /** The checkpoints evaluated (more than one: an ensemble). */
+  checkpoints: string[];
   file: string | null;
   /** The post-processing applied ('' = none). */
   post: string;
@@ -57,13 +69,18 @@ function resolveTta(tta: TtaMode | undefined): TtaMode {
 }
 
 /**
- * Foreground scores of a batch, > 0 meaning foreground: the logits for a plain pass (logit > 0 is
- * probability > 0.5), or with TTA the 0/1 masks of the averaged probabilities > 0.5.
+ * Foreground scores of an un-normalised batch, > 0 meaning foreground: the logits for one model
+ * without TTA (logit > 0 is probability > 0.5), otherwise the 0/1 masks of the mean probability
+ * (over the TTA transforms and the ensemble's models) > 0.5.
  */
-function batchScores(model: Module, images: Float32Array, shape: [number, number, number, number], tta: TtaMode): Float32Array | Uint8Array {
-  const device = model.parameters()[0]?.device ?? 'cpu';
-  if (tta === 'none') return noGrad(() => tidy(() => (model.forward(tensor(images, shape, { device })) as Tensor).toArray() as Float32Array));
-  return binarize(ttaProbabilities((x) => model.forward(x) as Tensor, images, shape, tta, { device }).data);
+function batchScores(ens: Ensemble, images: Float32Array, shape: [number, number, number, number], tta: TtaMode): Float32Array | Uint8Array {
+  if (tta === 'none' && ens.members.length === 1) {
+    const { model, meta } = ens.members[0];
+    const device = model.parameters()[0]?.device ?? 'cpu';
+    const x = normalizeFor(meta, images, shape);
+    return noGrad(() => tidy(() => (model.forward(tensor(x, shape, { device })) as Tensor).toArray() as Float32Array));
+  }
+  return binarize(ensembleProbabilities(ens, images, shape, tta).data);
 }
 
 /** A spec string or parsed steps -> steps (null for none); a bad spec is a UserError. */
@@ -89,36 +106,47 @@ function postprocessBatch(logits: Float32Array | Uint8Array, n: number, h: numbe
 export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const post = resolvePost(opts.post);
   const tta = resolveTta(opts.tta);
-  const { model, meta } = loadModelCheckpoint(opts.checkpoint);
-  if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
-  const ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0 });
-  const split = opts.split ?? (ds.ids.test && ds.ids.test.length ? 'test' : 'val');
-  const ids = ds.ids[split];
-  if (!ids || ids.length === 0) throw new UserError(`${ds.root}: empty ${split} split`);
-  // The metrics file's folder is made (or found unwritable) before the evaluation, not after it.
-  const file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(opts.checkpoint)), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}.json`);
-  if (file !== null) makeOutputFolder(path.dirname(path.resolve(file)));
-  const loader = new DataLoader(ds, ids, {
-    batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
-    normalize: meta.normalize ?? undefined, workers: opts.workers ?? 1, resizeMasks: opts.resizeMasks ?? false,
-  });
+  const checkpoints = resolveCheckpoints(opts.checkpoint);
+  const ens = loadEnsemble(checkpoints);
+  const meta = ens.meta;
+  let loader: DataLoader | null = null;
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true });
-  optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
+  let ds: ReturnType<typeof openDataset>;
+  let split: 'train' | 'val' | 'test';
+  let file: string | null;
   try {
+    if (meta.task !== 'segmentation') throw new UserError(`${checkpoints[0]}: an ${meta.task} checkpoint cannot be evaluated for segmentation`);
+    if (opts.valList !== undefined && opts.split !== undefined && opts.split !== 'val') {
+      throw new UserError(`--val-list ${opts.valList} is the split to evaluate: --split ${opts.split} cannot be used with it`);
+    }
+    ds = openDataset(opts.data, { fold: opts.fold, val: 0.2, seed: 0, valList: opts.valList });
+    split = opts.split ?? (opts.valList !== undefined ? 'val' : ds.ids.test && ds.ids.test.length ? 'test' : 'val');
+    const ids = ds.ids[split];
+    if (!ids || ids.length === 0) throw new UserError(`${ds.root}: empty ${split} split`);
+    // The metrics file's folder is made (or found unwritable) before the evaluation, not after it.
+    const listTag = ds.listFiles?.val ? `-${path.basename(ds.listFiles.val).replace(/\.[^.]*$/, '').replace(/[^\w.-]/g, '_')}` : '';
+    const ensTag = checkpoints.length > 1 ? `-ensemble${checkpoints.length}` : '';
+    file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(checkpoints[0])), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}${listTag}${ensTag}.json`);
+    if (file !== null) makeOutputFolder(path.dirname(path.resolve(file)));
+    // Un-normalised images: each model of an ensemble normalises with its own statistics.
+    loader = new DataLoader(ds, ids, {
+      batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
+      workers: opts.workers ?? 1, resizeMasks: opts.resizeMasks ?? false,
+    });
     for await (const b of loader.epoch(0)) {
-      const scores = batchScores(model, b.images, [b.size, b.channels, b.height, b.width], tta);
+      const scores = batchScores(ens, b.images, [b.size, b.channels, b.height, b.width], tta);
       // 0/1 masks go through the accumulator's logit threshold unchanged (1 > 0, 0 is not).
       acc.add(post ? postprocessBatch(scores, b.size, b.height, b.width, post) : scores, b.masks, b.size, b.height, b.width);
     }
   } finally {
-    await loader.close();
-    model.dispose();
+    await loader?.close();
+    ens.dispose();
   }
   const summary = acc.summary();
   if (file !== null) {
-    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(opts.checkpoint), data: ds.root, fold: ds.fold ?? null, split, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
+    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(checkpoints[0]), checkpoints: checkpoints.map((c) => path.resolve(c)), data: ds.root, fold: ds.fold ?? null, split, list: ds.listFiles?.[split] ?? null, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
   }
-  return { split, count: summary.count, summary, meta, file, post: post ? formatPostSpec(post) : '', tta };
+  return { split, count: summary.count, summary, meta, checkpoints, file, post: post ? formatPostSpec(post) : '', tta };
 }
 
 /** A metrics table (global and per-image mean) for the terminal. */
@@ -132,13 +160,22 @@ export function formatMetricsTable(s: MetricSummary): string {
 }
 
 export interface PredictOptions {
-  checkpoint: string;
+  /** A checkpoint, or several for an ensemble (see EvaluateOptions.checkpoint). */
+  checkpoint: string | string[];
   input: string;
   out: string;
   /** Post-processing of each mask at the image's original size, e.g. 'lcc,fill' (see EvaluateOptions.post). */
   post?: string | PostSpec;
   /** Test-time augmentation (see EvaluateOptions.tta); the averaged probabilities are resized to the image's size, then thresholded. */
   tta?: TtaMode;
+  /**
+   * Sliding-window inference (src/train/sliding-window.ts): predict each image at its own
+   * resolution in windows of this many pixels, blended with Gaussian weights, instead of resizing
+   * it to the model's size. Unset: the whole image resized to the model's size and back.
+   */
+  window?: number;
+  /** Overlap of the windows as a fraction of their side, in [0, 1) (default 0.5; needs window). */
+  overlap?: number;
 }
 
 /** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
@@ -149,23 +186,38 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   if (names.length === 0) throw new UserError(`${inDir}: no images (${IMAGE_EXTENSIONS.join('/')})`);
   const post = resolvePost(opts.post);
   const tta = resolveTta(opts.tta);
-  const { model, meta } = loadModelCheckpoint(opts.checkpoint);
-  if (meta.task !== 'segmentation') throw new UserError(`${opts.checkpoint}: an ${meta.task} checkpoint cannot predict masks`);
-  optimizeForInference(model, [1, meta.channels, meta.size, meta.size]);
-  const outDir = path.resolve(opts.out);
-  makeOutputFolder(outDir);
+  if (opts.overlap !== undefined && opts.window === undefined) throw new UserError('--overlap needs --window (the overlap of the sliding windows)');
+  let windowOpts: { window: number; overlap: number } | null = null;
+  if (opts.window !== undefined) {
+    try {
+      windowOpts = checkWindowOptions({ window: opts.window, overlap: opts.overlap ?? 0.5 });
+    } catch (e) {
+      throw new UserError(`--window/--overlap: ${(e as Error).message}`);
+    }
+  }
+  const checkpoints = resolveCheckpoints(opts.checkpoint);
+  const ens = loadEnsemble(checkpoints);
+  const meta = ens.meta;
   const files: string[] = [];
   try {
+    if (meta.task !== 'segmentation') throw new UserError(`${checkpoints[0]}: an ${meta.task} checkpoint cannot predict masks`);
+    const outDir = path.resolve(opts.out);
+    makeOutputFolder(outDir);
     for (const name of names) {
       const id = name.slice(0, name.length - path.extname(name).length);
       const full = await readImage(path.join(inDir, name), { channels: meta.channels });
       const C = meta.channels, S = meta.size, n = S * S;
-      const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
-      if (meta.normalize) for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) x[c * n + i] = (x[c * n + i] - meta.normalize.mean[c]) / meta.normalize.std[c];
-      const device = model.parameters()[0]?.device ?? 'cpu';
-      // Probabilities (averaged over the TTA transforms, if any) back to the input's size (bilinear), then threshold 0.5.
-      const prob = ttaProbabilities((t) => model.forward(t) as Tensor, x, [1, C, S, S], tta, { device }).data.subarray(0, n);
-      const up = resizeBilinear(prob, 1, S, S, full.height, full.width);
+      let up: Float32Array;
+      if (windowOpts) {
+        // Windows at the image's resolution; each window's probabilities as below, blended.
+        const blended = slidingWindowProbabilities((t, shape) => ensembleProbabilities(ens, t, shape, tta), full.data, C, full.height, full.width, { ...windowOpts, batch: 4 });
+        up = blended.data.subarray(0, full.height * full.width);
+      } else {
+        const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
+        // Probabilities (averaged over the TTA transforms and the ensemble's models) back to the input's size (bilinear), then threshold 0.5.
+        const prob = ensembleProbabilities(ens, x, [1, C, S, S], tta).data.subarray(0, n);
+        up = resizeBilinear(prob, 1, S, S, full.height, full.width);
+      }
       let mask: Uint8Array = new Uint8Array(up.length);
       for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
       if (post) mask = postprocessMask(mask, full.height, full.width, post);
@@ -175,11 +227,8 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
       await overlay(full.data, C, full.height, full.width, mask).save(ovFile);
       files.push(maskFile, ovFile);
     }
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw e;
   } finally {
-    model.dispose();
+    ens.dispose();
   }
   return { count: names.length, files };
 }

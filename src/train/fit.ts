@@ -82,7 +82,7 @@ export async function openTrainingData(cfg: TrainConfig): Promise<Dataset> {
     const dir = cfg.syntheticDir ?? path.join(cfg.out, 'data');
     root = await ensureSyntheticData(dir, cfg.syntheticCount, Math.max(cfg.size, 32));
   }
-  return openDataset(root, { fold: cfg.fold, val: 0.2, seed: 0 });
+  return openDataset(root, { fold: cfg.fold, val: 0.2, seed: 0, trainList: cfg.trainList, valList: cfg.valList });
 }
 
 function makeOptimizer(cfg: TrainConfig, params: Tensor[]): Optimizer {
@@ -146,7 +146,8 @@ async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, n
 
 const fmtTime = (s: number): string => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`);
 
-function metricRecord(sum: MetricSummary): Record<string, number> {
+/** Flat metric names of a summary (global, and per-image with an _img suffix), as the logs and cv.json use them. */
+export function metricRecord(sum: MetricSummary): Record<string, number> {
   const g = sum.global, p = sum.perImage;
   const r: Record<string, number> = {
     dice: g.dice, iou: g.iou, precision: g.precision, recall: g.recall, specificity: g.specificity, accuracy: g.accuracy,
@@ -363,7 +364,7 @@ async function fitLocked(
   const showBar = cfg.progress ?? Boolean(process.stderr.isTTY);
   if (cfg.verbose && !resumed) {
     const pw = posWeight !== undefined ? `, pos_weight ${posWeight.toFixed(2)}` : '';
-    log(`${task === 'autoencoder' ? 'pretraining' : 'training'} ${cfg.model} (${(model.numParameters() / 1e6).toFixed(3)} M params) on ${ds.root}${ds.fold ? ` fold ${ds.fold}` : ''}: ` +
+    log(`${task === 'autoencoder' ? 'pretraining' : 'training'} ${cfg.model} (${(model.numParameters() / 1e6).toFixed(3)} M params) on ${ds.root}${ds.fold ? ` fold ${ds.fold}` : ''}${ds.listFiles ? ` (lists ${Object.values(ds.listFiles).map((f) => path.basename(f)).join(', ')})` : ''}: ` +
       `${ds.ids.train.length} train / ${ds.ids.val.length} val images at ${cfg.size}px, batch ${cfg.batch}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.schedule}${task === 'segmentation' ? `, loss ${formatLossTerms(lossTerms)}` : ''}${pw}; out ${outDir}`);
   }
 
