@@ -11,6 +11,8 @@ const EXPECTED: Record<string, number> = {
   'cmunext-s': 417505, cmunext: 3149185, 'cmunext-l': 8286721,
   unet: 31043521, 'unet-bilinear': 17267393,
   nexnet: 17036999, 'nexnet-ae': 22367619, 'nexnet-ssl': 41763914,
+  // The CMUNeXt benchmark's table: 34.87 M.
+  attunet: 34878573,
 };
 
 /** Parses a "name [d0, d1, ...]" state-dict list (lines starting with '#' are comments). */
@@ -83,14 +85,14 @@ const relClose = (a: number, b: number, tol: number, what: string) =>
 describe('models: registry', () => {
   it('lists every model with a description and default input size', () => {
     const names = sc.models.list().map((m) => m.name);
-    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
+    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
     for (const m of sc.models.list()) {
       assert.ok(m.description.length > 10);
       assert.equal(m.inputSize.length, 3);
     }
   });
   it('rejects unknown names and bad options with clear errors', () => {
-    assert.throws(() => sc.models.create('unet3d'), /unknown model "unet3d"; valid names: unet, unet-bilinear, unetpp, cmunext-s/);
+    assert.throws(() => sc.models.create('unet3d'), /unknown model "unet3d"; valid names: unet, unet-bilinear, unetpp, attunet, cmunext-s/);
     assert.throws(() => sc.models.create('cmunext-s', { inChannels: 0 }), /option 'inChannels' must be a positive integer, got 0/);
     assert.throws(() => sc.models.create('cmunext-s', { numClasses: 1.5 }), /option 'numClasses' must be a positive integer/);
     assert.throws(() => sc.models.create('cmunext', { deepSupervision: true }), /unknown option 'deepSupervision'; valid options: inChannels, numClasses$/);
@@ -157,10 +159,10 @@ describe('models: parameter counts and state-dict names', () => {
 });
 
 describe('models: PyTorch fixtures (det_init, eval)', () => {
-  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet']];
+  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet']];
   for (const [name, file] of cases) {
     const fx = path.join(FIX, `${file}_forward.json`);
-    it(`${name}: logits match ${file}_forward.json to 1e-4 relative`, function () {
+    it(`${name}: logits match ${file}_forward.json (1e-4 relative, or within PyTorch float32 error of its float64 output)`, function () {
       if (!fs.existsSync(fx)) this.skip();
       this.timeout(120000);
       const ref = JSON.parse(fs.readFileSync(fx, 'utf8'));
@@ -170,9 +172,13 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
       const y = sc.tidy(() => sc.noGrad(() => (m.forward(sinInput(ref.input.shape)) as sc.Tensor)));
       try {
         assert.deepEqual(y.shape, ref.output.shape);
-        const { maxRel, at } = maxRelErr(y.toArray() as Float32Array, ref.output.values);
-        console.log(`      ${name}: max relative error ${maxRel.toExponential(2)}`);
-        assert.ok(maxRel <= 1e-4, `max relative error ${maxRel} at ${at}`);
+        // Where PyTorch's own float32 output is far from its float64 one (the fixture says so by
+        // carrying output_float64), compare with the float64 output, within PyTorch's float32 error.
+        const want = ref.output_float64 ?? ref.output;
+        const tol = ref.output_float64 ? Math.max(1e-4, 1.5 * maxRelErr(ref.output.values, want.values).maxRel) : 1e-4;
+        const { maxRel, at } = maxRelErr(y.toArray() as Float32Array, want.values);
+        console.log(`      ${name}: max relative error ${maxRel.toExponential(2)}${ref.output_float64 ? ` vs float64 (PyTorch float32: tolerance ${tol.toExponential(2)})` : ''}`);
+        assert.ok(maxRel <= tol, `max relative error ${maxRel} at ${at}`);
       } finally {
         y.dispose();
         m.dispose();
@@ -411,7 +417,7 @@ describe('summary', () => {
     // (DoubleConv 512 + MaSA at 7x7, 0.309 GMAC), whose output the non-SSL model never uses; like
     // tools/pytorch/models.py, our forward skips it: 16.159 GMAC, exactly what a hook counter over
     // the PyTorch reference forward gives (16.468 with that branch computed).
-    const want: Record<string, number> = { 'cmunext-s': 1.01, cmunext: 7.23, 'cmunext-l': 16.85, nexnet: 16.159, unet: 48.2, 'unet-bilinear': 40.0 };
+    const want: Record<string, number> = { 'cmunext-s': 1.01, cmunext: 7.23, 'cmunext-l': 16.85, nexnet: 16.159, unet: 48.2, 'unet-bilinear': 40.0, attunet: 66.63 };
     for (const info of sc.models.list()) {
       const m = sc.models.create(info.name);
       const s = sc.summary(m, info.inputSize);

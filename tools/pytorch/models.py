@@ -415,10 +415,77 @@ class UNet(nn.Module):
 
 # ----------------------------------------------------------------------------- registry
 
+# Attention U-Net as FengheTan9/Medical-Image-Segmentation-Benchmarks defines it
+# (src/network/conv_based/AttU_Net.py): Conv1..Conv5 conv_block (conv.0 conv3, conv.1 BN, conv.3
+# conv3, conv.4 BN) 64..1024; per level k = 5..2: Up<k> (up.0 nearest x2, up.1 conv3, up.2 BN,
+# ReLU), Att<k> (W_g.0/.1, W_x.0/.1 conv1x1 + BN to F_int = c/2, psi.0 conv1x1 -> 1, psi.1 BN,
+# sigmoid; x * psi), Up_conv<k> conv_block; Conv_1x1. Written here from reading that code.
+
+class _ConvBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                                  nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _UpConv(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1),
+                                nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x):
+        return self.up(x)
+
+
+class _AttGate(nn.Module):
+    def __init__(self, fg, fl, fint):
+        super().__init__()
+        self.W_g = nn.Sequential(nn.Conv2d(fg, fint, 1), nn.BatchNorm2d(fint))
+        self.W_x = nn.Sequential(nn.Conv2d(fl, fint, 1), nn.BatchNorm2d(fint))
+        self.psi = nn.Sequential(nn.Conv2d(fint, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
+        self.relu = nn.ReLU()
+
+    def forward(self, g, x):
+        return x * self.psi(self.relu(self.W_g(g) + self.W_x(x)))
+
+
+class AttUNet(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1):
+        super().__init__()
+        self.Maxpool = nn.MaxPool2d(2, 2)
+        f = [64, 128, 256, 512, 1024]
+        prev = in_channels
+        for i, c in enumerate(f):
+            setattr(self, f"Conv{i + 1}", _ConvBlock(prev, c))
+            prev = c
+        for k in (5, 4, 3, 2):
+            c = f[k - 2]
+            setattr(self, f"Up{k}", _UpConv(2 * c, c))
+            setattr(self, f"Att{k}", _AttGate(c, c, c // 2))
+            setattr(self, f"Up_conv{k}", _ConvBlock(2 * c, c))
+        self.Conv_1x1 = nn.Conv2d(64, num_classes, 1)
+
+    def forward(self, x):
+        xs = [self.Conv1(x)]
+        for i in range(2, 6):
+            xs.append(getattr(self, f"Conv{i}")(self.Maxpool(xs[-1])))
+        d = xs[4]
+        for k in (5, 4, 3, 2):
+            d = getattr(self, f"Up{k}")(d)
+            s = getattr(self, f"Att{k}")(g=d, x=xs[k - 2])
+            d = getattr(self, f"Up_conv{k}")(torch.cat((s, d), 1))
+        return self.Conv_1x1(d)
+
+
 EXPECTED_PARAMS = {
     "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
     "unet": 31043521, "unet-bilinear": 17267393,
     "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
+    "attunet": 34878573,
 }
 
 
@@ -435,6 +502,8 @@ def build(name, **kw):
         return NExNetSeg(ssl=True, **kw)
     if name == "nexnet-ae":
         return NExNetAE(**kw)
+    if name == "attunet":
+        return AttUNet(**kw)
     raise KeyError(name)
 
 
