@@ -5,6 +5,7 @@ import { NExNetAE, NExNetSeg } from './nexnet';
 import { UNet } from './unet';
 import { UNetPlusPlus } from './unetpp';
 import { AttUNet } from './attunet';
+import { UNeXt } from './unext';
 
 export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
 export type { CMUNeXtConfig } from './cmunext';
@@ -14,6 +15,7 @@ export { UNet } from './unet';
 export type { UNetOptions } from './unet';
 export { UNetPlusPlus } from './unetpp';
 export { AttUNet } from './attunet';
+export { UNeXt } from './unext';
 export type { UNetPPOptions } from './unetpp';
 export { DoubleConv, MaSA, TPEN, Residual } from './blocks';
 
@@ -53,6 +55,7 @@ const REGISTRY: Entry[] = [
   { name: 'unet-bilinear', description: 'UNet, 64 base filters, bilinear upsampling, halved bottleneck (17.27 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: true }) },
   { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision }) },
   { name: 'attunet', description: 'Attention U-Net as in the CMUNeXt benchmark repository, filters 64..1024, additive attention gates (34.88 M params, 66.42 GMAC at 256 counted from the ops; 66.63 published)', inputSize: [3, 256, 256], options: [], build: (o) => new AttUNet(o.inChannels, o.numClasses) },
+  { name: 'unext', description: 'UNeXt: conv stages 16..128, tokenised shifted-MLP stages 160/256 (1.47 M params, 0.562 GMAC at 256 counted from the ops; 0.58 published); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new UNeXt(o.inChannels, o.numClasses) },
   { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
   { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
   { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },

@@ -415,6 +415,124 @@ class UNet(nn.Module):
 
 # ----------------------------------------------------------------------------- registry
 
+# UNeXt (jeya-maria-jose/UNeXt-pytorch archs.py `UNext`, identical in FengheTan9/Medical-Image-
+# Segmentation-Benchmarks src/network/conv_based/UNeXt.py): encoder1..3 conv3 16/32/128 + ebn1..3,
+# norm3/norm4/dnorm3/dnorm4 LayerNorms, block1/block2/dblock1/dblock2 shifted blocks (norm2,
+# mlp.fc1, mlp.dwconv.dwconv, mlp.fc2; hidden = C), patch_embed3/4 (proj conv3 stride 2, norm),
+# decoder1..5, dbn1..4, final. Shift: torch.chunk(5) over channels, chunk j moved by j - 2 with
+# zero fill (pad 2, roll, crop) along H before fc1 and along W before fc2. Written here.
+
+class _DW(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dwconv = nn.Conv2d(c, c, 3, 1, 1, groups=c)
+
+    def forward(self, x, h, w):
+        b, n, c = x.shape
+        y = self.dwconv(x.transpose(1, 2).reshape(b, c, h, w))
+        return y.flatten(2).transpose(1, 2)
+
+
+def shift_tokens(x, h, w, dim, shift_size=5):
+    """Zero-fill shift of channel chunk j by j - pad along dim (2 = H, 3 = W) of the map."""
+    b, n, c = x.shape
+    pad = shift_size // 2
+    m = x.transpose(1, 2).reshape(b, c, h, w)
+    m = F.pad(m, (pad, pad, pad, pad))
+    parts = torch.chunk(m, shift_size, 1)
+    m = torch.cat([torch.roll(p, s, dim) for p, s in zip(parts, range(-pad, pad + 1))], 1)
+    m = m[:, :, pad:pad + h, pad:pad + w]
+    return m.reshape(b, c, h * w).transpose(1, 2)
+
+
+class _ShiftMLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.fc1 = nn.Linear(c, c)
+        self.dwconv = _DW(c)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(c, c)
+        self.drop = nn.Dropout(0.0)
+
+    def forward(self, x, h, w):
+        x = self.fc1(shift_tokens(x, h, w, 2))
+        x = self.act(self.dwconv(x, h, w))
+        return self.fc2(shift_tokens(x, h, w, 3))
+
+
+class _ShiftedBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.drop_path = nn.Identity()
+        self.norm2 = nn.LayerNorm(c)
+        self.mlp = _ShiftMLP(c)
+
+    def forward(self, x, h, w):
+        return x + self.mlp(self.norm2(x), h, w)
+
+
+class _PatchEmbed(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(cout)
+
+    def forward(self, x):
+        x = self.proj(x)
+        _, _, h, w = x.shape
+        return self.norm(x.flatten(2).transpose(1, 2)), h, w
+
+
+class UNeXt(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1):
+        super().__init__()
+        self.encoder1 = nn.Conv2d(in_channels, 16, 3, padding=1)
+        self.encoder2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.encoder3 = nn.Conv2d(32, 128, 3, padding=1)
+        self.ebn1, self.ebn2, self.ebn3 = nn.BatchNorm2d(16), nn.BatchNorm2d(32), nn.BatchNorm2d(128)
+        self.norm3, self.norm4 = nn.LayerNorm(160), nn.LayerNorm(256)
+        self.dnorm3, self.dnorm4 = nn.LayerNorm(160), nn.LayerNorm(128)
+        self.block1 = nn.ModuleList([_ShiftedBlock(160)])
+        self.block2 = nn.ModuleList([_ShiftedBlock(256)])
+        self.dblock1 = nn.ModuleList([_ShiftedBlock(160)])
+        self.dblock2 = nn.ModuleList([_ShiftedBlock(128)])
+        self.patch_embed3 = _PatchEmbed(128, 160)
+        self.patch_embed4 = _PatchEmbed(160, 256)
+        for i, (a, b) in enumerate([(256, 160), (160, 128), (128, 32), (32, 16), (16, 16)]):
+            setattr(self, f"decoder{i + 1}", nn.Conv2d(a, b, 3, padding=1))
+        for i, c in enumerate([160, 128, 32, 16]):
+            setattr(self, f"dbn{i + 1}", nn.BatchNorm2d(c))
+        self.final = nn.Conv2d(16, num_classes, 1)
+
+    @staticmethod
+    def _to_map(t, h, w):
+        return t.reshape(t.shape[0], h, w, -1).permute(0, 3, 1, 2)
+
+    def forward(self, x):
+        up = lambda t: F.interpolate(t, scale_factor=(2, 2), mode="bilinear")  # noqa: E731
+        t1 = out = F.relu(F.max_pool2d(self.ebn1(self.encoder1(x)), 2, 2))
+        t2 = out = F.relu(F.max_pool2d(self.ebn2(self.encoder2(out)), 2, 2))
+        t3 = out = F.relu(F.max_pool2d(self.ebn3(self.encoder3(out)), 2, 2))
+        out, h, w = self.patch_embed3(out)
+        out = self.block1[0](out, h, w)
+        t4 = out = self._to_map(self.norm3(out), h, w)
+        out, h, w = self.patch_embed4(out)
+        out = self.block2[0](out, h, w)
+        out = self._to_map(self.norm4(out), h, w)
+        out = F.relu(up(self.dbn1(self.decoder1(out)))) + t4
+        h, w = out.shape[2:]
+        out = self.dblock1[0](out.flatten(2).transpose(1, 2), h, w)
+        out = self._to_map(self.dnorm3(out), h, w)
+        out = F.relu(up(self.dbn2(self.decoder2(out)))) + t3
+        h, w = out.shape[2:]
+        out = self.dblock2[0](out.flatten(2).transpose(1, 2), h, w)
+        out = self._to_map(self.dnorm4(out), h, w)
+        out = F.relu(up(self.dbn3(self.decoder3(out)))) + t2
+        out = F.relu(up(self.dbn4(self.decoder4(out)))) + t1
+        out = F.relu(up(self.decoder5(out)))
+        return self.final(out)
+
+
 # Attention U-Net as FengheTan9/Medical-Image-Segmentation-Benchmarks defines it
 # (src/network/conv_based/AttU_Net.py): Conv1..Conv5 conv_block (conv.0 conv3, conv.1 BN, conv.3
 # conv3, conv.4 BN) 64..1024; per level k = 5..2: Up<k> (up.0 nearest x2, up.1 conv3, up.2 BN,
@@ -485,7 +603,7 @@ EXPECTED_PARAMS = {
     "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
     "unet": 31043521, "unet-bilinear": 17267393,
     "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
-    "attunet": 34878573,
+    "attunet": 34878573, "unext": 1471921,
 }
 
 
@@ -504,6 +622,8 @@ def build(name, **kw):
         return NExNetAE(**kw)
     if name == "attunet":
         return AttUNet(**kw)
+    if name == "unext":
+        return UNeXt(**kw)
     raise KeyError(name)
 
 
