@@ -13,7 +13,7 @@ const threads = Number(arg('threads', String(sc.getNumThreads())));
 sc.setNumThreads(threads);
 const runs = Number(arg('runs', '5'));
 const MODELS: [string, string, number][] = [
-  ['unet', 'UNet', 256], ['cmunext-s', 'CMUNeXt-S', 256], ['cmunext', 'CMUNeXt', 256], ['cmunext-l', 'CMUNeXt-L', 256],
+  ['unet', 'UNet', 256], ['unetpp', 'UNet++', 256], ['attunet', 'Attention U-Net', 256], ['unext', 'UNeXt', 256], ['cmunext-s', 'CMUNeXt-S', 256], ['cmunext', 'CMUNeXt', 256], ['cmunext-l', 'CMUNeXt-L', 256],
   ['nexnet', 'NExNet Seg (no SSL)', 224], ['nexnet-ssl', 'NExNet Seg (SSL, AE attached)', 224],
 ];
 const selected = arg('models')?.split(',');
@@ -24,6 +24,9 @@ const PAPER: Record<string, { params?: number; gflops?: number; time?: string; s
   unet: { params: 31.1, gflops: 68, time: '0.09 s (A100)', source: 'NExNet Seg Table 4' },
   'nexnet-ssl': { params: 30.4, gflops: 18, time: '0.06 s (A100)', source: 'NExNet Seg Table 4' },
   cmunext: { params: 3.14, gflops: 7.41, source: 'CMUNeXt paper' },
+  // The CMUNeXt benchmark's BUSI table at 256 (as issue 10 quotes it; "GFLOPs" there are GMACs).
+  attunet: { params: 34.87, gflops: 66.63, source: 'CMUNeXt benchmark (BUSI table)' },
+  unext: { params: 1.47, gflops: 0.58, source: 'UNeXt paper / CMUNeXt benchmark' },
 };
 
 function summarize(model: any, shape: number[]): { params: number; gmac: number; via: string } {
