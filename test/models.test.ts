@@ -15,6 +15,8 @@ const EXPECTED: Record<string, number> = {
   attunet: 34878573,
   // UNeXt's authors and the CMUNeXt benchmark: 1.47 M.
   unext: 1471921,
+  // MedNeXt 2-D at kernel 3, counted from the authors' code: issue 10 quotes 5.47/10.45/17.42/61.56 M.
+  'mednext-s': 5472034, 'mednext-b': 10447426, 'mednext-m': 17418242, 'mednext-l': 61556386,
 };
 
 /** Parses a "name [d0, d1, ...]" state-dict list (lines starting with '#' are comments). */
@@ -87,14 +89,14 @@ const relClose = (a: number, b: number, tol: number, what: string) =>
 describe('models: registry', () => {
   it('lists every model with a description and default input size', () => {
     const names = sc.models.list().map((m) => m.name);
-    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
+    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
     for (const m of sc.models.list()) {
       assert.ok(m.description.length > 10);
       assert.equal(m.inputSize.length, 3);
     }
   });
   it('rejects unknown names and bad options with clear errors', () => {
-    assert.throws(() => sc.models.create('unet3d'), /unknown model "unet3d"; valid names: unet, unet-bilinear, unetpp, attunet, unext, cmunext-s/);
+    assert.throws(() => sc.models.create('unet3d'), /unknown model "unet3d"; valid names: unet, unet-bilinear, unetpp, attunet, unext, mednext-s, mednext-b, mednext-m, mednext-l, cmunext-s/);
     assert.throws(() => sc.models.create('cmunext-s', { inChannels: 0 }), /option 'inChannels' must be a positive integer, got 0/);
     assert.throws(() => sc.models.create('cmunext-s', { numClasses: 1.5 }), /option 'numClasses' must be a positive integer/);
     assert.throws(() => sc.models.create('cmunext', { deepSupervision: true }), /unknown option 'deepSupervision'; valid options: inChannels, numClasses$/);
@@ -135,6 +137,26 @@ describe('models: parameter counts and state-dict names', () => {
       }
     });
   }
+  it('MedNeXt: kernel 5 / 7 and deep supervision counts as the authors\' code, five outputs, bad options', () => {
+    // Counts of tools/pytorch/models.py MedNeXt (the authors' 2-D configuration) per size and kernel.
+    const want: Record<string, [number, number]> = { 'mednext-s': [5542178, 5647394], 'mednext-b': [10517570, 10622786], 'mednext-m': [17534466, 17708802], 'mednext-l': [61754530, 62051746] };
+    for (const [name, [k5, k7]] of Object.entries(want)) {
+      for (const [k, n] of [[5, k5], [7, k7]] as const) {
+        const m = sc.models.create(name, { kernelSize: k });
+        assert.equal(m.numParameters(), n, `${name} k${k}`);
+        m.dispose();
+      }
+    }
+    const ds = sc.models.create('mednext-s', { deepSupervision: true });
+    assert.equal(ds.numParameters(), 5472998);
+    assert.deepEqual(Object.keys(ds.stateDict()).slice(0, 2), ['dummy_tensor', 'stem.weight']);
+    assert.ok(Object.keys(ds.stateDict()).includes('out_4.conv_out.weight'));
+    const ys = sc.tidy(() => sc.noGrad(() => (ds.forward(sc.rand([1, 3, 32, 32])) as sc.Tensor[]).map((t) => t.shape.join('x'))));
+    assert.deepEqual(ys, ['1x1x32x32', '1x1x16x16', '1x1x8x8', '1x1x4x4', '1x1x2x2']);
+    assert.throws(() => sc.tidy(() => ds.forward(sc.zeros([1, 3, 40, 40]))), /MedNeXt: expected an input \[N, C, H, W\] with H and W multiples of 16/);
+    ds.dispose();
+    assert.throws(() => sc.models.create('mednext-b', { kernelSize: 4 as never }), /option 'kernelSize' must be 3, 5 or 7/);
+  });
   it('UNet++: the standard configuration (filters 32..512) and deep supervision heads', () => {
     const m = sc.models.create('unetpp');
     const ds = sc.models.create('unetpp', { deepSupervision: true });
@@ -164,10 +186,10 @@ describe('models: parameter counts and state-dict names', () => {
 });
 
 describe('models: PyTorch fixtures (det_init, eval)', () => {
-  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext']];
+  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext'], ['mednext-s', 'mednext_s']];
   for (const [name, file] of cases) {
     const fx = path.join(FIX, `${file}_forward.json`);
-    it(`${name}: logits match ${file}_forward.json (1e-4 relative, or within PyTorch float32 error of its float64 output)`, function () {
+    it(`${name}: logits match ${file}_forward.json (1e-4 relative, or as close to float64 as PyTorch float32)`, function () {
       if (!fs.existsSync(fx)) this.skip();
       this.timeout(120000);
       const ref = JSON.parse(fs.readFileSync(fx, 'utf8'));
@@ -177,13 +199,21 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
       const y = sc.tidy(() => sc.noGrad(() => (m.forward(sinInput(ref.input.shape)) as sc.Tensor)));
       try {
         assert.deepEqual(y.shape, ref.output.shape);
-        // Where PyTorch's own float32 output is far from its float64 one (the fixture says so by
-        // carrying output_float64), compare with the float64 output, within PyTorch's float32 error.
-        const want = ref.output_float64 ?? ref.output;
-        const tol = ref.output_float64 ? Math.max(1e-4, 1.5 * maxRelErr(ref.output.values, want.values).maxRel) : 1e-4;
-        const { maxRel, at } = maxRelErr(y.toArray() as Float32Array, want.values);
-        console.log(`      ${name}: max relative error ${maxRel.toExponential(2)}${ref.output_float64 ? ` vs float64 (PyTorch float32: tolerance ${tol.toExponential(2)})` : ''}`);
-        assert.ok(maxRel <= tol, `max relative error ${maxRel} at ${at}`);
+        const got = y.toArray() as Float32Array;
+        if (ref.output_float64) {
+          // Where PyTorch's own float32 output is measurably off its float64 one (the fixture then
+          // carries output_float64), scalpel's float32 must be as close to float64 as PyTorch's
+          // float32 is: max |error| within 2x PyTorch's.
+          const want: number[] = ref.output_float64.values;
+          const maxAbs = (a: ArrayLike<number>) => want.reduce((m, w, i) => Math.max(m, Math.abs(Number(a[i]) - w)), 0);
+          const mine = maxAbs(got), torch32 = maxAbs(ref.output.values);
+          console.log(`      ${name}: max |error| vs float64 ${mine.toExponential(2)} (PyTorch float32: ${torch32.toExponential(2)})`);
+          assert.ok(mine <= 2 * torch32, `max |error| ${mine} vs PyTorch float32's ${torch32}`);
+        } else {
+          const { maxRel, at } = maxRelErr(got, ref.output.values);
+          console.log(`      ${name}: max relative error ${maxRel.toExponential(2)}`);
+          assert.ok(maxRel <= 1e-4, `max relative error ${maxRel} at ${at}`);
+        }
       } finally {
         y.dispose();
         m.dispose();
@@ -290,7 +320,8 @@ describe('models: forward + backward at small sizes', () => {
           const ps = m.namedParameters().filter(([, p]) => p.requiresGrad);
           const missing = ps.filter(([, p]) => !p.grad).map(([n]) => n);
           // NExNet Seg does not use its last block's att branch (as in the authors' code).
-          const allowed = missing.filter((n) => !(name === 'nexnet' && n.startsWith('enc.5.att.')));
+          // MedNeXt's dummy_tensor is its authors' unused parameter (kept for their checkpoints).
+          const allowed = missing.filter((n) => !(name === 'nexnet' && n.startsWith('enc.5.att.')) && !(name.startsWith('mednext') && n === 'dummy_tensor'));
           assert.deepEqual(allowed, [], 'parameters without gradient');
           for (const [n, p] of ps) if (p.grad) assert.ok(Number.isFinite(p.grad.abs().sum().item()), `${n}: non-finite grad`);
         });

@@ -150,6 +150,38 @@ describe('safetensors', () => {
   });
 });
 
+describe('GroupNorm (composite of layerNorm)', () => {
+  it('matches a float64 reference for 1, 2 and C groups, and its gradients check', () => {
+    const [n, c, h, w] = [2, 4, 3, 3];
+    const x = sc.randn([n, c, h, w], { dtype: 'float64', generator: new sc.Generator(5) });
+    const wt = sc.tensor([1.5, -0.5, 2, 0.25], [c], { dtype: 'float64' });
+    const b = sc.tensor([0.1, 0.2, -0.3, 0], [c], { dtype: 'float64' });
+    const xs = x.toArray() as Float64Array, ws = wt.toArray() as Float64Array, bs = b.toArray() as Float64Array;
+    for (const g of [1, 2, 4]) {
+      const y = sc.F.groupNorm(x, g, wt, b).toArray() as Float64Array;
+      const per = (c / g) * h * w;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < g; j++) {
+          const off = (i * c + j * (c / g)) * h * w;
+          const seg = Array.from(xs.subarray(off, off + per));
+          const mu = seg.reduce((a, v) => a + v, 0) / per;
+          const v = seg.reduce((a, t) => a + (t - mu) ** 2, 0) / per;
+          seg.forEach((t, k) => {
+            const ch = j * (c / g) + Math.floor(k / (h * w));
+            const want = ((t - mu) / Math.sqrt(v + 1e-5)) * ws[ch] + bs[ch];
+            assert.ok(Math.abs(y[off + k] - want) < 1e-10, `groups ${g}: ${y[off + k]} vs ${want}`);
+          });
+        }
+      }
+    }
+    const xg = x.clone().requiresGrad_(), wg = wt.clone().requiresGrad_(), bg = b.clone().requiresGrad_();
+    assert.ok(sc.gradcheck((a, ww, bb) => sc.F.groupNorm(a, 2, ww, bb), [xg, wg, bg]).ok);
+    assert.throws(() => sc.F.groupNorm(x, 3), /groupNorm: 4 channels cannot be split into 3 groups/);
+    assert.throws(() => new sc.nn.GroupNorm(4, 6), /GroupNorm: 6 channels cannot be split into 4 groups/);
+    sc.dispose([x, wt, b, xg, wg, bg]);
+  });
+});
+
 describe('optimizers', () => {
   // Reference updates written out directly from PyTorch's documented algorithms.
   function refSgd(p: number[], grads: number[][], o: { lr: number; momentum: number; weightDecay: number; nesterov: boolean }) {

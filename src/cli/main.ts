@@ -207,6 +207,7 @@ export function buildProgram(): Command {
   trainOptions(program.command('train').description('train a segmentation model (default: a quick demo on built-in synthetic data)'))
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
+    .option('--upkern <ckpt>', 'UpKern: start from a trained checkpoint of the same network with smaller kernels (e.g. mednext-s k3 for --model-opts \'{"kernelSize":5}\'); kernels resampled bilinearly, the rest copied')
     .option('--loss <spec>', LOSS_HELP, parseLoss)
     .action(async (o: Record<string, unknown>) => {
       const opts = toFitOptions(o);
@@ -216,6 +217,7 @@ export function buildProgram(): Command {
       }
       if (o.encoder !== undefined) opts.encoder = path.resolve(String(o.encoder));
       if (o.freezeEncoder) opts.freezeEncoder = true;
+      if (o.upkern !== undefined) opts.upkern = path.resolve(String(o.upkern));
       if (opts.out === undefined && opts.resume === undefined) opts.out = path.join('runs', `${opts.recipe ?? 'train'}-${(opts.model ?? 'default').replace(/[^\w.-]/g, '_')}`);
       await fit(opts);
     });

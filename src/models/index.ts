@@ -6,6 +6,7 @@ import { UNet } from './unet';
 import { UNetPlusPlus } from './unetpp';
 import { AttUNet } from './attunet';
 import { UNeXt } from './unext';
+import { MedNeXt, type MedNeXtSize } from './mednext';
 
 export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
 export type { CMUNeXtConfig } from './cmunext';
@@ -16,14 +17,20 @@ export type { UNetOptions } from './unet';
 export { UNetPlusPlus } from './unetpp';
 export { AttUNet } from './attunet';
 export { UNeXt } from './unext';
+export { MedNeXt, MEDNEXT_SIZES } from './mednext';
+export type { MedNeXtOptions, MedNeXtSize } from './mednext';
+export { upkern } from './upkern';
+export type { UpKernReport } from './upkern';
 export type { UNetPPOptions } from './unetpp';
 export { DoubleConv, MaSA, TPEN, Residual } from './blocks';
 
 export interface CreateOptions {
   inChannels?: number;
   numClasses?: number;
-  /** unetpp: four supervised heads. */
+  /** unetpp, mednext-*: extra supervised heads. */
   deepSupervision?: boolean;
+  /** mednext-*: depthwise kernel size, 3 (default), 5 or 7. */
+  kernelSize?: 3 | 5 | 7;
   /** nexnet*: MaSA decay gamma (0.9). */
   gamma?: number;
   /** nexnet, nexnet-ssl: Dropout2d on the last decoder stage (0). */
@@ -56,6 +63,10 @@ const REGISTRY: Entry[] = [
   { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision }) },
   { name: 'attunet', description: 'Attention U-Net as in the CMUNeXt benchmark repository, filters 64..1024, additive attention gates (34.88 M params, 66.42 GMAC at 256 counted from the ops; 66.63 published)', inputSize: [3, 256, 256], options: [], build: (o) => new AttUNet(o.inChannels, o.numClasses) },
   { name: 'unext', description: 'UNeXt: conv stages 16..128, tokenised shifted-MLP stages 160/256 (1.47 M params, 0.562 GMAC at 256 counted from the ops; 0.58 published); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new UNeXt(o.inChannels, o.numClasses) },
+  { name: 'mednext-s', description: 'MedNeXt-S 2-D (MIC-DKFZ/MedNeXt v1: GroupNorm, residual up/down, 32 channels; 5.47 M params at kernel 3), kernelSize 3/5/7, deep supervision', inputSize: [3, 256, 256], options: ['kernelSize', 'deepSupervision'], build: (o) => new MedNeXt(o.inChannels, o.numClasses, { size: 'S' as MedNeXtSize, kernelSize: o.kernelSize, deepSupervision: o.deepSupervision }) },
+  { name: 'mednext-b', description: 'MedNeXt-B 2-D (MIC-DKFZ/MedNeXt v1: GroupNorm, residual up/down, 32 channels; 10.45 M params at kernel 3), kernelSize 3/5/7, deep supervision', inputSize: [3, 256, 256], options: ['kernelSize', 'deepSupervision'], build: (o) => new MedNeXt(o.inChannels, o.numClasses, { size: 'B' as MedNeXtSize, kernelSize: o.kernelSize, deepSupervision: o.deepSupervision }) },
+  { name: 'mednext-m', description: 'MedNeXt-M 2-D (MIC-DKFZ/MedNeXt v1: GroupNorm, residual up/down, 32 channels; 17.42 M params at kernel 3), kernelSize 3/5/7, deep supervision', inputSize: [3, 256, 256], options: ['kernelSize', 'deepSupervision'], build: (o) => new MedNeXt(o.inChannels, o.numClasses, { size: 'M' as MedNeXtSize, kernelSize: o.kernelSize, deepSupervision: o.deepSupervision }) },
+  { name: 'mednext-l', description: 'MedNeXt-L 2-D (MIC-DKFZ/MedNeXt v1: GroupNorm, residual up/down, 32 channels; 61.56 M params at kernel 3), kernelSize 3/5/7, deep supervision', inputSize: [3, 256, 256], options: ['kernelSize', 'deepSupervision'], build: (o) => new MedNeXt(o.inChannels, o.numClasses, { size: 'L' as MedNeXtSize, kernelSize: o.kernelSize, deepSupervision: o.deepSupervision }) },
   { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
   { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
   { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },
@@ -75,6 +86,7 @@ const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
   inChannels: [positiveInt, 'a positive integer'],
   numClasses: [positiveInt, 'a positive integer'],
   deepSupervision: [(v) => typeof v === 'boolean', 'a boolean'],
+  kernelSize: [(v) => v === 3 || v === 5 || v === 7, '3, 5 or 7'],
   gamma: [(v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1, 'a number in [0, 1]'],
   dropout: [(v) => typeof v === 'number' && v >= 0 && v < 1, 'a number in [0, 1)'],
   decomposed: [(v) => typeof v === 'boolean', 'a boolean'],

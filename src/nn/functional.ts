@@ -14,7 +14,7 @@ export { maxPool2d, avgPool2d, adaptiveAvgPool2d, interpolate } from '../tensor/
 export type { Pool2dOptions, InterpolateOptions } from '../tensor/ops/pool';
 export { cat, stack, split, pad } from '../tensor/ops/concat';
 export type { PadMode } from '../tensor/ops/concat';
-export { batchNorm, layerNorm } from '../tensor/ops/norm';
+export { batchNorm, layerNorm, groupNorm } from '../tensor/ops/norm';
 export type { BatchNormOptions } from '../tensor/ops/norm';
 export { dropout, dropout2d } from '../tensor/ops/dropout';
 export type { DropoutOptions } from '../tensor/ops/dropout';

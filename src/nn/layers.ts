@@ -137,6 +137,23 @@ export class LayerNorm extends Module {
   }
 }
 
+/** PyTorch's nn.GroupNorm(numGroups, numChannels): `weight` (ones) and `bias` (zeros) per channel. */
+export class GroupNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  constructor(readonly numGroups: number, readonly numChannels: number, readonly cfg: { eps?: number; affine?: boolean } = {}) {
+    super();
+    if (!Number.isInteger(numGroups) || numGroups < 1 || numChannels % numGroups !== 0) throw new Error(`GroupNorm: ${numChannels} channels cannot be split into ${numGroups} groups`);
+    const affine = cfg.affine ?? true;
+    this.weight = this.param('weight', affine ? ones([numChannels]) : null);
+    this.bias = this.param('bias', affine ? zeros([numChannels]) : null);
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim < 2 || x.shape[1] !== this.numChannels) throw new Error(`GroupNorm(${this.numGroups}, ${this.numChannels}): expected an input [N, ${this.numChannels}, ...], got [${x.shape.join(', ')}]`);
+    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5);
+  }
+}
+
 /** A module from a function of one tensor (activations and other parameter-free layers). */
 export class Lambda extends Module {
   absorbed: AbsorbedForward | null = null;

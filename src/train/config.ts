@@ -14,6 +14,8 @@ export interface TrainConfig {
   modelOptions: ModelOptions;
   /** Pretrained autoencoder checkpoint (from `pretrain`) loaded into the matching sub-module (nexnet-ssl). */
   encoder?: string;
+  /** UpKern: initialise the model from a checkpoint of the same network with smaller kernels (MedNeXt k3 -> k5/k7). */
+  upkern?: string;
   /** Freeze the loaded autoencoder's parameters. */
   freezeEncoder?: boolean;
   /** Dataset root; omitted = the built-in synthetic dataset (generated into `<out>/data`, or syntheticDir). */

@@ -20,6 +20,7 @@ import { recoverTransactions, writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig } from './config';
 import { createModel } from './models';
+import { upkern } from '../models/upkern';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
@@ -186,6 +187,19 @@ function attachEncoder(model: Module, cfg: TrainConfig, load: boolean, log: (l: 
   }
 }
 
+/** UpKern (src/models/upkern.ts): the weights of a trained small-kernel checkpoint, kernels resampled. */
+function initFromSmallerKernels(model: Module, cfg: TrainConfig, log: (l: string) => void): void {
+  const { weights, meta } = loadModelFile(path.resolve(cfg.upkern!));
+  try {
+    const r = upkern(model, weights);
+    if (cfg.verbose) log(`upkern: initialised ${cfg.model} from ${meta.model} (epoch ${meta.epoch}): ${r.resampled.length} kernels resampled, ${r.copied.length} tensors copied`);
+  } catch (e) {
+    throw new UserError(`${cfg.upkern}: ${(e as Error).message}`);
+  } finally {
+    Object.values(weights).forEach((t) => t.dispose());
+  }
+}
+
 /** Adds Gaussian noise (std) to a batch and clamps to [0, 1] (denoising-autoencoder input). */
 function noisy(x: Float32Array, std: number, rng: Rng): Float32Array {
   const out = new Float32Array(x.length);
@@ -302,6 +316,7 @@ async function fitLocked(
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
+  if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);

@@ -599,11 +599,123 @@ class AttUNet(nn.Module):
         return self.Conv_1x1(d)
 
 
+# MedNeXt v1 in 2-D (MIC-DKFZ/MedNeXt mednextv1/MedNextV1.py + blocks.py, dim '2d', do_res and
+# do_res_up_down True, GroupNorm(C, C), 32 channels, sizes of create_mednext_v1.py). dummy_tensor
+# is a root parameter (first in the state dict). upkern: the authors' UpKern weight transfer
+# (nnunet_mednext/run/load_pretrained_weights.py, 2-D). Written here from reading that code.
+
+MEDNEXT_SIZES = {
+    "S": dict(exp=[2] * 9, blocks=[2] * 9),
+    "B": dict(exp=[2, 3, 4, 4, 4, 4, 4, 3, 2], blocks=[2] * 9),
+    "M": dict(exp=[2, 3, 4, 4, 4, 4, 4, 3, 2], blocks=[3, 4, 4, 4, 4, 4, 4, 4, 3]),
+    "L": dict(exp=[3, 4, 8, 8, 8, 8, 8, 4, 3], blocks=[3, 4, 8, 8, 8, 8, 8, 4, 3]),
+}
+
+
+class _MedNeXtBlock(nn.Module):
+    def __init__(self, cin, cout, r, k, do_res=True):
+        super().__init__()
+        self.do_res = do_res
+        self.conv1 = nn.Conv2d(cin, cin, k, padding=k // 2, groups=cin)
+        self.norm = nn.GroupNorm(cin, cin)
+        self.conv2 = nn.Conv2d(cin, r * cin, 1)
+        self.act = nn.GELU()
+        self.conv3 = nn.Conv2d(r * cin, cout, 1)
+
+    def forward(self, x):
+        y = self.conv3(self.act(self.conv2(self.norm(self.conv1(x)))))
+        return x + y if self.do_res else y
+
+
+class _MedNeXtDown(_MedNeXtBlock):
+    def __init__(self, cin, cout, r, k):
+        super().__init__(cin, cout, r, k, do_res=False)
+        self.res_conv = nn.Conv2d(cin, cout, 1, stride=2)
+        self.conv1 = nn.Conv2d(cin, cin, k, stride=2, padding=k // 2, groups=cin)  # keeps its slot
+
+    def forward(self, x):
+        return super().forward(x) + self.res_conv(x)
+
+
+class _MedNeXtUp(_MedNeXtBlock):
+    def __init__(self, cin, cout, r, k):
+        super().__init__(cin, cout, r, k, do_res=False)
+        self.res_conv = nn.ConvTranspose2d(cin, cout, 1, stride=2)
+        self.conv1 = nn.ConvTranspose2d(cin, cin, k, stride=2, padding=k // 2, groups=cin)
+
+    def forward(self, x):
+        return F.pad(super().forward(x), (1, 0, 1, 0)) + F.pad(self.res_conv(x), (1, 0, 1, 0))
+
+
+class _OutBlock(nn.Module):
+    def __init__(self, cin, n):
+        super().__init__()
+        self.conv_out = nn.ConvTranspose2d(cin, n, 1)
+
+    def forward(self, x):
+        return self.conv_out(x)
+
+
+class MedNeXt(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1, size="S", kernel_size=3, deep_supervision=False):
+        super().__init__()
+        cfg = MEDNEXT_SIZES[size]
+        e, nb, k, c = cfg["exp"], cfg["blocks"], kernel_size, 32
+        self.do_ds = deep_supervision
+        self.stem = nn.Conv2d(in_channels, c, 1)
+        seq = lambda width, i: nn.Sequential(*[_MedNeXtBlock(width, width, e[i], k) for _ in range(nb[i])])  # noqa: E731
+        for i in range(4):
+            setattr(self, f"enc_block_{i}", seq(c << i, i))
+            setattr(self, f"down_{i}", _MedNeXtDown(c << i, c << (i + 1), e[i + 1], k))
+        self.bottleneck = seq(c << 4, 4)
+        for j, i in enumerate((3, 2, 1, 0)):
+            setattr(self, f"up_{i}", _MedNeXtUp(c << (i + 1), c << i, e[5 + j], k))
+            setattr(self, f"dec_block_{i}", seq(c << i, 5 + j))
+        self.out_0 = _OutBlock(c, num_classes)
+        self.dummy_tensor = nn.Parameter(torch.tensor([1.0]))
+        if deep_supervision:
+            for i in range(1, 5):
+                setattr(self, f"out_{i}", _OutBlock(c << i, num_classes))
+
+    def forward(self, x):
+        x = self.stem(x)
+        skips = []
+        for i in range(4):
+            x = getattr(self, f"enc_block_{i}")(x)
+            skips.append(x)
+            x = getattr(self, f"down_{i}")(x)
+        x = self.bottleneck(x)
+        ds = [self.out_4(x)] if self.do_ds else []
+        for i in (3, 2, 1, 0):
+            x = getattr(self, f"dec_block_{i}")(skips[i] + getattr(self, f"up_{i}")(x))
+            if self.do_ds and i > 0:
+                ds.insert(0, getattr(self, f"out_{i}")(x))
+        x = self.out_0(x)
+        return [x] + ds if self.do_ds else x
+
+
+def upkern(dst, src):
+    """MedNeXt UpKern (nnunet_mednext/run/load_pretrained_weights.py, 2-D branch): keys with
+    'bias', 'norm' or 'dummy' copied; other keys copied when the shapes agree, else resized
+    with F.interpolate(mode='bilinear') (align_corners False) to the destination's kernel."""
+    s, d = src.state_dict(), dst.state_dict()
+    for k in d:
+        if k not in s:
+            continue
+        if "bias" in k or "norm" in k or "dummy" in k or s[k].shape == d[k].shape:
+            d[k] = s[k]
+        else:
+            d[k] = F.interpolate(s[k], size=list(d[k].shape[2:]), mode="bilinear")
+    dst.load_state_dict(d)
+    return dst
+
+
 EXPECTED_PARAMS = {
     "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
     "unet": 31043521, "unet-bilinear": 17267393,
     "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
     "attunet": 34878573, "unext": 1471921,
+    "mednext-s": 5472034, "mednext-b": 10447426, "mednext-m": 17418242, "mednext-l": 61556386,
 }
 
 
@@ -624,6 +736,8 @@ def build(name, **kw):
         return AttUNet(**kw)
     if name == "unext":
         return UNeXt(**kw)
+    if name.startswith("mednext-"):
+        return MedNeXt(size=name[-1].upper(), **kw)
     raise KeyError(name)
 
 

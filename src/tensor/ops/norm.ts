@@ -5,6 +5,8 @@ import { isGradEnabled } from '../grad-mode';
 import { shapeStr } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFloat, runOutputs } from './run';
+import { reshape } from './view';
+import { add, mul } from './elementwise';
 
 // ---- batch norm ---------------------------------------------------------------------------
 
@@ -136,4 +138,27 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight:
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   if (!Array.isArray(ns) || ns.length === 0 || !ns.every((s) => Number.isInteger(s) && s >= 1)) throw new Error(`layerNorm: normalizedShape must be a positive integer or a non-empty list of them, got ${JSON.stringify(normalizedShape)}`);
   return apply(layerNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { normalizedShape: ns.slice(), eps, hasWeight: !!weight, hasBias: !!bias })[0];
+}
+
+// ---- group norm (composite) ---------------------------------------------------------------
+
+/**
+ * Group normalisation (Wu & He, 2018; PyTorch's F.group_norm): the channels of x [N, C, ...]
+ * split into `groups` groups, each normalised over its channels and spatial positions (biased
+ * variance), then a per-channel affine. Composed from layerNorm (one fused kernel and its
+ * backward) over [N, groups, C / groups * spatial], so it needs no kernel of its own.
+ */
+export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  if (x.ndim < 2) throw new Error(`groupNorm: expected an input [N, C, ...], got ${shapeStr(x.shape)}`);
+  const [n, c] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new Error(`groupNorm: ${c} channels cannot be split into ${groups} groups`);
+  for (const [t, what] of [[weight, 'weight'], [bias, 'bias']] as const) {
+    if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new Error(`groupNorm: ${what} must have shape [${c}], got ${shapeStr(t.shape)}`);
+  }
+  const per = x.size / (n * groups);
+  let y = reshape(layerNorm(reshape(x, [n, groups, per]), [per], null, null, eps), x.shape);
+  const bshape = [1, c, ...x.shape.slice(2).map(() => 1)];
+  if (weight) y = mul(y, reshape(weight, bshape));
+  if (bias) y = add(y, reshape(bias, bshape));
+  return y;
 }
