@@ -316,8 +316,8 @@ async function fitLocked(
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
-  if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
+  if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);
