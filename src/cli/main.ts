@@ -44,6 +44,11 @@ const frac = (what: string) => (v: string): number => {
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${what} must be in [0, 1), got '${v}'`);
   return n;
 };
+const nonNegNumber = (what: string) => (v: string): number => {
+  const n = num(what)(v);
+  if (!(n >= 0)) throw new InvalidArgumentError(`${what} must be a number >= 0, got '${v}'`);
+  return n;
+};
 
 const foldsInt = (v: string): number => {
   const n = posInt('--folds', [100, 'one training per fold'])(v);
@@ -269,21 +274,25 @@ export function buildProgram(): Command {
     .option('--val-list <file>', `${LIST_HELP}: evaluate these ids`)
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
-    .option('--no-hd95', 'skip HD95')
+    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD)')
+    .option('--nsd-tolerance <px>', 'tolerance of the normalised surface Dice, in pixels (default 2)', nonNegNumber('--nsd-tolerance'))
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
+    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd (default: next to the metrics JSON, .csv)')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
         checkpoint: o.checkpoint as string[], data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
+        nsdTolerance: o.nsdTolerance as number | undefined, csv: o.csv as string | undefined,
         post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
       const who = r.checkpoints.length > 1 ? `ensemble of ${r.checkpoints.length} checkpoints (${r.meta.model})` : `${r.meta.model} (epoch ${r.meta.epoch})`;
       console.log(`${who} on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
+      if (r.csvFile) console.log(`per-case metrics written to ${r.csvFile}`);
     });
 
   program
