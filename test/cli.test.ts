@@ -79,6 +79,7 @@ describe('cli', function () {
   it('bad flags: one line, exit code 2', () => {
     assertOneLineError(scalpel('train', '--epochs', 'abc'), 2, /--epochs must be an integer/);
     assertOneLineError(scalpel('train', '--frobnicate'), 2, /unknown option '--frobnicate'/);
+    assertOneLineError(scalpel('train', '--augment', '{"gamma":{"range":[2,1]}}'), 2, /--augment.*gamma\.range must be \[lo, hi\] with 0 < lo <= hi, got \[2,1\]/);
     assertOneLineError(scalpel('evaluate', '--data', data), 2, /required option '--checkpoint <file>'/);
   });
 

@@ -16,7 +16,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { parseLossSpec } from '../train/losses';
-import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
+import { DataError, writeSplit, AugmentOptions, STRONG_AUGMENT, parsePostSpec, PostSpec, validateAugmentOptions } from '../data';
 
 const num = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -61,13 +61,21 @@ const AUGMENTS: Record<string, AugmentOptions> = {
   flips: { hflip: 0.5, vflip: 0.5 },
   cmunext: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },
   nexnet: { hflip: 0.5, vflip: 0.5, rotate: { maxDeg: 15, p: 1 }, brightness: 0.2, contrast: 0.2 },
+  strong: STRONG_AUGMENT,
 };
 const parseAugment = (v: string): AugmentOptions => {
   if (v in AUGMENTS) return AUGMENTS[v];
+  let o: unknown;
   try {
-    const o = JSON.parse(v);
-    if (o && typeof o === 'object' && !Array.isArray(o)) return o;
+    o = JSON.parse(v);
   } catch { /* fall through */ }
+  if (o && typeof o === 'object' && !Array.isArray(o)) {
+    try {
+      return validateAugmentOptions(o);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  }
   throw new InvalidArgumentError(`expected one of ${Object.keys(AUGMENTS).join(', ')} or a JSON object, got '${v}'`);
 };
 const parseJsonObject = (v: string): Record<string, unknown> => {
@@ -139,7 +147,9 @@ function trainOptions(cmd: Command): Command {
     .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
     .option('--bce-weight <x>', 'weight of the BCE term', num('--bce-weight'))
     .option('--dice-weight <x>', 'weight of the Dice term', num('--dice-weight'))
-    .option('--augment <spec>', `augmentation: ${Object.keys(AUGMENTS).join(', ')} or JSON AugmentOptions`, parseAugment)
+    .option('--augment <spec>', `augmentation: a preset (${Object.keys(AUGMENTS).join(', ')}; strong = flips, rot90, affine, elastic, gamma, CLAHE, jitter) ` +
+      'or JSON AugmentOptions: hflip/vflip/rot90 (probabilities), rotate {maxDeg,p}, brightness, contrast, gamma {range:[lo,hi],p}, ' +
+      'clahe {clipLimit,tiles,p} (simplified CLAHE), elastic {alpha (px),sigma (px),p}, affine {scale:[lo,hi],shift (fraction),rotate (deg),p}', parseAugment)
     .addOption(new Option('--normalize <mode>', 'input normalisation').choices(['dataset', 'none']))
     .option('--seed <n>', 'random seed (runs with the same seed are identical)', int('--seed'))
     .option('--out <dir>', 'run folder (checkpoints, logs, plots)')
