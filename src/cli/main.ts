@@ -158,6 +158,8 @@ function trainOptions(cmd: Command): Command {
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
+    .option('--deep-supervision', "train on every head of a model with deep supervision (unetpp): losses weighted 8/15, 4/15, 2/15, 1/15 from the final head " +
+      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits; kept in the run state")
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')
@@ -194,6 +196,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     bceWeight: o.bceWeight as number | undefined,
     diceWeight: o.diceWeight as number | undefined,
     augment: o.augment as AugmentOptions | undefined,
+    deepSupervision: o.deepSupervision as boolean | undefined,
     normalize: o.normalize as 'dataset' | 'none' | undefined,
     seed: o.seed as number | undefined,
     out: o.out as string | undefined,

@@ -20,6 +20,8 @@ export interface CreateOptions {
   numClasses?: number;
   /** unetpp: four supervised heads. */
   deepSupervision?: boolean;
+  /** unetpp: the five encoder widths (default [32, 64, 128, 256, 512]). */
+  filters?: number[];
   /** nexnet*: MaSA decay gamma (0.9). */
   gamma?: number;
   /** nexnet, nexnet-ssl: Dropout2d on the last decoder stage (0). */
@@ -49,7 +51,7 @@ const NEX = ['gamma', 'dropout', 'decomposed', 'tpenOrder'];
 const REGISTRY: Entry[] = [
   { name: 'unet', description: 'UNet, 64 base filters, transposed-conv upsampling (31.04 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: false }) },
   { name: 'unet-bilinear', description: 'UNet, 64 base filters, bilinear upsampling, halved bottleneck (17.27 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: true }) },
-  { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision }) },
+  { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision', 'filters'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision, filters: o.filters }) },
   { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
   { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
   { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },
@@ -74,6 +76,7 @@ const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
   decomposed: [(v) => typeof v === 'boolean', 'a boolean'],
   tpenOrder: [(v) => positiveInt(v) && (v as number) <= 5, 'an integer in 1..5'],
   freezeEncoder: [(v) => typeof v === 'boolean', 'a boolean'],
+  filters: [(v) => Array.isArray(v) && v.length === 5 && v.every(positiveInt), 'an array of 5 positive integers'],
 };
 
 /** The available models: name, one-line description, default input size and extra options. */

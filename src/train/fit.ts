@@ -23,7 +23,7 @@ import { createModel } from './models';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
-import { bceDiceTerms, buildLoss, formatLossTerms, parseLossSpec } from './losses';
+import { bceDiceTerms, buildLoss, deepSupervisionLoss, formatLossTerms, parseLossSpec } from './losses';
 
 export type Task = 'segmentation' | 'autoencoder';
 
@@ -300,6 +300,8 @@ async function fitLocked(
   const modelOptions: Record<string, unknown> = { inChannels: cfg.channels, ...cfg.modelOptions };
   // nexnet-ssl freezes its autoencoder by default; here freezing is opt-in (--freeze-encoder).
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
+  // In the checkpoints' modelOptions too, so evaluate / predict rebuild the extra heads.
+  if (cfg.deepSupervision) modelOptions.deepSupervision = true;
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
@@ -369,6 +371,10 @@ async function fitLocked(
   }
 
   const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
+  // Deep supervision: every head's loss, weighted (deepSupervisionWeights); validation uses forward().
+  const heads = (model as Partial<{ forwardAll(x: Tensor): Tensor[] }>).forwardAll?.bind(model);
+  if (cfg.deepSupervision && !heads) throw new UserError(`--deep-supervision: model '${cfg.model}' has no forwardAll`);
+  const trainLossOf = (x: Tensor, y: Tensor): Tensor => (cfg.deepSupervision ? deepSupervisionLoss(heads!(x), y, lossOf) : lossOf(model.forward(x) as Tensor, y));
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };
@@ -404,7 +410,7 @@ async function fitLocked(
         try {
           optimizer.zeroGrad();
           tidy(() => {
-            const loss = lossOf(model.forward(x) as Tensor, y);
+            const loss = trainLossOf(x, y);
             lv = loss.item();
             loss.backward();
           });
