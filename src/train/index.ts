@@ -19,3 +19,4 @@ export { crossValidate, generateFolds, meanStd, CV_TABLE_METRICS } from './cv';
 export type { CrossValidateOptions, CrossValidateResult, FoldResult, MeanStd } from './cv';
 export { slidingWindowProbabilities, windowPositions, gaussianWeights, checkWindowOptions } from './sliding-window';
 export type { SlidingWindowOptions, WindowProbabilities } from './sliding-window';
+export { softmaxCrossEntropy, softmaxDiceLoss } from './multiclass-losses';
