@@ -1,8 +1,12 @@
 // Multi-class building blocks: one-hot / argmax, softmax cross-entropy and Dice by hand, per-class Dice / IoU.
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp = require('sharp');
 import * as sc from '../src';
 import { gradcheck } from '../src/autograd/gradcheck';
-import { MultiClassMetricAccumulator, argmaxClasses, oneHot } from '../src/data';
+import { DataError, MultiClassMetricAccumulator, argmaxClasses, oneHot, readClassMask } from '../src/data';
 import { softmaxCrossEntropy, softmaxDiceLoss } from '../src/train';
 
 const close = (a: number, b: number, what: string, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
@@ -51,5 +55,21 @@ describe('multi-class', () => {
     assert.deepEqual(s.global.dice, [10 / 11, 2 / 3, 0]);
     assert.equal(s.global.meanIou, (0.5 + 0) / 2);
     assert.throws(() => acc.add([0, 3], [0, 0], 1, 1, 2), /pred of image 0 pixel 1 is 3, expected a class in 0\.\.2/);
+  });
+
+  it('reads class-index PNGs (nearest resize) and names a value outside the classes', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-mc-'));
+    try {
+      const f = path.join(dir, 'm.png');
+      // 2x2 label map 0 1 / 2 0, grey.
+      await sharp(Buffer.from([0, 1, 2, 0]), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(f);
+      const m = await readClassMask(f, 3);
+      assert.deepEqual(Array.from(m.data), [0, 1, 2, 0]);
+      const up = await readClassMask(f, 3, [4, 4]);
+      assert.deepEqual(Array.from(up.data), [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 0, 0, 2, 2, 0, 0]);
+      await assert.rejects(readClassMask(f, 2), (e: Error) => e instanceof DataError && /m\.png: pixel \(1, 0\) has class 2, expected 0\.\.1/.test(e.message));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
