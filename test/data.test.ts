@@ -28,6 +28,7 @@ import {
   writePng,
   writeSplit,
 } from '../src/data';
+import { metricRecord } from '../src/train/fit';
 
 const BUSBRA = path.resolve(__dirname, '../../shared/data/bus-bra');
 
@@ -605,6 +606,10 @@ describe('data: metrics', function () {
     assert.ok(Number.isNaN(one.summary().global.assd));
     assert.match(perCaseCsv(one.records), /\n0,0\.6+\d*,0\.5,0\.6+\d*,0\.6+\d*,,,\n$/);
     assert.throws(() => acc.add(pred, target, 3, 6, 6, ['x']), /1 ids for 3 images/);
+    // The training logs / cv.json carry them with HD95 (pooled and per-image), not without.
+    const rec = metricRecord(s);
+    assert.deepEqual([rec.assd, rec.nsd, rec.assd_img, rec.nsd_img], [s.global.assd, s.global.nsd, s.perImage.assd, s.perImage.nsd]);
+    assert.ok(!('assd' in metricRecord(one.summary())));
   });
 });
 

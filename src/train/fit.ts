@@ -154,6 +154,8 @@ export function metricRecord(sum: MetricSummary): Record<string, number> {
     dice_img: p.dice, iou_img: p.iou, precision_img: p.precision, recall_img: p.recall, specificity_img: p.specificity, accuracy_img: p.accuracy,
   };
   if (Number.isFinite(p.hd95)) r.hd95_img = p.hd95;
+  // ASSD / NSD come with HD95 (the same surface distances): pooled and per-image mean.
+  if (Number.isFinite(p.assd)) Object.assign(r, { assd: g.assd, nsd: g.nsd, assd_img: p.assd, nsd_img: p.nsd });
   return r;
 }
 
