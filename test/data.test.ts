@@ -29,6 +29,7 @@ import {
   writeSplit,
 } from '../src/data';
 import { metricRecord } from '../src/train/fit';
+import { evaluate } from '../src/train/evaluate';
 
 const BUSBRA = path.resolve(__dirname, '../../shared/data/bus-bra');
 
@@ -610,6 +611,11 @@ describe('data: metrics', function () {
     const rec = metricRecord(s);
     assert.deepEqual([rec.assd, rec.nsd, rec.assd_img, rec.nsd_img], [s.global.assd, s.global.nsd, s.perImage.assd, s.perImage.nsd]);
     assert.ok(!('assd' in metricRecord(one.summary())));
+  });
+
+  it('evaluate() rejects a bad NSD tolerance before loading anything', async () => {
+    await assert.rejects(evaluate({ checkpoint: 'no-such-run', data: 'no-such-data', nsdTolerance: -1 }), /--nsd-tolerance must be a number of pixels >= 0, got -1/);
+    await assert.rejects(evaluate({ checkpoint: 'no-such-run', data: 'no-such-data', nsdTolerance: NaN }), /--nsd-tolerance must be a number of pixels >= 0, got NaN/);
   });
 });
 

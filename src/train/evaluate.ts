@@ -116,14 +116,13 @@ function postprocessBatch(logits: Float32Array | Uint8Array, n: number, h: numbe
 export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const post = resolvePost(opts.post);
   const tta = resolveTta(opts.tta);
+  if (opts.nsdTolerance !== undefined && !(Number.isFinite(opts.nsdTolerance) && opts.nsdTolerance >= 0)) {
+    throw new UserError(`--nsd-tolerance must be a number of pixels >= 0, got ${opts.nsdTolerance}`);
+  }
   const checkpoints = resolveCheckpoints(opts.checkpoint);
   const ens = loadEnsemble(checkpoints);
   const meta = ens.meta;
   let loader: DataLoader | null = null;
-  if (opts.nsdTolerance !== undefined && !(Number.isFinite(opts.nsdTolerance) && opts.nsdTolerance >= 0)) {
-    ens.dispose();
-    throw new UserError(`--nsd-tolerance must be a number of pixels >= 0, got ${opts.nsdTolerance}`);
-  }
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance });
   let csvFile: string | null = null;
   let ds: ReturnType<typeof openDataset>;
