@@ -46,6 +46,18 @@ describe('cli', function () {
     const j = JSON.parse(fs.readFileSync(path.join(tmp, 'eval.json'), 'utf8'));
     assert.equal(j.split, 'val');
     assert.ok(j.global.dice >= 0 && j.perImage.dice >= 0 && j.count > 0);
+    // ASSD / NSD in the summary with sample stds, and the per-case CSV next to the JSON by default.
+    assert.equal(j.nsdTolerance, 2);
+    assert.ok(Number.isFinite(j.perImage.assd) && Number.isFinite(j.global.nsd) && Number.isFinite(j.perImageStd.dice));
+    const rows = fs.readFileSync(path.join(tmp, 'eval.csv'), 'utf8').trimEnd().split('\n');
+    assert.equal(rows[0], 'id,dice,iou,precision,recall,hd95,assd,nsd');
+    assert.equal(rows.length, j.count + 1);
+    assert.match(rows[1], /^syn_\d{4},/);
+    const e2 = scalpel('evaluate', '--checkpoint', run, '--data', data, '--split', 'val', '--json', path.join(tmp, 'eval2.json'), '--csv', path.join(tmp, 'cases', 'c.csv'), '--nsd-tolerance', '0.5');
+    assert.equal(e2.code, 0, e2.stderr);
+    assert.match(e2.stdout, /nsd@0\.5px/);
+    assert.equal(fs.readFileSync(path.join(tmp, 'cases', 'c.csv'), 'utf8').trimEnd().split('\n').length, j.count + 1);
+    assertOneLineError(scalpel('evaluate', '--checkpoint', run, '--data', data, '--nsd-tolerance', '-1'), 2, /--nsd-tolerance must be a number >= 0, got '-1'/);
 
     const pred = path.join(tmp, 'pred');
     const p = scalpel('predict', '--checkpoint', run, '--input', path.join(data, 'images'), '--out', pred);
@@ -67,6 +79,7 @@ describe('cli', function () {
   it('bad flags: one line, exit code 2', () => {
     assertOneLineError(scalpel('train', '--epochs', 'abc'), 2, /--epochs must be an integer/);
     assertOneLineError(scalpel('train', '--frobnicate'), 2, /unknown option '--frobnicate'/);
+    assertOneLineError(scalpel('train', '--augment', '{"gamma":{"range":[2,1]}}'), 2, /--augment.*gamma\.range must be \[lo, hi\] with 0 < lo <= hi, got \[2,1\]/);
     assertOneLineError(scalpel('evaluate', '--data', data), 2, /required option '--checkpoint <file>'/);
   });
 

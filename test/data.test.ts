@@ -4,6 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp = require('sharp');
 import {
+  assd,
+  nsd,
+  perCaseCsv,
+  surfaceMetrics,
   DataError,
   DataLoader,
   MetricAccumulator,
@@ -24,6 +28,8 @@ import {
   writePng,
   writeSplit,
 } from '../src/data';
+import { metricRecord } from '../src/train/fit';
+import { evaluate } from '../src/train/evaluate';
 
 const BUSBRA = path.resolve(__dirname, '../../shared/data/bus-bra');
 
@@ -535,6 +541,81 @@ describe('data: metrics', function () {
     // A's boundary: (1..3,1) column at distance 2 from column 3; (1,2),(3,2) top/bottom at distance 1;
     // (1..3,3) on B's boundary at 0. Sorted: [0,0,0,1,1,2,2,2] -> p95 at 6.65 -> 2.
     assert.equal(hd95(bl, sh, 5, 7), 2);
+  });
+
+  it('computes ASSD and NSD on two squares offset by k px, with the empty-mask conventions', () => {
+    // 3x3 squares (8 boundary pixels each, the centre is interior) in a 6x6 image, rows 1..3,
+    // A at cols 1..3, B = A shifted right by k.
+    const sq = (x0: number): Uint8Array => {
+      const m = new Uint8Array(36);
+      for (let y = 1; y < 4; y++) for (let x = x0; x < x0 + 3; x++) m[y * 6 + x] = 1;
+      return m;
+    };
+    const A = sq(1);
+    // k = 1: A->B: col 1 at 1 (x3), (1,2),(3,2) at 0, (1,3),(3,3) at 0, (2,3) is B's interior: 1 from (1,3).
+    //   [1,1,1,0,0,0,0,1]: sum 4; B->A the mirror image: sum 4. ASSD = 8 / 16.
+    const s1 = surfaceMetrics(A, sq(2), 6, 6, 0);
+    assert.equal(s1.assd, 0.5);
+    assert.equal(s1.surfacePixels, 16);
+    assert.equal(s1.surfaceDistanceSum, 8);
+    assert.equal(s1.nsd, 0.5); // tolerance 0: only the 8 zero distances
+    assert.equal(nsd(A, sq(2), 6, 6, 1), 1);
+    // k = 2: A->B: col 1 at 2 (x3), (1,2),(3,2) at 1, col 3 on B's boundary at 0: sum 8; B->A the same.
+    assert.equal(assd(A, sq(3), 6, 6), 1);
+    assert.equal(nsd(A, sq(3), 6, 6), 1); // default tolerance 2 px: every distance is <= 2
+    assert.equal(nsd(A, sq(3), 6, 6, 1.5), 10 / 16); // the six 2 px distances are outside
+    assert.equal(assd(A, A, 6, 6), 0);
+    assert.equal(nsd(A, A, 6, 6, 0), 1);
+    // Empty masks: both empty is perfect; one empty is the image diagonal / 0.
+    const E = new Uint8Array(36);
+    assert.deepEqual([assd(E, E, 6, 6), nsd(E, E, 6, 6)], [0, 1]);
+    assert.deepEqual([assd(A, E, 6, 6), nsd(A, E, 6, 6)], [Math.hypot(6, 6), 0]);
+    assert.deepEqual([assd(E, A, 6, 6), nsd(E, A, 6, 6)], [Math.hypot(6, 6), 0]);
+    assert.throws(() => nsd(A, A, 6, 6, -1), /NSD tolerance must be a finite number of pixels >= 0, got -1/);
+  });
+
+  it('reports ASSD / NSD per image and pooled, sample std per metric, and a per-case CSV', () => {
+    const sq = (x0: number): number[] => Array.from({ length: 36 }, (_, i) => (Math.floor(i / 6) >= 1 && Math.floor(i / 6) <= 3 && i % 6 >= x0 && i % 6 < x0 + 3 ? 1 : 0));
+    const fpOnly = Array.from({ length: 36 }, (_, i) => (i === 0 ? 1 : 0));
+    const pred = new Float32Array([...sq(2), ...sq(3), ...fpOnly]);
+    const target = new Float32Array([...sq(1), ...sq(1), ...new Array(36).fill(0)]);
+    const acc = new MetricAccumulator({ nsdTolerance: 1 });
+    const recs = acc.add(pred, target, 3, 6, 6, ['a', 'b, "2"', 'c']);
+    const diag = Math.hypot(6, 6);
+    assert.deepEqual(recs.map((r) => r.assd), [0.5, 1, diag]);
+    assert.deepEqual(recs.map((r) => r.nsd), [1, 10 / 16, 0]);
+    const s = acc.summary();
+    assert.equal(s.nsdTolerance, 1);
+    assert.ok(Math.abs(s.perImage.assd - (1.5 + diag) / 3) < 1e-12);
+    // Pooled: 16 + 16 boundary pixels of the squares and the one false-positive pixel (at the diagonal).
+    assert.ok(Math.abs(s.global.assd - (8 + 16 + diag) / 33) < 1e-12);
+    assert.equal(s.global.nsd, (16 + 10) / 33);
+    const m = (1.5 + diag) / 3;
+    const std = Math.sqrt(((0.5 - m) ** 2 + (1 - m) ** 2 + (diag - m) ** 2) / 2);
+    assert.ok(Math.abs(s.perImageStd.assd - std) < 1e-12);
+    // Dice per image: 2*6/(9+9) = 2/3, 2*3/(9+9) = 1/3, 0.
+    assert.ok(Math.abs(s.perImageStd.dice - Math.sqrt(((2 / 3 - 1 / 3) ** 2 + 0 + (0 - 1 / 3) ** 2) / 2)) < 1e-12);
+    const csv = perCaseCsv(acc.records).trimEnd().split('\n');
+    assert.equal(csv[0], 'id,dice,iou,precision,recall,hd95,assd,nsd');
+    assert.equal(csv.length, 4);
+    assert.match(csv[2], /^"b, ""2""",0\.333/);
+    assert.equal(csv[3].split(',')[6], String(diag));
+    // A single image has no sample std; without surface metrics the CSV cells are empty.
+    const one = new MetricAccumulator({ hd95: false });
+    one.add(pred.subarray(0, 36), target.subarray(0, 36), 1, 6, 6);
+    assert.ok(Number.isNaN(one.summary().perImageStd.dice));
+    assert.ok(Number.isNaN(one.summary().global.assd));
+    assert.match(perCaseCsv(one.records), /\n0,0\.6+\d*,0\.5,0\.6+\d*,0\.6+\d*,,,\n$/);
+    assert.throws(() => acc.add(pred, target, 3, 6, 6, ['x']), /1 ids for 3 images/);
+    // The training logs / cv.json carry them with HD95 (pooled and per-image), not without.
+    const rec = metricRecord(s);
+    assert.deepEqual([rec.assd, rec.nsd, rec.assd_img, rec.nsd_img], [s.global.assd, s.global.nsd, s.perImage.assd, s.perImage.nsd]);
+    assert.ok(!('assd' in metricRecord(one.summary())));
+  });
+
+  it('evaluate() rejects a bad NSD tolerance before loading anything', async () => {
+    await assert.rejects(evaluate({ checkpoint: 'no-such-run', data: 'no-such-data', nsdTolerance: -1 }), /--nsd-tolerance must be a number of pixels >= 0, got -1/);
+    await assert.rejects(evaluate({ checkpoint: 'no-such-run', data: 'no-such-data', nsdTolerance: NaN }), /--nsd-tolerance must be a number of pixels >= 0, got NaN/);
   });
 });
 

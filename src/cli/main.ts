@@ -16,7 +16,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { parseLossSpec } from '../train/losses';
-import { DataError, writeSplit, AugmentOptions, parsePostSpec, PostSpec } from '../data';
+import { DataError, writeSplit, AugmentOptions, STRONG_AUGMENT, parsePostSpec, PostSpec, validateAugmentOptions } from '../data';
 
 const num = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -44,6 +44,11 @@ const frac = (what: string) => (v: string): number => {
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${what} must be in [0, 1), got '${v}'`);
   return n;
 };
+const nonNegNumber = (what: string) => (v: string): number => {
+  const n = num(what)(v);
+  if (!(n >= 0)) throw new InvalidArgumentError(`${what} must be a number >= 0, got '${v}'`);
+  return n;
+};
 
 const foldsInt = (v: string): number => {
   const n = posInt('--folds', [100, 'one training per fold'])(v);
@@ -56,13 +61,21 @@ const AUGMENTS: Record<string, AugmentOptions> = {
   flips: { hflip: 0.5, vflip: 0.5 },
   cmunext: { hflip: 0.5, vflip: 0.5, rot90: 0.5 },
   nexnet: { hflip: 0.5, vflip: 0.5, rotate: { maxDeg: 15, p: 1 }, brightness: 0.2, contrast: 0.2 },
+  strong: STRONG_AUGMENT,
 };
 const parseAugment = (v: string): AugmentOptions => {
   if (v in AUGMENTS) return AUGMENTS[v];
+  let o: unknown;
   try {
-    const o = JSON.parse(v);
-    if (o && typeof o === 'object' && !Array.isArray(o)) return o;
+    o = JSON.parse(v);
   } catch { /* fall through */ }
+  if (o && typeof o === 'object' && !Array.isArray(o)) {
+    try {
+      return validateAugmentOptions(o);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  }
   throw new InvalidArgumentError(`expected one of ${Object.keys(AUGMENTS).join(', ')} or a JSON object, got '${v}'`);
 };
 const parseJsonObject = (v: string): Record<string, unknown> => {
@@ -134,7 +147,9 @@ function trainOptions(cmd: Command): Command {
     .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
     .option('--bce-weight <x>', 'weight of the BCE term', num('--bce-weight'))
     .option('--dice-weight <x>', 'weight of the Dice term', num('--dice-weight'))
-    .option('--augment <spec>', `augmentation: ${Object.keys(AUGMENTS).join(', ')} or JSON AugmentOptions`, parseAugment)
+    .option('--augment <spec>', `augmentation: a preset (${Object.keys(AUGMENTS).join(', ')}; strong = flips, rot90, affine, elastic, gamma, CLAHE, jitter) ` +
+      'or JSON AugmentOptions: hflip/vflip/rot90 (probabilities), rotate {maxDeg,p}, brightness, contrast, gamma {range:[lo,hi],p}, ' +
+      'clahe {clipLimit,tiles,p} (simplified CLAHE), elastic {alpha (px),sigma (px),p}, affine {scale:[lo,hi],shift (fraction),rotate (deg),p}', parseAugment)
     .addOption(new Option('--normalize <mode>', 'input normalisation').choices(['dataset', 'none']))
     .option('--seed <n>', 'random seed (runs with the same seed are identical)', int('--seed'))
     .option('--out <dir>', 'run folder (checkpoints, logs, plots)')
@@ -143,6 +158,8 @@ function trainOptions(cmd: Command): Command {
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
+    .option('--deep-supervision', "train on every head of a model with deep supervision (unetpp): losses weighted 8/15, 4/15, 2/15, 1/15 from the final head " +
+      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits; kept in the run state")
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')
@@ -179,6 +196,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     bceWeight: o.bceWeight as number | undefined,
     diceWeight: o.diceWeight as number | undefined,
     augment: o.augment as AugmentOptions | undefined,
+    deepSupervision: o.deepSupervision as boolean | undefined,
     normalize: o.normalize as 'dataset' | 'none' | undefined,
     seed: o.seed as number | undefined,
     out: o.out as string | undefined,
@@ -271,21 +289,25 @@ export function buildProgram(): Command {
     .option('--val-list <file>', `${LIST_HELP}: evaluate these ids`)
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
-    .option('--no-hd95', 'skip HD95')
+    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD)')
+    .option('--nsd-tolerance <px>', 'tolerance of the normalised surface Dice, in pixels (default 2)', nonNegNumber('--nsd-tolerance'))
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
+    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd (default: next to the metrics JSON, .csv)')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
       const r = await evaluate({
         checkpoint: o.checkpoint as string[], data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
+        nsdTolerance: o.nsdTolerance as number | undefined, csv: o.csv as string | undefined,
         post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
       });
       const who = r.checkpoints.length > 1 ? `ensemble of ${r.checkpoints.length} checkpoints (${r.meta.model})` : `${r.meta.model} (epoch ${r.meta.epoch})`;
       console.log(`${who} on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
       console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
+      if (r.csvFile) console.log(`per-case metrics written to ${r.csvFile}`);
     });
 
   program

@@ -420,3 +420,31 @@ export async function writeMaskPng(file: string, mask: Uint8Array | Float32Array
   for (let i = 0; i < out.length; i++) out[i] = mask[i] > 0.5 ? 255 : 0;
   await writePng(file, out, { width, height, channels: 1 });
 }
+
+/**
+ * Decode a class-index mask (multi-class segmentation): each pixel's first channel is its class,
+ * 0 = background, 1..classes-1 = structures (grey PNGs written as label maps, e.g. 0/1/2). A value
+ * of classes or above is a DataError naming the file, the value and its pixel, since it usually
+ * means a 0/255 binary mask was given with classes > 2. Resizing is nearest neighbour.
+ */
+export async function readClassMask(file: string, classes: number, size?: [number, number]): Promise<DecodedMask> {
+  if (!(Number.isInteger(classes) && classes >= 2 && classes <= 256)) throw new DataError(`${file}: classes must be an integer in [2, 256], got ${classes}`, 'unsupported', file);
+  checkSize(size, file);
+  const raw = await decodeRaw(file);
+  const n = raw.width * raw.height;
+  let data = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = raw.data[i * raw.channels];
+    if (v >= classes) {
+      throw new DataError(`${file}: pixel (${Math.floor(i / raw.width)}, ${i % raw.width}) has class ${v}, expected 0..${classes - 1} (a class-index mask; 0/255 masks are binary)`, 'corrupt', file);
+    }
+    data[i] = v;
+  }
+  let height = raw.height;
+  let width = raw.width;
+  if (size) {
+    data = resizeNearest(data, height, width, size[0], size[1]);
+    [height, width] = size;
+  }
+  return { data, height, width, sourceHeight: raw.height, sourceWidth: raw.width };
+}

@@ -7,3 +7,4 @@ export * from './loader';
 export * from './metrics';
 export * from './postprocess';
 export type { DecodedSample } from './loader-worker';
+export * from './multiclass';

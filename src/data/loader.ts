@@ -15,7 +15,7 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { AugmentOptions, Rng, mixSeed } from './augment';
+import { AugmentOptions, Rng, mixSeed, validateAugmentOptions } from './augment';
 import { DataError } from './decode';
 import { BatchFailure, BatchJob, BatchJobItem, BatchResult, DecodedSample, processBatch } from './loader-worker';
 
@@ -132,7 +132,8 @@ export class DataLoader {
       maskThreshold: options.maskThreshold ?? 128,
       resizeMasks: options.resizeMasks ?? false,
     };
-    const aug: AugmentOptions = { ...(options.augment ?? {}) };
+    // Checked here, in the main thread, so a bad option is one clear error rather than a worker's crash.
+    const aug: AugmentOptions = { ...validateAugmentOptions(options.augment ?? {}) };
     if (options.normalize) aug.normalize = options.normalize;
     this.augment = Object.keys(aug).length > 0 ? aug : null;
     if (this.opts.dropLast && this.numBatches === 0) throw new Error(`DataLoader: dropLast with ${ids.length} ids and batch size ${this.batchSize} gives no batches`);

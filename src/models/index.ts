@@ -31,6 +31,8 @@ export interface CreateOptions {
   deepSupervision?: boolean;
   /** mednext-*: depthwise kernel size, 3 (default), 5 or 7. */
   kernelSize?: 3 | 5 | 7;
+  /** unetpp: the five encoder widths (default [32, 64, 128, 256, 512]). */
+  filters?: number[];
   /** nexnet*: MaSA decay gamma (0.9). */
   gamma?: number;
   /** nexnet, nexnet-ssl: Dropout2d on the last decoder stage (0). */
@@ -60,7 +62,7 @@ const NEX = ['gamma', 'dropout', 'decomposed', 'tpenOrder'];
 const REGISTRY: Entry[] = [
   { name: 'unet', description: 'UNet, 64 base filters, transposed-conv upsampling (31.04 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: false }) },
   { name: 'unet-bilinear', description: 'UNet, 64 base filters, bilinear upsampling, halved bottleneck (17.27 M params)', inputSize: [3, 256, 256], options: [], build: (o) => new UNet(o.inChannels, o.numClasses, { bilinear: true }) },
-  { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision }) },
+  { name: 'unetpp', description: 'UNet++ (nested dense skips), filters 32..512, optional deep supervision (9.16 M params)', inputSize: [3, 256, 256], options: ['deepSupervision', 'filters'], build: (o) => new UNetPlusPlus(o.inChannels, o.numClasses, { deepSupervision: o.deepSupervision, filters: o.filters }) },
   { name: 'attunet', description: 'Attention U-Net as in the CMUNeXt benchmark repository, filters 64..1024, additive attention gates (34.88 M params, 66.42 GMAC at 256 counted from the ops; 66.63 published)', inputSize: [3, 256, 256], options: [], build: (o) => new AttUNet(o.inChannels, o.numClasses) },
   { name: 'unext', description: 'UNeXt: conv stages 16..128, tokenised shifted-MLP stages 160/256 (1.47 M params, 0.562 GMAC at 256 counted from the ops; 0.58 published); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new UNeXt(o.inChannels, o.numClasses) },
   { name: 'mednext-s', description: 'MedNeXt-S 2-D (MIC-DKFZ/MedNeXt v1: GroupNorm, residual up/down, 32 channels; 5.47 M params at kernel 3), kernelSize 3/5/7, deep supervision', inputSize: [3, 256, 256], options: ['kernelSize', 'deepSupervision'], build: (o) => new MedNeXt(o.inChannels, o.numClasses, { size: 'S' as MedNeXtSize, kernelSize: o.kernelSize, deepSupervision: o.deepSupervision }) },
@@ -92,6 +94,7 @@ const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
   decomposed: [(v) => typeof v === 'boolean', 'a boolean'],
   tpenOrder: [(v) => positiveInt(v) && (v as number) <= 5, 'an integer in 1..5'],
   freezeEncoder: [(v) => typeof v === 'boolean', 'a boolean'],
+  filters: [(v) => Array.isArray(v) && v.length === 5 && v.every(positiveInt), 'an array of 5 positive integers'],
 };
 
 /** The available models: name, one-line description, default input size and extra options. */

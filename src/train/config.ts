@@ -67,6 +67,12 @@ export interface TrainConfig {
    */
   loss?: string;
   augment: AugmentOptions;
+  /**
+   * Deep supervision (models that have it: unetpp): the model is built with its extra heads and
+   * trained on the weighted sum of every head's loss (see deepSupervisionWeights); validation,
+   * evaluate and predict use the model's forward (UNet++: the mean of the heads' logits).
+   */
+  deepSupervision: boolean;
   /** 'dataset' = per-channel mean/std of the training images; 'none'; or explicit values. */
   normalize: 'dataset' | 'none' | { mean: number[]; std: number[] };
   seed: number;
@@ -165,6 +171,7 @@ export function defaultConfig(): TrainConfig {
     workers: 1,
     device: 'cpu',
     hd95: false,
+    deepSupervision: false,
     resizeMasks: false,
     overlays: 4,
     verbose: true,
@@ -187,6 +194,9 @@ export function resolveConfig(overrides: Partial<TrainConfig> & { recipe?: strin
   validateConfig(cfg);
   return cfg;
 }
+
+/** Models with deep-supervision heads (a forwardAll returning every head's logits). */
+export const DEEP_SUPERVISION_MODELS = ['unetpp'];
 
 /** Upper bounds of the flags that size memory, with the reason each error gives. */
 export const LIMITS = {
@@ -240,4 +250,8 @@ export function validateConfig(c: TrainConfig): void {
   if (c.loss !== undefined) parseLossSpec(c.loss);
   else if (bceDiceTerms(c.bceWeight, c.diceWeight).length === 0) throw new UserError('invalid loss: the BCE and Dice weights are both 0');
   if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');
+  if (typeof c.deepSupervision !== 'boolean') throw new UserError(`invalid deepSupervision: expected true or false, got ${JSON.stringify(c.deepSupervision)}`);
+  if (c.deepSupervision && !DEEP_SUPERVISION_MODELS.includes(c.model)) {
+    throw new UserError(`--deep-supervision: model '${c.model}' has no deep-supervision heads (models with them: ${DEEP_SUPERVISION_MODELS.join(', ')})`);
+  }
 }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, perCaseCsv, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { ModelMeta } from './checkpoint';
 import { Ensemble, ensembleProbabilities, loadEnsemble, normalizeFor, resolveCheckpoints } from './ensemble';
@@ -31,7 +31,15 @@ export interface EvaluateOptions {
   valList?: string;
   batch?: number;
   workers?: number;
+  /** Compute the surface metrics HD95, ASSD and NSD (default true). */
   hd95?: boolean;
+  /** NSD tolerance in pixels (default 2). */
+  nsdTolerance?: number;
+  /**
+   * Per-case CSV (id, dice, iou, precision, recall, hd95, assd, nsd), written atomically.
+   * Default: next to the metrics JSON with a .csv extension; null: none.
+   */
+  csv?: string | null;
   /** Stretch masks whose size differs from their image's (default: that is an error). */
   resizeMasks?: boolean;
   /** Write the metrics JSON here (default: next to the checkpoint, eval-<split>.json). */
@@ -54,6 +62,8 @@ export interface EvaluateResult {
   /** The checkpoints evaluated (more than one: an ensemble). */
   checkpoints: string[];
   file: string | null;
+  /** The per-case CSV written (null: none). */
+  csvFile: string | null;
   /** The post-processing applied ('' = none). */
   post: string;
   tta: TtaMode;
@@ -106,11 +116,15 @@ function postprocessBatch(logits: Float32Array | Uint8Array, n: number, h: numbe
 export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const post = resolvePost(opts.post);
   const tta = resolveTta(opts.tta);
+  if (opts.nsdTolerance !== undefined && !(Number.isFinite(opts.nsdTolerance) && opts.nsdTolerance >= 0)) {
+    throw new UserError(`--nsd-tolerance must be a number of pixels >= 0, got ${opts.nsdTolerance}`);
+  }
   const checkpoints = resolveCheckpoints(opts.checkpoint);
   const ens = loadEnsemble(checkpoints);
   const meta = ens.meta;
   let loader: DataLoader | null = null;
-  const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true });
+  const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance });
+  let csvFile: string | null = null;
   let ds: ReturnType<typeof openDataset>;
   let split: 'train' | 'val' | 'test';
   let file: string | null;
@@ -128,6 +142,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     const ensTag = checkpoints.length > 1 ? `-ensemble${checkpoints.length}` : '';
     file = opts.out === null ? null : opts.out ?? path.join(path.dirname(path.resolve(checkpoints[0])), `eval-${split}${ds.fold ? `-fold${ds.fold}` : ''}${listTag}${ensTag}.json`);
     if (file !== null) makeOutputFolder(path.dirname(path.resolve(file)));
+    csvFile = opts.csv === null ? null : opts.csv ?? (file !== null ? file.replace(/\.json$/i, '') + '.csv' : null);
+    if (csvFile !== null) makeOutputFolder(path.dirname(path.resolve(csvFile)));
     // Un-normalised images: each model of an ensemble normalises with its own statistics.
     loader = new DataLoader(ds, ids, {
       batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
@@ -136,7 +152,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     for await (const b of loader.epoch(0)) {
       const scores = batchScores(ens, b.images, [b.size, b.channels, b.height, b.width], tta);
       // 0/1 masks go through the accumulator's logit threshold unchanged (1 > 0, 0 is not).
-      acc.add(post ? postprocessBatch(scores, b.size, b.height, b.width, post) : scores, b.masks, b.size, b.height, b.width);
+      acc.add(post ? postprocessBatch(scores, b.size, b.height, b.width, post) : scores, b.masks, b.size, b.height, b.width, b.ids);
     }
   } finally {
     await loader?.close();
@@ -146,14 +162,20 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   if (file !== null) {
     writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(checkpoints[0]), checkpoints: checkpoints.map((c) => path.resolve(c)), data: ds.root, fold: ds.fold ?? null, split, list: ds.listFiles?.[split] ?? null, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
   }
-  return { split, count: summary.count, summary, meta, checkpoints, file, post: post ? formatPostSpec(post) : '', tta };
+  if (csvFile !== null) writeFileAtomic(csvFile, perCaseCsv(acc.records));
+  return { split, count: summary.count, summary, meta, checkpoints, file, csvFile, post: post ? formatPostSpec(post) : '', tta };
 }
 
-/** A metrics table (global and per-image mean) for the terminal. */
+/** A metrics table (global and per-image mean +- sample std) for the terminal. */
 export function formatMetricsTable(s: MetricSummary): string {
-  const rows: [string, string, string][] = [['metric', 'global', 'per-image mean']];
-  for (const k of ['dice', 'iou', 'precision', 'recall', 'specificity', 'accuracy'] as const) rows.push([k, s.global[k].toFixed(4), s.perImage[k].toFixed(4)]);
-  if (Number.isFinite(s.perImage.hd95)) rows.push(['hd95 (px)', '-', s.perImage.hd95.toFixed(2)]);
+  const rows: [string, string, string][] = [['metric', 'global', 'per-image mean +- std']];
+  const sd = (v: number | undefined, digits: number): string => (v !== undefined && Number.isFinite(v) ? ` +- ${v.toFixed(digits)}` : '');
+  for (const k of ['dice', 'iou', 'precision', 'recall', 'specificity', 'accuracy'] as const) rows.push([k, s.global[k].toFixed(4), s.perImage[k].toFixed(4) + sd(s.perImageStd?.[k], 4)]);
+  if (Number.isFinite(s.perImage.hd95)) {
+    rows.push(['hd95 (px)', '-', s.perImage.hd95.toFixed(2) + sd(s.perImageStd?.hd95, 2)]);
+    rows.push(['assd (px)', s.global.assd.toFixed(2), s.perImage.assd.toFixed(2) + sd(s.perImageStd?.assd, 2)]);
+    rows.push([`nsd@${s.nsdTolerance}px`, s.global.nsd.toFixed(4), s.perImage.nsd.toFixed(4) + sd(s.perImageStd?.nsd, 4)]);
+  }
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
   const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  ');
   return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');

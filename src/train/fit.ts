@@ -24,7 +24,7 @@ import { upkern } from '../models/upkern';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
-import { bceDiceTerms, buildLoss, formatLossTerms, parseLossSpec } from './losses';
+import { bceDiceTerms, buildLoss, deepSupervisionLoss, formatLossTerms, parseLossSpec } from './losses';
 
 export type Task = 'segmentation' | 'autoencoder';
 
@@ -155,6 +155,8 @@ export function metricRecord(sum: MetricSummary): Record<string, number> {
     dice_img: p.dice, iou_img: p.iou, precision_img: p.precision, recall_img: p.recall, specificity_img: p.specificity, accuracy_img: p.accuracy,
   };
   if (Number.isFinite(p.hd95)) r.hd95_img = p.hd95;
+  // ASSD / NSD come with HD95 (the same surface distances): pooled and per-image mean.
+  if (Number.isFinite(p.assd)) Object.assign(r, { assd: g.assd, nsd: g.nsd, assd_img: p.assd, nsd_img: p.nsd });
   return r;
 }
 
@@ -314,6 +316,8 @@ async function fitLocked(
   const modelOptions: Record<string, unknown> = { inChannels: cfg.channels, ...cfg.modelOptions };
   // nexnet-ssl freezes its autoencoder by default; here freezing is opt-in (--freeze-encoder).
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
+  // In the checkpoints' modelOptions too, so evaluate / predict rebuild the extra heads.
+  if (cfg.deepSupervision) modelOptions.deepSupervision = true;
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
@@ -384,6 +388,10 @@ async function fitLocked(
   }
 
   const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
+  // Deep supervision: every head's loss, weighted (deepSupervisionWeights); validation uses forward().
+  const heads = (model as Partial<{ forwardAll(x: Tensor): Tensor[] }>).forwardAll?.bind(model);
+  if (cfg.deepSupervision && !heads) throw new UserError(`--deep-supervision: model '${cfg.model}' has no forwardAll`);
+  const trainLossOf = (x: Tensor, y: Tensor): Tensor => (cfg.deepSupervision ? deepSupervisionLoss(heads!(x), y, lossOf) : lossOf(model.forward(x) as Tensor, y));
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };
@@ -419,7 +427,7 @@ async function fitLocked(
         try {
           optimizer.zeroGrad();
           tidy(() => {
-            const loss = lossOf(model.forward(x) as Tensor, y);
+            const loss = trainLossOf(x, y);
             lv = loss.item();
             loss.backward();
           });

@@ -114,3 +114,33 @@ export function formatLossTerms(terms: LossTerm[]): string {
     return `${t.weight !== 1 ? `${t.weight}*` : ''}${t.name}${params ? `:${params}` : ''}`;
   }).join('+');
 }
+
+/**
+ * Deep-supervision weights for `n` outputs ordered from the shallowest / coarsest to the final
+ * one (UNet++'s forwardAll order X^{0,1}..X^{0,4}), normalised to sum 1.
+ *
+ * nnU-Net weights its outputs 1, 1/2, 1/4, ... from the full-resolution one down, zeroes the
+ * coarsest and normalises. UNet++'s four heads are all full resolution; they differ in depth (the
+ * head on X^{0,j} sees a j-level nested sub-network), so the halving is applied per level of
+ * depth: the final head X^{0,4} weighs 1, X^{0,3} 1/2, X^{0,2} 1/4, X^{0,1} 1/8, i.e. 8/15, 4/15,
+ * 2/15, 1/15. The shallowest head is not zeroed: nnU-Net drops its lowest output because a 4x4 or
+ * 8x8 map carries little, which a full-resolution head does not.
+ */
+export function deepSupervisionWeights(n: number): number[] {
+  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`deepSupervisionWeights: expected a positive number of outputs, got ${n}`);
+  const raw = Array.from({ length: n }, (_, k) => 2 ** -(n - 1 - k));
+  const sum = raw.reduce((a, b) => a + b, 0);
+  return raw.map((v) => v / sum);
+}
+
+/** Sum over the outputs of weights[k] * loss(outputs[k], target) (weights default: deepSupervisionWeights). */
+export function deepSupervisionLoss(outputs: Tensor[], target: Tensor, loss: (x: Tensor, y: Tensor) => Tensor, weights = deepSupervisionWeights(outputs.length)): Tensor {
+  if (outputs.length === 0) throw new Error('deepSupervisionLoss: no outputs');
+  if (weights.length !== outputs.length) throw new Error(`deepSupervisionLoss: ${weights.length} weights for ${outputs.length} outputs`);
+  let total: Tensor | null = null;
+  outputs.forEach((o, k) => {
+    const l = loss(o, target).mul(weights[k]);
+    total = total ? total.add(l) : l;
+  });
+  return total!;
+}

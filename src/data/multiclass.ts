@@ -1,0 +1,129 @@
+/**
+ * Multi-class segmentation helpers on plain arrays: class-index masks (0 = background,
+ * 1..classes-1 = structures), their one-hot planes, and per-class Dice / IoU.
+ *
+ * Conventions as in metrics.ts: a ratio with a zero denominator (the class absent from both the
+ * prediction and the target of an image) is 1 for that image; global values pool the counts of
+ * all images. The mean over classes leaves out the background (class 0).
+ */
+
+type NumArray = ArrayLike<number>;
+
+function checkClasses(classes: number, what: string): void {
+  if (!(Number.isInteger(classes) && classes >= 2 && classes <= 256)) throw new Error(`${what}: classes must be an integer in [2, 256], got ${classes}`);
+}
+
+/** [n, h, w] class indices -> [n, classes, h, w] 0/1 planes; an index outside 0..classes-1 is an error naming it. */
+export function oneHot(indices: NumArray, n: number, classes: number, h: number, w: number): Float32Array {
+  checkClasses(classes, 'oneHot');
+  const hw = h * w;
+  if (indices.length !== n * hw) throw new Error(`oneHot: ${indices.length} indices, expected ${n}x${h}x${w}`);
+  const out = new Float32Array(n * classes * hw);
+  for (let k = 0; k < n; k++) {
+    for (let i = 0; i < hw; i++) {
+      const c = indices[k * hw + i];
+      if (!(Number.isInteger(c) && c >= 0 && c < classes)) throw new Error(`oneHot: image ${k} pixel ${i} has class ${c}, expected an integer in 0..${classes - 1}`);
+      out[(k * classes + c) * hw + i] = 1;
+    }
+  }
+  return out;
+}
+
+/** [n, classes, h, w] scores (logits or probabilities) -> [n, h, w] class indices (argmax; ties to the lower class). */
+export function argmaxClasses(scores: NumArray, n: number, classes: number, h: number, w: number): Uint8Array {
+  checkClasses(classes, 'argmaxClasses');
+  const hw = h * w;
+  if (scores.length !== n * classes * hw) throw new Error(`argmaxClasses: ${scores.length} scores, expected ${n}x${classes}x${h}x${w}`);
+  const out = new Uint8Array(n * hw);
+  for (let k = 0; k < n; k++) {
+    for (let i = 0; i < hw; i++) {
+      let best = 0, bv = scores[k * classes * hw + i];
+      for (let c = 1; c < classes; c++) {
+        const v = scores[(k * classes + c) * hw + i];
+        if (v > bv) { bv = v; best = c; }
+      }
+      out[k * hw + i] = best;
+    }
+  }
+  return out;
+}
+
+export interface ClassMetrics {
+  /** Per class 0..classes-1. */
+  dice: number[];
+  iou: number[];
+  /** Mean over the foreground classes 1..classes-1. */
+  meanDice: number;
+  meanIou: number;
+}
+
+export interface MultiClassSummary {
+  count: number;
+  classes: number;
+  /** Means over images of each class's per-image Dice / IoU. */
+  perImage: ClassMetrics;
+  /** From the counts pooled over all images. */
+  global: ClassMetrics;
+}
+
+const ratio = (num: number, den: number): number => (den > 0 ? num / den : 1);
+
+function classMetrics(tp: number[], fp: number[], fn: number[]): ClassMetrics {
+  const dice = tp.map((t, c) => ratio(2 * t, 2 * t + fp[c] + fn[c]));
+  const iou = tp.map((t, c) => ratio(t, t + fp[c] + fn[c]));
+  const fg = (a: number[]) => a.slice(1).reduce((s, v) => s + v, 0) / (a.length - 1);
+  return { dice, iou, meanDice: fg(dice), meanIou: fg(iou) };
+}
+
+/** Accumulates per-class Dice / IoU over batches of [n, h, w] predicted and target class indices. */
+export class MultiClassMetricAccumulator {
+  readonly records: ClassMetrics[] = [];
+  private readonly tp: number[];
+  private readonly fp: number[];
+  private readonly fn: number[];
+
+  constructor(readonly classes: number) {
+    checkClasses(classes, 'MultiClassMetricAccumulator');
+    this.tp = new Array(classes).fill(0);
+    this.fp = new Array(classes).fill(0);
+    this.fn = new Array(classes).fill(0);
+  }
+
+  add(pred: NumArray, target: NumArray, n: number, h: number, w: number): ClassMetrics[] {
+    const hw = h * w, C = this.classes;
+    if (pred.length !== n * hw) throw new Error(`MultiClassMetricAccumulator.add: pred has ${pred.length} values, expected ${n}x${h}x${w}`);
+    if (target.length !== n * hw) throw new Error(`MultiClassMetricAccumulator.add: target has ${target.length} values, expected ${n}x${h}x${w}`);
+    const added: ClassMetrics[] = [];
+    for (let k = 0; k < n; k++) {
+      const tp = new Array(C).fill(0), fp = new Array(C).fill(0), fn = new Array(C).fill(0);
+      for (let i = k * hw; i < (k + 1) * hw; i++) {
+        const p = pred[i], t = target[i];
+        for (const [v, what] of [[p, 'pred'], [t, 'target']] as const) {
+          if (!(Number.isInteger(v) && v >= 0 && v < C)) throw new Error(`MultiClassMetricAccumulator.add: ${what} of image ${k} pixel ${i - k * hw} is ${v}, expected a class in 0..${C - 1}`);
+        }
+        if (p === t) tp[p]++;
+        else {
+          fp[p]++;
+          fn[t]++;
+        }
+      }
+      for (let c = 0; c < C; c++) {
+        this.tp[c] += tp[c];
+        this.fp[c] += fp[c];
+        this.fn[c] += fn[c];
+      }
+      const m = classMetrics(tp, fp, fn);
+      this.records.push(m);
+      added.push(m);
+    }
+    return added;
+  }
+
+  summary(): MultiClassSummary {
+    const n = this.records.length, C = this.classes;
+    const avg = (get: (r: ClassMetrics) => number[]) => Array.from({ length: C }, (_, c) => (n ? this.records.reduce((s, r) => s + get(r)[c], 0) / n : NaN));
+    const dice = avg((r) => r.dice), iou = avg((r) => r.iou);
+    const fg = (a: number[]) => a.slice(1).reduce((s, v) => s + v, 0) / (C - 1);
+    return { count: n, classes: C, perImage: { dice, iou, meanDice: fg(dice), meanIou: fg(iou) }, global: classMetrics(this.tp, this.fp, this.fn) };
+  }
+}
