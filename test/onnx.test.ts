@@ -1,15 +1,14 @@
 // sc.onnx.export: every model's ONNX file, run in onnxruntime-node, matches scalpel's eval forward;
 // initializer names, bad input, and the `scalpel export` CLI command.
 import { strict as assert } from 'assert';
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as sc from '../src';
 import { Lambda } from '../src/nn/layers';
+import { main } from '../src/cli/main';
 import { ensureSyntheticData } from '../src/train';
 
-const root = path.resolve(__dirname, '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-onnx-'));
 
 let ort: any = null;
@@ -115,6 +114,51 @@ describe('onnx export', function () {
     two.forward(x).forEach((h, i) => assert.ok(relDiff(out[`output_${i}`].data, h.toArray() as Float32Array) < 1e-4, `head ${i}`));
   });
 
+  it('the ops no built-in model uses map too: pools, pads, norms, softmax, resizes, slices, elementwise', async function () {
+    if (!ort) {
+      console.log(`      skipped: ${ortMissing}`);
+      this.skip();
+    }
+    class Mix extends sc.nn.Module {
+      // Plain tensors, not parameters: they become unnamed constant initializers.
+      readonly lnW = sc.randn([8]);
+      readonly lnB = sc.randn([8]);
+      forward(x: sc.Tensor): sc.Tensor {
+        const crop = (t: sc.Tensor) => t.narrow(2, 0, 8).narrow(3, 0, 8);  // keeps the top and left padding
+        const parts = [
+          sc.F.avgPool2d(x, { kernelSize: 3, stride: 1, padding: 1 }),
+          crop(sc.F.pad(x, [1, 1, 2, 0], { mode: 'reflect' })),
+          crop(sc.F.pad(x, [1, 1, 1, 1], { mode: 'replicate' })),
+          crop(sc.F.pad(x, [1, 1, 1, 1], { value: 0.5 })),
+          sc.F.maxPool2d(sc.F.interpolate(x, { scaleFactor: 2, mode: 'nearest' }), { kernelSize: 2 }),
+          sc.F.interpolate(sc.F.interpolate(x, { size: [12, 12], mode: 'bilinear' }), { size: [8, 8], mode: 'bilinear', alignCorners: true }),
+          sc.F.layerNorm(x, [8], this.lnW, this.lnB),
+          sc.F.layerNorm(x, [8, 8]),
+          x.softmax(1),
+          sc.F.logSoftmax(x, 3),
+          x.clamp(-0.5, 0.5).pow(2).mul(3).add(1),
+          x.abs().sqrt().exp().tanh().neg(),
+          x.sigmoid().div(x.square().add(1)).sub(x.relu()).add(x.mul(sc.fullOf([1, 4, 1, 1], 0.25).mul(2))),
+          sc.F.adaptiveAvgPool2d(x, 1).expand(1, 4, 8, 8),
+          x.permute(0, 1, 3, 2).contiguous().reshape([1, 4, 8, 8]),
+        ];
+        return sc.F.cat(parts, 1);
+      }
+    }
+    const m = new Mix();
+    const file = path.join(tmp, 'mix.onnx');
+    const x = sc.randn([1, 4, 8, 8]);
+    sc.onnx.export(m, [1, 4, 8, 8], file);
+    const want = sc.noGrad(() => m.forward(x));
+    const got = (await runOrt(file, x)).output.data as Float32Array;
+    const w = want.toArray() as Float32Array;
+    const per = 4 * 64;
+    for (let p = 0; p < want.shape[1] / 4; p++) {
+      const d = relDiff(got.subarray(p * per, (p + 1) * per), w.subarray(p * per, (p + 1) * per));
+      assert.ok(d < 1e-4, `part ${p}: max abs diff / range = ${d}`);
+    }
+  });
+
   it("the initializers of a CMUNeXt-S export are named by its state dict", () => {
     const model = sc.models.create('cmunext-s', {});
     try {
@@ -164,14 +208,24 @@ describe('onnx export', function () {
   it('scalpel export writes an ONNX file from a checkpoint trained one epoch', async function () {
     const data = path.join(tmp, 'data'), run = path.join(tmp, 'run');
     await ensureSyntheticData(data, 16, 32);
-    const cli = (...args: string[]) => {
-      const r = spawnSync('npx', ['tsx', 'src/cli/main.ts', ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, SCALPEL_DEBUG: '' } });
-      return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('npm warn')).join('\n') };
+    // In-process (main() is what the bin runs), which spares the test a tsx start per command.
+    const cli = async (...args: string[]) => {
+      const out: string[] = [], err: string[] = [];
+      const log = console.log, write = process.stderr.write;
+      console.log = (...a: unknown[]) => void out.push(a.join(' '));
+      process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
+      try {
+        const code = await main(['node', 'scalpel', ...args]);
+        return { code, stdout: out.join('\n'), stderr: err.join('') };
+      } finally {
+        console.log = log;
+        process.stderr.write = write;
+      }
     };
-    const t = cli('train', '--model', 'tiny', '--model-opts', '{"width":4}', '--data', data, '--size', '32', '--epochs', '1', '--batch', '4', '--workers', '0', '--out', run, '--no-progress');
+    const t = await cli('train', '--model', 'tiny', '--model-opts', '{"width":4}', '--data', data, '--size', '32', '--epochs', '1', '--batch', '4', '--workers', '0', '--out', run, '--no-progress');
     assert.equal(t.code, 0, t.stderr);
     const file = path.join(tmp, 'tiny.onnx');
-    const e = cli('export', '--checkpoint', run, '--onnx', file, '--size', '48');
+    const e = await cli('export', '--checkpoint', run, '--onnx', file, '--size', '48');
     assert.equal(e.code, 0, e.stderr);
     assert.match(e.stdout, /wrote .*tiny\.onnx \(tiny, .* nodes, opset 17\): input 'input' \[1, \d, 48, 48\]/);
     const decoded = sc.onnx.decodeModel(fs.readFileSync(file));
@@ -188,10 +242,10 @@ describe('onnx export', function () {
         model.dispose();
       }
     }
-    const missing = cli('export', '--checkpoint', path.join(tmp, 'nope'), '--onnx', file);
+    const missing = await cli('export', '--checkpoint', path.join(tmp, 'nope'), '--onnx', file);
     assert.equal(missing.code === 0, false);
     assert.match(missing.stderr, /nope/);
-    const badDir = cli('export', '--checkpoint', run, '--onnx', path.join(tmp, 'no-dir', 'm.onnx'));
+    const badDir = await cli('export', '--checkpoint', run, '--onnx', path.join(tmp, 'no-dir', 'm.onnx'));
     assert.notEqual(badDir.code, 0);
     assert.match(badDir.stderr, /^scalpel: cannot write .*m\.onnx: folder .*no-dir does not exist$/m);
   });

@@ -311,7 +311,7 @@ export function buildProgram(): Command {
   program
     .command('export')
     .description("write a checkpoint's model as an ONNX file: its eval-mode forward traced at one input shape [1, C, N, N] (fixed in the file). " +
-      'The input is the normalised image the model saw in training (the normalisation is not part of the graph); the output is the logits')
+      'The input is the normalised image the model saw in training (the normalisation is not part of the graph); the output is what the model returns (logits for the segmentation models)')
     .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
     .requiredOption('--onnx <file>', 'output .onnx file (written atomically)')
     .option('--size <px>', 'input side N (default: the size the model was trained at)', posInt('--size', LIMITS.size))

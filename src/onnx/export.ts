@@ -233,9 +233,11 @@ function emit(g: GraphBuilder, r: OpRecord, opset: number): void {
     case 'narrow':
       return out(g.node('Slice', r.path, [x(), g.constInt64([a.start]), g.constInt64([a.start + a.length]), g.constInt64([a.dim])]));
     case 'pad': {
-      if (a.mode !== 'constant') unsupported(`in mode '${a.mode}' (only constant padding is mapped)`);
-      const dtype = r.inputs[0].dtype;
-      return out(g.node('Pad', r.path, [x(), g.constInt64([...a.before, ...a.after]), g.constFloat([a.value], [], dtype)], { mode: 'constant' }));
+      const mode = ({ constant: 'constant', reflect: 'reflect', replicate: 'edge' } as Record<string, string>)[a.mode];
+      if (!mode) unsupported(`in mode '${a.mode}'`);
+      const ins = [x(), g.constInt64([...a.before, ...a.after])];
+      if (mode === 'constant') ins.push(g.constFloat([a.value], [], r.inputs[0].dtype));
+      return out(g.node('Pad', r.path, ins, { mode }));
     }
     case 'bmm': {
       const tr = (n: string) => g.node('Transpose', r.path, [n], { perm: [0, 2, 1] })[0];
@@ -319,7 +321,12 @@ export function toOnnx(model: Module, inputShape: number[], opts: ExportOptions 
       if (outputs.length === 0) throw new Error('sc.onnx.export: the forward returned no tensor');
       g.unique(inputName);
       g.bind(x, inputName);
-      for (const r of records) emit(g, r, opset);
+      for (const r of records) {
+        // Ops that read neither the input nor a parameter (a fill, arithmetic on it) are folded:
+        // their results become constant initializers where something reads them.
+        if (r.inputs.every((t) => !g.has(t) && !stateNames.has(t))) continue;
+        emit(g, r, opset);
+      }
       const outNames = outputs.map((t, i) => (outputs.length === 1 ? outputName : `${outputName}_${i}`));
       outputs.forEach((t, i) => {
         const name = g.unique(outNames[i]);
