@@ -190,6 +190,12 @@ describe('onnx export', function () {
       const noDir = path.join(tmp, 'no-such-folder', 'm.onnx');
       assert.throws(() => sc.onnx.export(model, [1, 3, 64, 64], noDir), /cannot write .*m\.onnx: folder .*no-such-folder does not exist/);
       assert.ok(!fs.existsSync(file));
+      // Tracing restores the training flag and leaves a fused inference plan released.
+      model.train();
+      sc.onnx.export(model, [1, 3, 32, 32], file);
+      assert.equal(model.training, true);
+      sc.inference.optimize(model, [1, 3, 32, 32]);
+      assert.ok(sc.onnx.export(model, [1, 3, 32, 32], file).nodes > 0);
     } finally {
       model.dispose();
     }
@@ -202,6 +208,14 @@ describe('onnx export', function () {
         return (this as unknown as { childMap: Map<string, sc.nn.Module> }).childMap.get('head')!.forward(x.relu()) as sc.Tensor;
       }
     }
+    // A decay mask over 1 GiB (L = 16400 positions) is refused with the reason, not written.
+    class LongAttention extends sc.nn.Module {
+      forward(x: sc.Tensor): sc.Tensor {
+        const seq = x.reshape([1, 16400, 1]);
+        return sc.F.decayAttention(seq, seq, seq, { gamma: 0.9, height: 1, width: 16400 });
+      }
+    }
+    assert.throws(() => sc.onnx.export(new LongAttention(), [1, 1, 100, 164], path.join(tmp, 'long.onnx')), /op 'decay_attention' in module '<root>' needs a 16400x16400 decay mask at this shape \(1\.0 GiB/);
     assert.throws(() => sc.onnx.export(new WithSum(), [1, 3, 8, 8], path.join(tmp, 'sum.onnx')), /op 'reduce' \(sum\) in module 'head' has no ONNX mapping/);
   });
 

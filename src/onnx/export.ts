@@ -113,6 +113,10 @@ class GraphBuilder {
   }
 }
 
+/** A protobuf message (the whole ModelProto) cannot exceed 2 GiB. */
+const MAX_MODEL_BYTES = 2 ** 31 - 2 ** 20;
+const MAX_CONSTANT_BYTES = 2 ** 30;
+
 const UNARY: Record<string, string> = {
   relu: 'Relu', sigmoid: 'Sigmoid', tanh: 'Tanh', exp: 'Exp', log: 'Log', sqrt: 'Sqrt', abs: 'Abs', neg: 'Neg',
   reciprocal: 'Reciprocal', sin: 'Sin', cos: 'Cos', sign: 'Sign',
@@ -270,6 +274,7 @@ function emit(g: GraphBuilder, r: OpRecord, opset: number): void {
       const [sc] = g.node('Mul', r.path, [s, g.constFloat([1 / Math.sqrt(D)], [], q.dtype)]);
       const [p] = g.node('Softmax', r.path, [sc], { axis: -1 });
       const L = a.height * a.width;
+      if (L * L * 4 > MAX_CONSTANT_BYTES) unsupported(`needs a ${L}x${L} decay mask at this shape (${(L * L * 4 / 2 ** 30).toFixed(1)} GiB, over the ${MAX_CONSTANT_BYTES / 2 ** 30} GiB a constant may take); export at a smaller size or use the decomposed MaSA`);
       const mask = g.constFloat(decayMask(a.gamma, a.height, a.width), [L, L], q.dtype);
       const [pm] = g.node('Mul', r.path, [p, mask]);
       return out(g.node('MatMul', r.path, [pm, g.name(v)]));
@@ -335,6 +340,8 @@ export function toOnnx(model: Module, inputShape: number[], opts: ExportOptions 
       const valueInfo = (name: string, t: Tensor) => ({
         name, type: { tensorType: { elemType: (DATA_TYPE as Record<string, number>)[t.dtype], shape: { dim: t.shape.map((d) => ({ dimValue: d })) } } },
       });
+      const total = g.initializers.reduce((n, t) => n + (t.rawData as Buffer).length, 0);
+      if (total > MAX_MODEL_BYTES) throw new Error(`sc.onnx.export: the initializers take ${(total / 2 ** 30).toFixed(2)} GiB, over the 2 GiB an ONNX file (one protobuf message) can hold`);
       const bytes = encodeModel({
         irVersion: 8,
         producerName: 'scalpel',
@@ -359,7 +366,11 @@ export function toOnnx(model: Module, inputShape: number[], opts: ExportOptions 
   }
 }
 
-/** Writes the model's forward at `inputShape` as an ONNX file (atomically); see the top of this file. */
+/**
+ * Writes the model's forward at `inputShape` as an ONNX file (atomically); see the top of this
+ * file. The model is traced in eval mode (its training flag is restored after) and a fused plan
+ * of sc.inference.optimize() is released first, since its fused op has no ONNX form.
+ */
 export function exportModel(model: Module, inputShape: number[], file: string, opts: ExportOptions = {}): ExportResult {
   if (typeof file !== 'string' || file === '') throw new Error(`sc.onnx.export: expected an output file path, got ${JSON.stringify(file)}`);
   const { bytes, result } = toOnnx(model, inputShape, opts);
