@@ -12,6 +12,8 @@ export { gradcheck } from './autograd/gradcheck';
 export { F, nn, optim, models };
 /** sc.inference.optimize(model, example): fused conv -> BN -> activation chains for eval-mode inference. */
 export * as inference from './nn/inference';
+/** sc.onnx.export(model, [N, C, H, W], file): the eval-mode forward as an ONNX model. */
+export * as onnx from './onnx';
 export { summary, formatSummary } from './nn/summary';
 export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors } from './nn/safetensors';

@@ -15,6 +15,8 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
+import { loadModelCheckpoint } from '../train/checkpoint';
+import * as onnx from '../onnx';
 import { parseLossSpec } from '../train/losses';
 import { DataError, writeSplit, AugmentOptions, STRONG_AUGMENT, parsePostSpec, PostSpec, validateAugmentOptions } from '../data';
 
@@ -328,6 +330,30 @@ export function buildProgram(): Command {
         window: o.window as number | undefined, overlap: o.overlap as number | undefined,
       });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
+    });
+
+  program
+    .command('export')
+    .description("write a checkpoint's model as an ONNX file: its eval-mode forward traced at one input shape [1, C, N, N] (fixed in the file). " +
+      'The input is the normalised image the model saw in training (the normalisation is not part of the graph); the output is what the model returns (logits for the segmentation models)')
+    .requiredOption('--checkpoint <file>', 'model checkpoint (best.safetensors) or run folder')
+    .requiredOption('--onnx <file>', 'output .onnx file (written atomically)')
+    .option('--size <px>', 'input side N (default: the size the model was trained at)', posInt('--size', LIMITS.size))
+    .option('--opset <n>', 'ONNX opset, 13..21', int('--opset'), 17)
+    .action(async (o: Record<string, unknown>) => {
+      const { model, meta } = loadModelCheckpoint(o.checkpoint as string);
+      const size = (o.size as number | undefined) ?? meta.size;
+      let r: onnx.ExportResult;
+      try {
+        r = onnx.export(model, [1, meta.channels, size, size], o.onnx as string, { opset: o.opset as number, docString: `scalpel ${meta.model}, epoch ${meta.epoch}` });
+      } catch (e) {
+        throw new UserError((e as Error).message.replace(/^sc\.onnx\.export: /, ''));
+      } finally {
+        model.dispose();
+      }
+      const norm = meta.normalize ? `normalised with mean ${JSON.stringify(meta.normalize.mean)} std ${JSON.stringify(meta.normalize.std)}` : 'not normalised';
+      console.log(`wrote ${path.resolve(r.file)} (${meta.model}, ${(r.bytes / 1e6).toFixed(1)} MB, ${r.nodes} nodes, opset ${o.opset}): ` +
+        `input 'input' [${r.inputShape.join(', ')}] (${norm}), output 'output' [${r.outputShapes[0].join(', ')}]`);
     });
 
   program
