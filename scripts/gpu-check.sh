@@ -111,7 +111,7 @@ TESTS=(test/backend-ops.test.ts test/cuda*.test.ts)
 if (( DRY )); then
   # The whole emulated harness takes minutes on two cores: a subset by name.
   GPU_CHECK_TESTS_JSON="$OUT/tests.json" step "harness + CUDA tests" 20 "$OUT/tests.json" -- \
-    "$MOCHA" --reporter scripts/gpu-check/mocha-reporter.js -g "${GPU_CHECK_GREP:-relu|matmul}" "${TESTS[@]}"
+    "$MOCHA" --reporter scripts/gpu-check/mocha-reporter.js -g "${GPU_CHECK_GREP:-relu|matmul|conv|batchNorm|softmax|sum|add}" "${TESTS[@]}"
 else
   GPU_CHECK_TESTS_JSON="$OUT/tests.json" step "harness + CUDA tests" 30 "$OUT/tests.json" -- \
     "$MOCHA" --reporter scripts/gpu-check/mocha-reporter.js --timeout 120000 "${TESTS[@]}"
