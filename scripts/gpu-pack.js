@@ -22,8 +22,8 @@ const nm = path.join(root, 'node_modules');
 const CARRY = path.join(root, '.gpu-carry');
 const LIMIT_BYTES = 64 * 1024 * 1024;
 
-/** Packages gpu-check.sh runs directly (its mocha runs, tsx scripts and the cmake build). */
-const ROOTS = ['mocha', 'tsx', 'esbuild', '@esbuild/linux-x64', 'ndarray', 'node-addon-api', 'node-api-headers'];
+/** Packages gpu-check.sh runs directly (its mocha runs, tsx scripts and the cmake-js build that scripts/build-native.js runs). */
+const ROOTS = ['mocha', 'tsx', 'cmake-js', 'esbuild', '@esbuild/linux-x64', 'ndarray', 'node-addon-api', 'node-api-headers'];
 
 function readPkg(dir) {
   return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
@@ -116,7 +116,7 @@ function main() {
   // Nested node_modules come with their parent's folder: list only outermost folders.
   const dirs = pkgs.map((p) => p.dir).filter((d, _i, all) => !all.some((o) => o !== d && d.startsWith(o + path.sep)));
   fs.writeFileSync(tarList, dirs.join('\n') + '\n');
-  const bins = ['mocha', 'tsx', '_mocha'].filter((b) => fs.existsSync(path.join(nm, '.bin', b)));
+  const bins = ['mocha', 'tsx', '_mocha', 'cmake-js'].filter((b) => fs.existsSync(path.join(nm, '.bin', b)));
   const out = path.join(CARRY, 'runtime.tar.xz');
   console.log(`[gpu-pack] ${pkgs.length} packages, node ${process.version} (${(fs.statSync(node).size / 2 ** 20).toFixed(1)} MiB), prebuilt addon: ${withPrebuilt ? 'yes' : 'no'}; compressing (xz -9, about a minute)...`);
   const tar = `tar -cf - -C ${JSON.stringify(stage)} ${members.map((m) => JSON.stringify(m)).join(' ')} ` +
