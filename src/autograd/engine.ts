@@ -73,19 +73,25 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
   try {
     tidy(() => {
       const seed = grad ?? onesLike(root);
+      // Gradients that became a leaf's .grad: never freed here.
       const assigned = new Set<Tensor>();
+      // Set per node below: gradients this backward made and nothing else holds, which a leaf
+      // may take as its .grad without a copy.
+      let ownable: (g: Tensor) => boolean = () => false;
       const accumulateLeaf = (leaf: Tensor, g: Tensor) => {
         if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error: gradient ${shapeStr(g.shape)} for a leaf of shape ${shapeStr(leaf.shape)}`);
         if (leaf.grad) {
           const old = leaf.grad;
           leaf.grad = keep(add(old, g));
+          assigned.delete(old);
           old.dispose();
-        } else {
+        } else if (g.isContiguous() && ownable(g)) {
           // A leaf's .grad is its own contiguous tensor (optimisers update it in place).
-          const own = g.isContiguous() && !assigned.has(g) && g !== grad ? contiguous(g) : contiguous(add(g, 0));
-          leaf.grad = keep(own);
+          leaf.grad = keep(g);
+          assigned.add(g);
+        } else {
+          leaf.grad = keep(contiguous(add(g, 0)));
         }
-        assigned.add(g);
       };
       if (!root.gradFn) {
         accumulateLeaf(root, seed);
@@ -94,13 +100,33 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
       if (root.gradFn.released) throw new Error('backward: the graph was already freed by an earlier backward(); pass {retainGraph: true} to the first call');
       const pending = new Map<GradNode, (Tensor | null)[]>();
       pending.set(root.gradFn, root.gradFn.outputs.map((_, i) => (i === root.outputIndex ? seed : null)));
+      // Gradients are freed as soon as the last node that reads them has run, so backward's peak
+      // is the activations plus the gradients in flight, not every gradient of the graph. Only
+      // tensors this backward created are freed early (ids are increasing): a backward that
+      // returns a tensor from elsewhere keeps it, and the caller's seed and leaves' .grad stay.
+      const firstId = Tensor.nextTensorId();
+      const uses = new Map<Tensor, number>();
+      const hold = (t: Tensor) => uses.set(t, (uses.get(t) ?? 0) + 1);
+      const releaseIfUnused = (t: Tensor) => {
+        if (t.id >= firstId && !uses.get(t) && !assigned.has(t) && t !== grad) {
+          uses.delete(t);
+          t.dispose();
+        }
+      };
+      const release = (t: Tensor) => {
+        uses.set(t, (uses.get(t) ?? 1) - 1);
+        releaseIfUnused(t);
+      };
+      hold(seed);
       const order = topoOrder(root.gradFn);
       for (const node of order) {
         const gOut = pending.get(node);
         pending.delete(node);
         if (!gOut || gOut.every((g) => g === null)) continue;
         if (node.released) throw new Error(`backward: the graph through '${node.op.name}' was already freed; pass {retainGraph: true} to the first backward()`);
-        const gIn = node.op.backward!({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, saved: node.saved }, gOut);
+        // Temporaries of the op's backward (not its returned gradients) are freed when it returns.
+        const gIn = tidy(() => node.op.backward!({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, saved: node.saved }, gOut));
+        ownable = (g) => g.id >= firstId && !uses.get(g) && !assigned.has(g) && g !== grad && gIn.filter((x) => x === g).length === 1;
         node.inputs.forEach((inp, i) => {
           const g = gIn[i];
           if (!g || !inp.requiresGrad) return;
@@ -108,12 +134,18 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
           if (inp.gradFn) {
             const slot = pending.get(inp.gradFn) ?? inp.gradFn.outputs.map(() => null);
             const cur = slot[inp.outputIndex];
-            slot[inp.outputIndex] = cur ? add(cur, g) : g;
+            const next = cur ? add(cur, g) : g;
+            hold(next);
+            slot[inp.outputIndex] = next;
             pending.set(inp.gradFn, slot);
+            if (cur) release(cur);
           } else {
             accumulateLeaf(inp, g);
           }
         });
+        // Gradients summed into a slot or a leaf and not held anywhere else go now.
+        for (const g of gIn) if (g) releaseIfUnused(g);
+        for (const g of gOut) if (g) release(g);
       }
       if (!opts.retainGraph) {
         for (const node of order) {

@@ -50,6 +50,11 @@ export class Tensor {
     trackInScope(this);
   }
 
+  /** @internal the id the next tensor will get (ids only increase). */
+  static nextTensorId(): number {
+    return nextId;
+  }
+
   /** Allocates an uninitialised contiguous tensor. */
   static empty(shape: number[], dtype: DType, device: Device): Tensor {
     const s = new Storage(device, Math.max(1, numel(shape)) * DTYPES[dtype].bytes);

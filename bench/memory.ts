@@ -1,0 +1,38 @@
+// npx tsx bench/memory.ts --model cmunext --size 128 --batch 8 [--steps 3] [--checkpoint]
+// Where a training step's memory goes: the allocator's peak bytes in use, what it caches, and the
+// process's peak RSS, after each step (forward, BCE + Dice, backward, SGD), in one process.
+import * as sc from '../src';
+
+const arg = (k: string, d?: string) => {
+  const i = process.argv.indexOf(`--${k}`);
+  return i < 0 ? d : (process.argv[i + 1] && !process.argv[i + 1].startsWith('--') ? process.argv[i + 1] : 'true');
+};
+const name = arg('model', 'cmunext')!, s = Number(arg('size', '128')), batch = Number(arg('batch', '8')), steps = Number(arg('steps', '3'));
+sc.setNumThreads(Number(arg('threads', '2')));
+const model = sc.models.create(name);
+model.train();
+const n = batch * 3 * s * s, d = new Float32Array(n);
+for (let i = 0; i < n; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
+const x = sc.tensor(d, [batch, 3, s, s]);
+const td = new Float32Array(batch * s * s);
+for (let i = 0; i < td.length; i++) td[i] = Math.sin(0.37 * i) * 0.5 + 0.5 > 0.8 ? 1 : 0;
+const target = sc.tensor(td, [batch, 1, s, s]);
+const opt = new sc.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
+const mb = (b: number) => (b / 2 ** 20).toFixed(0);
+const paramBytes = model.parameters().reduce((a, p) => a + p.size * 4, 0);
+console.log(`${name} ${s}px b${batch}: parameters ${mb(paramBytes)} MB`);
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  opt.zeroGrad();
+  let afterForward = 0;
+  sc.tidy(() => {
+    const logits = model.forward(x);
+    const l = sc.F.add(sc.F.bceWithLogits(logits, target), sc.F.diceLoss(logits, target));
+    afterForward = sc.memory().cpu.bytesInUse;
+    l.backward();
+  });
+  opt.step();
+  const m = sc.memory();
+  console.log(`step ${i + 1}: ${(performance.now() - t0).toFixed(0)} ms; in use after forward ${mb(afterForward)} MB, peak in use ${mb(m.cpu.peakBytesInUse)} MB, ` +
+    `in use now ${mb(m.cpu.bytesInUse)} MB, cached ${mb(m.cpu.bytesCached)} MB, RSS ${mb(m.process.rssBytes)} MB, peak RSS ${mb(m.process.peakRssBytes)} MB`);
+}
