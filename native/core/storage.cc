@@ -51,12 +51,17 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
   *block_bytes = sz;
   {
     std::lock_guard<std::mutex> lk(m_);
-    auto it = free_.find(sz);
-    if (it != free_.end() && !it->second.empty()) {
+    // Best fit among cached blocks up to a quarter larger than asked: a step's tensors come in
+    // many nearby sizes, and reusing a slightly larger block instead of allocating a new one
+    // keeps the cache from holding a private set of blocks per size (memory the process then
+    // holds but cannot use). The block keeps its size, so it goes back to its own bin.
+    for (auto it = free_.lower_bound(sz); it != free_.end() && it->first <= sz + sz / 4; ++it) {
+      if (it->second.empty()) continue;
       void* p = it->second.back();
       it->second.pop_back();
-      stats_.bytes_cached -= sz;
-      stats_.bytes_in_use += sz;
+      *block_bytes = it->first;
+      stats_.bytes_cached -= it->first;
+      stats_.bytes_in_use += it->first;
       stats_.live_storages++;
       if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
       return p;

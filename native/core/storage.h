@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -52,7 +53,7 @@ class CachingAllocator {
   static size_t round_size(size_t bytes);
   DeviceMemory* mem_;
   std::mutex m_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::map<size_t, std::vector<void*>> free_;  // by block size, for best fit
   MemoryStats stats_;
 };
 

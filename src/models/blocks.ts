@@ -84,8 +84,8 @@ export class DoubleConv extends Module {
     if (opts.masa) this.masa = this.add('masa', new MaSA(cout, opts.gamma ?? 0.9, opts.decomposed ?? true));
   }
   forward(x: Tensor): Tensor {
-    let h = F.relu(this.bn1.forward(this.conv1.forward(x)));
-    h = F.relu(this.bn2.forward(this.conv2.forward(h)));
+    let h = this.bn1.forwardWithActivation(this.conv1.forward(x), { post: 'relu' });
+    h = this.bn2.forwardWithActivation(this.conv2.forward(h), { post: 'relu' });
     if (this.dropout) h = this.dropout.forward(h);
     if (this.masa) h = this.masa.forward(h);
     return h;

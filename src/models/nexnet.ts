@@ -49,7 +49,7 @@ class BNConvReLU extends Module {
     this.bn = this.add('bn', new BatchNorm2d(cout));
   }
   forward(x: Tensor): Tensor {
-    return F.relu(this.bn.forward(this.conv.forward(x)));
+    return this.bn.forwardWithActivation(this.conv.forward(x), { post: 'relu' });
   }
 }
 

@@ -5,6 +5,7 @@ import { fill_ } from '../tensor/ops/elementwise';
 import * as F from './functional';
 import { Module } from './module';
 import { isGradEnabled } from '../tensor/grad-mode';
+import { isRecomputing } from '../autograd/checkpoint';
 import { defaultBias, defaultWeight, fanIn } from './init';
 
 type Pair = number | [number, number];
@@ -114,10 +115,26 @@ export class BatchNorm2d extends Module {
   }
   forward(x: Tensor): Tensor {
     if (this.absorbed && inferenceActive(this)) return this.absorbed.pass(x);
+    return this.normalise(x, {});
+  }
+  /**
+   * GELU -> this BN and/or this BN -> ReLU. While training under autograd this is one fused op
+   * that keeps one activation fewer for backward (F.batchNorm's preActivation/postActivation);
+   * otherwise the separate ops, so eval forwards, traces and inference plans are unchanged.
+   */
+  forwardWithActivation(x: Tensor, act: { pre?: 'gelu'; post?: 'relu' }): Tensor {
+    if (this.training && isGradEnabled()) return this.normalise(x, { preActivation: act.pre, postActivation: act.post });
+    const y = this.forward(act.pre ? F.gelu(x) : x);
+    return act.post ? F.relu(y) : y;
+  }
+  private normalise(x: Tensor, act: Pick<F.BatchNormOptions, 'preActivation' | 'postActivation'>): Tensor {
     if (x.ndim >= 2 && x.shape[1] !== this.numFeatures) throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
     const training = this.training || !this.runningMean;
-    if (this.training && this.numBatchesTracked) fill_(this.numBatchesTracked, ++this.batches);
-    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training, momentum: this.cfg.momentum ?? 0.1, eps: this.cfg.eps ?? 1e-5 });
+    // A checkpointed block's recomputation in backward sees the same batch again: the running
+    // statistics (momentum 0 leaves them exactly as they are) and the counter move once.
+    const again = isRecomputing();
+    if (this.training && this.numBatchesTracked && !again) fill_(this.numBatchesTracked, ++this.batches);
+    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training, momentum: again ? 0 : this.cfg.momentum ?? 0.1, eps: this.cfg.eps ?? 1e-5, ...act });
   }
 }
 
@@ -157,6 +174,8 @@ export class GroupNorm extends Module {
 /** A module from a function of one tensor (activations and other parameter-free layers). */
 export class Lambda extends Module {
   absorbed: AbsorbedForward | null = null;
+  /** Set by ReLU() and GELU(): Sequential may fuse them with a neighbouring BatchNorm2d. */
+  activation: 'relu' | 'gelu' | null = null;
   constructor(readonly name: string, private readonly fn: (x: Tensor, m: Lambda) => Tensor) {
     super();
   }
@@ -169,8 +188,9 @@ export class Lambda extends Module {
   }
 }
 
-export const ReLU = () => new Lambda('ReLU', (x) => F.relu(x));
-export const GELU = () => new Lambda('GELU', (x) => F.gelu(x));
+const activation = (l: Lambda, kind: 'relu' | 'gelu') => Object.assign(l, { activation: kind });
+export const ReLU = () => activation(new Lambda('ReLU', (x) => F.relu(x)), 'relu');
+export const GELU = () => activation(new Lambda('GELU', (x) => F.gelu(x)), 'gelu');
 export const Sigmoid = () => new Lambda('Sigmoid', (x) => F.sigmoid(x));
 export const Identity = () => new Lambda('Identity', (x) => x);
 export const MaxPool2d = (kernelSize: number, stride?: number) => new Lambda('MaxPool2d', (x) => F.maxPool2d(x, { kernelSize, stride }));
@@ -188,7 +208,22 @@ export class Sequential extends Module {
   }
   forward(x: Tensor): Tensor {
     let y = x;
-    for (const m of this.layers) y = m.forward(y) as Tensor;
+    // Training: GELU -> BN and BN -> ReLU pairs run as one fused op (less memory kept for backward).
+    const fuse = this.training && isGradEnabled();
+    const act = (m: Module | undefined) => (m instanceof Lambda ? m.activation : null);
+    for (let i = 0; i < this.layers.length; i++) {
+      const m = this.layers[i], next = this.layers[i + 1];
+      if (fuse && act(m) === 'gelu' && next instanceof BatchNorm2d && next.training) {
+        const post = act(this.layers[i + 2]) === 'relu' ? 'relu' : undefined;
+        y = next.forwardWithActivation(y, { pre: 'gelu', post });
+        i += post ? 2 : 1;
+      } else if (fuse && m instanceof BatchNorm2d && m.training && act(next) === 'relu') {
+        y = m.forwardWithActivation(y, { post: 'relu' });
+        i += 1;
+      } else {
+        y = m.forward(y) as Tensor;
+      }
+    }
     return y;
   }
 }

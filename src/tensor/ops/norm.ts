@@ -1,12 +1,12 @@
 // Batch normalisation (running statistics updated in place by the kernel, outside autograd)
 // and layer normalisation, each with a single-kernel backward giving all gradients at once.
 import { apply, defineOp } from '../op';
-import { isGradEnabled } from '../grad-mode';
+import { isGradEnabled, setGradEnabled } from '../grad-mode';
 import { shapeStr } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFloat, runOutputs } from './run';
 import { reshape } from './view';
-import { add, mul } from './elementwise';
+import { add, binary, mul, unary } from './elementwise';
 
 // ---- batch norm ---------------------------------------------------------------------------
 
@@ -69,10 +69,69 @@ export const batchNormOp = defineOp<BnAttrs>({
   },
 });
 
+/**
+ * Batch norm with the activation before it (GELU -> BN, CMUNeXt's order) or after it (BN ->
+ * ReLU, UNet's) in one op that keeps only what its backward needs: the BN input x and the
+ * per-channel statistics, plus the output for a ReLU (its mask). The activation's other tensor
+ * (GELU's output, or BN's output before the ReLU) is a temporary of forward and recomputed (GELU,
+ * one elementwise pass) in backward, so training keeps one activation fewer per such pair than
+ * the separate ops would.
+ */
+type ActBnAttrs = BnAttrs & { pre: 'none' | 'gelu'; post: 'none' | 'relu' };
+
+export const actBatchNormOp = defineOp<ActBnAttrs>({
+  name: 'act_batch_norm',
+  forward(inputs, attrs, saved) {
+    const { pre, post, ...bn } = attrs;
+    if (pre !== 'none' && pre !== 'gelu') throw new Error(`batchNorm: preActivation must be 'gelu' or absent, got ${JSON.stringify(pre)}`);
+    if (post !== 'none' && post !== 'relu') throw new Error(`batchNorm: postActivation must be 'relu' or absent, got ${JSON.stringify(post)}`);
+    const [x, ...rest] = inputs;
+    const n = 1 + (bn.hasWeight ? 1 : 0) + (bn.hasBias ? 1 : 0);
+    const recording = isGradEnabled() && inputs.slice(0, n).some((t) => t.requiresGrad);
+    const prev = setGradEnabled(false);  // the temporaries are not graph nodes
+    try {
+      const a = pre === 'gelu' ? unary('gelu', x) : x;
+      const bnInputs = [a, ...rest];
+      let y: Tensor, mean: Tensor, invstd: Tensor;
+      try {
+        [y, mean, invstd] = runOutputs(batchNormOp, bnInputs, batchNormOp.infer!(bnInputs, bn), batchNormOp.kernelAttrs!(bn, bnInputs, []));
+      } finally {
+        if (a !== x) a.dispose();
+      }
+      if (recording) Object.assign(saved, { mean, invstd });
+      else [mean, invstd].forEach((t) => t.dispose());
+      if (post !== 'relu') return [y];
+      const out = unary('relu', y);
+      y.dispose();
+      return [out];
+    } finally {
+      setGradEnabled(prev);
+    }
+  },
+  backward({ inputs, outputs, attrs, saved }, [g]) {
+    if (!g) return inputs.map(() => null);
+    const [x, ...rest] = inputs;
+    const w = attrs.hasWeight ? rest[0] : null;
+    // relu'(y) from the output: out > 0 exactly where y > 0.
+    const gy = attrs.post === 'relu' ? binary('relu_grad', g, outputs[0]) : g;
+    const a = attrs.pre === 'gelu' ? unary('gelu', x) : x;
+    const [da, dw, db] = apply(batchNormBackwardOp, [gy, a, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor], { hasWeight: attrs.hasWeight, training: useBatchStats(attrs) });
+    const grads: (Tensor | null)[] = [attrs.pre === 'gelu' ? binary('gelu_grad', da, x) : da];
+    if (attrs.hasWeight) grads.push(dw);
+    if (attrs.hasBias) grads.push(db);
+    if (attrs.hasRunning) grads.push(null, null);
+    return grads;
+  },
+});
+
 export interface BatchNormOptions {
   training?: boolean;
   momentum?: number;
   eps?: number;
+  /** GELU applied to x before normalising, fused (see actBatchNormOp). */
+  preActivation?: 'gelu';
+  /** ReLU applied to the result, fused. */
+  postActivation?: 'relu';
 }
 
 /**
@@ -87,7 +146,11 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm: momentum must be in [0, 1], got ${momentum}`);
   if (!(eps >= 0)) throw new Error(`batchNorm: eps must be >= 0, got ${eps}`);
   const inputs = [x, weight, bias, runningMean, runningVar].filter((t): t is Tensor => !!t);
-  return apply(batchNormOp, inputs, { training: !!opts.training, momentum, eps, hasWeight: !!weight, hasBias: !!bias, hasRunning: !!runningMean })[0];
+  const attrs = { training: !!opts.training, momentum, eps, hasWeight: !!weight, hasBias: !!bias, hasRunning: !!runningMean };
+  if (opts.preActivation || opts.postActivation) {
+    return apply(actBatchNormOp, inputs, { ...attrs, pre: opts.preActivation ?? 'none', post: opts.postActivation ?? 'none' })[0];
+  }
+  return apply(batchNormOp, inputs, attrs)[0];
 }
 
 // ---- layer norm ---------------------------------------------------------------------------

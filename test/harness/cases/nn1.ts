@@ -226,6 +226,32 @@ export const nn1Cases: OpCase[] = [
       return normalise(x, ch, C, 1e-5, w ?? null, b ?? null, ch);
     },
   })),
+  // The fused activation variants keep fewer tensors for backward; the reference is the plain
+  // composition. ReLU's kink is avoided by the gradcheck's inputs being generic.
+  ...([
+    ['GELU before, training', [3, 4, 5, 3], 'gelu', undefined, true],
+    ['ReLU after, training', [2, 3, 4, 4], undefined, 'relu', true],
+    ['GELU before and ReLU after, [N, C]', [6, 5], 'gelu', 'relu', true],
+    ['ReLU after, eval', [2, 3, 4, 5], undefined, 'relu', false],
+  ] as [string, number[], 'gelu' | undefined, 'relu' | undefined, boolean][]).map(([label, shape, pre, post, training]): OpCase => ({
+    name: `batchNorm fused activation: ${label}`, ops: ['act_batch_norm', 'batch_norm_backward'],
+    inputs: [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }],
+    tol: 1e-9,
+    run: ([x, w, b]) => {
+      const C = shape[1], opts = { dtype: x.dtype, device: x.device };
+      // eval: fixed running statistics (mean 0.1, var 1.5) so the reference can use them.
+      const rm = training ? sc.zeros([C], opts) : sc.fullOf([C], 0.1, opts), rv = training ? sc.ones([C], opts) : sc.fullOf([C], 1.5, opts);
+      return sc.F.batchNorm(x, rm, rv, w, b, { training, preActivation: pre, postActivation: post });
+    },
+    ref: ([x, w, b]) => {
+      const S = shape.slice(2).reduce((a, c) => a * c, 1), C = shape[1];
+      const ch = (i: number) => Math.floor(i / S) % C;
+      const a = pre ? R.map(x, R.gelu) : x;
+      const stats = training ? undefined : { mean: new Array(C).fill(0.1), var: new Array(C).fill(1.5) };
+      const y = normalise(a, ch, C, 1e-5, w, b, ch, stats);
+      return post ? R.map(y, (v) => Math.max(0, v)) : y;
+    },
+  })),
   {
     name: 'batchNorm eval with running stats', ops: ['batch_norm', 'batch_norm_backward'],
     inputs: [{ shape: [2, 3, 4, 5] }, { shape: [3], grad: false }, { shape: [3], kind: 'positive', grad: false }, { shape: [3] }, { shape: [3] }],
