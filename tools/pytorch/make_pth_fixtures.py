@@ -26,6 +26,7 @@ Truncated and damaged variants are made by the test from these files.
 import argparse
 import collections
 import json
+import math
 import os
 import struct
 import sys
@@ -43,7 +44,9 @@ def values(t):
         t = t.to(torch.uint8)
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.to(torch.float32)  # exact: every half / bfloat16 value is a float32 value
-    return {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape), "values": t.contiguous().view(-1).tolist()}
+    vals = [v if not isinstance(v, float) or math.isfinite(v) else str(v) for v in t.contiguous().view(-1).tolist()]
+    # JSON has no inf / nan: those are written as the strings "inf", "-inf", "nan".
+    return {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape), "values": vals}
 
 
 def basic():
@@ -89,8 +92,8 @@ def write_malicious(path):
     pkl = (b"\x80\x02" + b"cos\nsystem\n" + b"q\x00" + b"X" + struct.pack("<I", len(arg)) + arg
            + b"\x85" + b"R" + b".")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("malicious/data.pkl", pkl)
-        z.writestr("malicious/version", "3\n")
+        for name, data in (("malicious/data.pkl", pkl), ("malicious/version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # fixed time: same bytes every run
 
 
 def main():
@@ -123,7 +126,7 @@ def main():
     write_malicious(os.path.join(out, "malicious.pth"))
 
     with open(os.path.join(out, "expected.json"), "w") as f:
-        json.dump(expected, f, indent=1)
+        json.dump(expected, f, indent=1, allow_nan=False)
         f.write("\n")
     for name in sorted(os.listdir(out)):
         print(f"{name}: {os.path.getsize(os.path.join(out, name))} bytes")
