@@ -4,8 +4,10 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import * as sc from '../src';
 import { crc32, readZipDirectory } from '../src/io/zip';
+import { fit, ensureSyntheticData, loadModelCheckpoint, UserError } from '../src/train';
 
 const DIR = path.join(__dirname, 'fixtures', 'pth');
 const fx = (name: string) => path.join(DIR, name);
@@ -197,7 +199,7 @@ describe('loadPth: PyTorch checkpoints', function () {
 
   it('legacy, wrong-magic, truncated and damaged files are clear errors naming the file', () => {
     assert.throws(() => sc.loadPth(fx('legacy.pth')), /legacy\.pth: a legacy \(pre-1\.6, non-ZIP\) PyTorch checkpoint, which is not supported: load it with torch\.load in PyTorch >= 1\.6 and re-save it/);
-    assert.throws(() => sc.loadPth(fx('expected.json')), /expected\.json: not a PyTorch checkpoint: torch\.save \(PyTorch >= 1\.6\) writes a ZIP archive starting with 50 4b 03 04 \('PK'\), this file starts with 7b 0a 20 22/);
+    assert.throws(() => sc.loadPth(fx('expected.json')), /expected\.json: not a PyTorch checkpoint: torch\.save \(PyTorch >= 1\.6\) writes a ZIP archive starting with 50 4b 03 04 \('PK'\), this file starts with 7b 22 64 6f/);
     assert.throws(() => decode(Buffer.alloc(0)), /crafted\.pth: not a PyTorch checkpoint: .*starts with nothing \(empty file\)/);
     assert.throws(() => sc.loadPth(fx('nope.pth')), /cannot read .*nope\.pth: no such file/);
     const basic = fs.readFileSync(fx('basic.pth'));
@@ -269,5 +271,69 @@ describe('loadPth: PyTorch checkpoints', function () {
     assert.throws(() => decode(file(Buffer.concat([PROTO, Buffer.from([0x5d]), STOP]))), /crafted\.pth: the checkpoint holds a list \(0\), not a dict of tensors/);
     assert.throws(() => decode(file(Buffer.concat([PROTO, Buffer.from([0x7d, 0x28]), P.str('epoch'), P.int(3), Buffer.from([0x75]), STOP]))),
       /the checkpoint is a dict that is not a state dict \(name -> tensor\) and has none of the keys state_dict, model_state_dict, model, net holding one \(its keys: epoch: number 3\)/);
+  });
+
+  describe('train --init-weights and scalpel convert', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-pth-'));
+    const data = path.join(tmp, 'data');
+    before(async () => {
+      await ensureSyntheticData(data, 8, 32);
+    });
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    const base = { model: 'tiny', modelOptions: { width: 4 }, data, size: 32, batch: 4, epochs: 1, workers: 0, overlays: 0, progress: false, verbose: true } as const;
+
+    it('fit starts from a .pth (wrapper key and prefix handled) and from a .safetensors', async () => {
+      const lines: string[] = [];
+      // lr 1e-30 (plain SGD, no decay): steps far below float32 resolution, so the checkpoint keeps the initial weights.
+      const opts = { ...base, optimizer: 'sgd' as const, lr: 1e-30, momentum: 0, weightDecay: 0, schedule: 'constant' };
+      await fit({ ...opts, initWeights: fx('tiny_seg.pth'), initStripPrefix: 'module.', out: path.join(tmp, 'pth'), log: (l) => lines.push(l) });
+      assert.ok(lines.some((l) => /init-weights: .*tiny_seg\.pth: using the checkpoint's 'model' entry as the state dict \(other keys: epoch\)/.test(l)), lines.join('\n'));
+      assert.ok(lines.some((l) => /init-weights: initialised tiny from .*tiny_seg\.pth \(16 tensors\)/.test(l)), lines.join('\n'));
+      const { model } = loadModelCheckpoint(path.join(tmp, 'pth', 'best.safetensors'));
+      const sd = model.stateDict();
+      for (const [k, w] of Object.entries(EXPECTED.tiny_seg as Record<string, { shape: number[]; head: number[]; sum: number }>)) {
+        assert.deepEqual(sd[k].shape, w.shape, k);
+        assert.deepEqual(Array.from(sd[k].toArray()).slice(0, 4), w.head.map(Math.fround), k);
+        const sum = Array.from(sd[k].toArray() as Float32Array).reduce((a, b) => a + b, 0);
+        assert.ok(Math.abs(sum - w.sum) < 1e-5 * Math.max(1, Math.abs(w.sum)), `${k}: ${sum} vs ${w.sum}`);
+      }
+      // The same weights from .safetensors (scalpel convert's output format).
+      const st = path.join(tmp, 'tiny.safetensors');
+      sc.saveSafetensors(st, sd);
+      await fit({ ...opts, initWeights: st, out: path.join(tmp, 'st'), log: () => {} });
+      const again = loadModelCheckpoint(path.join(tmp, 'st', 'best.safetensors')).model.stateDict();
+      assert.deepEqual(Array.from(again['14.weight'].toArray()), Array.from(sd['14.weight'].toArray()));
+      // A file for another network, a missing prefix strip, and conflicting flags are errors.
+      await assert.rejects(fit({ ...base, initWeights: fx('cmunext_tiny.pth'), out: path.join(tmp, 'bad1') }),
+        (e: Error) => e instanceof UserError && /cmunext_tiny\.pth: loadStateDict: the state dict does not match the model \(missing: 0\.weight/.test(e.message));
+      await assert.rejects(fit({ ...base, initWeights: fx('tiny_seg.pth'), out: path.join(tmp, 'bad2') }),
+        (e: Error) => e instanceof UserError && /unexpected: module\.0\.weight.*every name starts with 'module\.'/.test(e.message));
+      await assert.rejects(fit({ ...base, initWeights: fx('malicious.pth'), out: path.join(tmp, 'bad3') }),
+        (e: Error) => e instanceof UserError && /the global 'os\.system'/.test(e.message));
+      await assert.rejects(fit({ ...base, initWeights: st, initKey: 'model', out: path.join(tmp, 'bad4') }), /--init-key and --init-strip-prefix apply to PyTorch checkpoints/);
+      model.dispose();
+    });
+
+    it('scalpel convert writes the state dict as .safetensors; a hostile file is one error line', () => {
+      const cli = (...args: string[]) => {
+        const r = spawnSync('npx', ['tsx', 'src/cli/main.ts', ...args], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8', env: { ...process.env, SCALPEL_DEBUG: '' } });
+        return { code: r.status, stdout: r.stdout, stderr: (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('npm warn')).join('\n') };
+      };
+      const out = path.join(tmp, 'small.safetensors');
+      const r = cli('convert', '--pth', fx('wrapped.pth'), '--out', out);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /wrote .*small\.safetensors: 7 tensors, 29 values \(float32, int64\)/);
+      assert.match(r.stderr, /^scalpel: note: .*wrapped\.pth: using the checkpoint's 'state_dict' entry/);
+      const { tensors, metadata } = sc.loadSafetensors(out);
+      assert.deepEqual(metadata, { format: 'pt', source: 'wrapped.pth' });
+      const ref = sc.loadPth(fx('wrapped.pth'));
+      assert.deepEqual(Object.keys(tensors), Object.keys(ref));
+      for (const k of Object.keys(ref)) assert.deepEqual(Array.from(tensors[k].toArray() as ArrayLike<unknown>), Array.from(ref[k].toArray() as ArrayLike<unknown>), k);
+      const bad = cli('convert', '--pth', fx('malicious.pth'), '--out', path.join(tmp, 'never.safetensors'));
+      assert.equal(bad.code, 1);
+      assert.equal(bad.stderr.split('\n').length, 1, bad.stderr);
+      assert.match(bad.stderr, /^scalpel: .*malicious\.pth: malicious\/data\.pkl: refusing to load: the pickle names the global 'os\.system'/);
+      assert.ok(!fs.existsSync(path.join(tmp, 'never.safetensors')));
+    });
   });
 });

@@ -16,6 +16,14 @@ export interface TrainConfig {
   encoder?: string;
   /** UpKern: initialise the model from a checkpoint of the same network with smaller kernels (MedNeXt k3 -> k5/k7). */
   upkern?: string;
+  /**
+   * Initial weights for a new run (not applied on resume): a PyTorch checkpoint (.pth / .pt /
+   * .bin, read by sc.loadPth, no Python) or a .safetensors file, loaded strictly (every entry of
+   * the model, nothing else). initKey / initStripPrefix: loadPth's key and stripPrefix.
+   */
+  initWeights?: string;
+  initKey?: string;
+  initStripPrefix?: string;
   /** Freeze the loaded autoencoder's parameters. */
   freezeEncoder?: boolean;
   /** Dataset root; omitted = the built-in synthetic dataset (generated into `<out>/data`, or syntheticDir). */

@@ -21,6 +21,8 @@ import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset
 import { TrainConfig, resolveConfig } from './config';
 import { createModel } from './models';
 import { upkern } from '../models/upkern';
+import { loadPth } from '../nn/pth';
+import { loadSafetensors } from '../nn/safetensors';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
@@ -202,6 +204,37 @@ function initFromSmallerKernels(model: Module, cfg: TrainConfig, log: (l: string
   }
 }
 
+/**
+ * --init-weights: a PyTorch .pth (sc.loadPth, restricted unpickler) or a .safetensors file loaded
+ * strictly into the new model, so a mismatch is an error listing the names rather than a run that
+ * silently starts from partly random weights.
+ */
+function initFromWeightsFile(model: Module, cfg: TrainConfig, log: (l: string) => void): void {
+  const file = cfg.initWeights!;
+  const isSafetensors = /\.safetensors$/i.test(file);
+  if (isSafetensors && (cfg.initKey !== undefined || cfg.initStripPrefix !== undefined)) {
+    throw new UserError(`${file}: --init-key and --init-strip-prefix apply to PyTorch checkpoints, not to .safetensors files`);
+  }
+  let weights: Record<string, Tensor>;
+  const notes: string[] = [];
+  try {
+    weights = isSafetensors ? loadSafetensors(file).tensors : loadPth(file, { key: cfg.initKey, stripPrefix: cfg.initStripPrefix, onNote: (n) => notes.push(n) });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    throw new UserError(`${file}: ${(e as Error).message}${notes.length ? ` (${notes.join('; ')})` : ''}`);
+  } finally {
+    Object.values(weights).forEach((t) => t.dispose());
+  }
+  if (cfg.verbose) {
+    for (const n of notes) log(`init-weights: ${n}`);
+    log(`init-weights: initialised ${cfg.model} from ${file} (${Object.keys(weights).length} tensors)`);
+  }
+}
+
 /** Adds Gaussian noise (std) to a batch and clamps to [0, 1] (denoising-autoencoder input). */
 function noisy(x: Float32Array, std: number, rng: Rng): Float32Array {
   const out = new Float32Array(x.length);
@@ -321,7 +354,9 @@ async function fitLocked(
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
+  if (cfg.upkern !== undefined && cfg.initWeights !== undefined) throw new UserError('--upkern and --init-weights both initialise the model: give one');
   if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
+  if (cfg.initWeights !== undefined && !resumed) initFromWeightsFile(model, cfg, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);

@@ -18,6 +18,10 @@ wrapped.pth      {'state_dict': <small's state dict>, 'epoch': 7, 'best_dice': 0
                  small = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)) after det_init with
                  num_batches_tracked = 5; expected.json holds its entries' values.
 module_prefix.pth  small's state dict with every key prefixed 'module.' (DataParallel).
+tiny_seg.pth     {'model': <state dict with 'module.' prefixes>, 'epoch': 3} of scalpel's built-in 'tiny'
+                 segmentation net at width 4 (src/train/models.ts tinySegNet, same layer indices:
+                 Conv2d / ConvTranspose2d at 0, 2, 4, 6, 8, 10, 12, 14, ReLUs between) after det_init,
+                 for `train --init-weights`; expected.json holds each entry's first values and sum.
 legacy.pth       basic's first two tensors saved with _use_new_zipfile_serialization=False.
 malicious.pth    a torch.save-shaped ZIP whose data.pkl calls os.system('echo pwned') via GLOBAL +
                  REDUCE, written opcode by opcode here (never unpickled by this script).
@@ -123,10 +127,27 @@ def main():
                 "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "params": [0, 1]}]}},
                os.path.join(out, "wrapped.pth"))
     torch.save(collections.OrderedDict((f"module.{k}", v) for k, v in small_sd.items()), os.path.join(out, "module_prefix.pth"))
+    w = 4
+    nn = torch.nn
+    tiny_seg = nn.Sequential(
+        nn.Conv2d(3, w, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2), nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=4, dilation=4), nn.ReLU(),
+        nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(w, 1, 1))
+    det_init(tiny_seg)
+    # First values and the float64 sum of each entry (the full values would make the JSON large).
+    expected["tiny_seg"] = {k: {"shape": list(v.shape), "head": v.view(-1)[:4].tolist(), "sum": v.double().sum().item()}
+                            for k, v in tiny_seg.state_dict().items()}
+    torch.save({"model": collections.OrderedDict((f"module.{k}", v) for k, v in tiny_seg.state_dict().items()), "epoch": 3},
+               os.path.join(out, "tiny_seg.pth"))
     write_malicious(os.path.join(out, "malicious.pth"))
 
     with open(os.path.join(out, "expected.json"), "w") as f:
-        json.dump(expected, f, indent=1, allow_nan=False)
+        json.dump(expected, f, separators=(",", ":"), allow_nan=False)
         f.write("\n")
     for name in sorted(os.listdir(out)):
         print(f"{name}: {os.path.getsize(os.path.join(out, name))} bytes")
