@@ -164,8 +164,10 @@ function trainOptions(cmd: Command): Command {
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
-    .option('--deep-supervision', "train on every head of a model with deep supervision (unetpp): losses weighted 8/15, 4/15, 2/15, 1/15 from the final head " +
-      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits; kept in the run state")
+    .option('--deep-supervision', 'train on every head of a model with deep supervision. unetpp: four full-resolution heads, losses weighted 8/15, 4/15, 2/15, 1/15 from the final head ' +
+      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits. mednext-*: heads at 1, 1/2, 1/4, 1/8, 1/16 " +
+      "resolution, each against the mask downsampled to its size by nearest sampling, weighted nnU-Net's way (1/2^i, the 1/16 head zeroed, normalised: 8/15, 4/15, 2/15, 1/15, 0); " +
+      'validation, evaluate and predict use the full-resolution head only. Kept in the run state and the checkpoints')
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')

@@ -18,7 +18,7 @@ import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { recoverTransactions, writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
-import { TrainConfig, resolveConfig } from './config';
+import { TrainConfig, resolveConfig, deepSupervisionWeightsFor } from './config';
 import { createModel } from './models';
 import { upkern } from '../models/upkern';
 import { loadPth } from '../nn/pth';
@@ -354,7 +354,6 @@ async function fitLocked(
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
-  if (cfg.upkern !== undefined && cfg.initWeights !== undefined) throw new UserError('--upkern and --init-weights both initialise the model: give one');
   if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
   if (cfg.initWeights !== undefined && !resumed) initFromWeightsFile(model, cfg, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
@@ -423,10 +422,21 @@ async function fitLocked(
   }
 
   const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
-  // Deep supervision: every head's loss, weighted (deepSupervisionWeights); validation uses forward().
+  // Deep supervision: every head's loss, weighted per model (deepSupervisionWeightsFor), each
+  // against the target at the head's size; validation uses forward().
   const heads = (model as Partial<{ forwardAll(x: Tensor): Tensor[] }>).forwardAll?.bind(model);
   if (cfg.deepSupervision && !heads) throw new UserError(`--deep-supervision: model '${cfg.model}' has no forwardAll`);
-  const trainLossOf = (x: Tensor, y: Tensor): Tensor => (cfg.deepSupervision ? deepSupervisionLoss(heads!(x), y, lossOf) : lossOf(model.forward(x) as Tensor, y));
+  let dsWeights: number[] | null = null;
+  const trainLossOf = (x: Tensor, y: Tensor): Tensor => {
+    if (!cfg.deepSupervision) return lossOf(model.forward(x) as Tensor, y);
+    const outs = heads!(x);
+    dsWeights ??= deepSupervisionWeightsFor(cfg.model, outs.length);
+    return deepSupervisionLoss(outs, y, lossOf, dsWeights);
+  };
+  if (cfg.deepSupervision && cfg.verbose) {
+    log(`deep supervision: ${cfg.model.startsWith('mednext-') ? "heads at 1, 1/2, 1/4, 1/8, 1/16 resolution weighted 8/15, 4/15, 2/15, 1/15, 0 (nnU-Net's 1/2^i, lowest zeroed), targets downsampled by nearest sampling; validation uses the full-resolution head"
+      : "heads X0,1..X0,4 weighted 1/15, 2/15, 4/15, 8/15; validation uses the mean of the heads' logits"}`);
+  }
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };
