@@ -65,13 +65,13 @@ describe('deep supervision', function () {
     // t[y, x] = 10 * y + x on an 8x8 grid, two channels (the second negated).
     const v = Array.from({ length: 64 }, (_, k) => 10 * Math.floor(k / 8) + (k % 8));
     const t = sc.tensor([...v, ...v.map((a) => -a)], [1, 2, 8, 8]);
-    assert.deepEqual(Array.from(downsampleTarget(t, [4, 4]).toArray()).slice(0, 16), [11, 13, 15, 17, 31, 33, 35, 37, 51, 53, 55, 57, 71, 73, 75, 77]);
-    assert.deepEqual(Array.from(downsampleTarget(t, [2, 2]).toArray()), [22, 26, 62, 66, -22, -26, -62, -66]);
-    assert.deepEqual(Array.from(downsampleTarget(t, [1, 1]).toArray()), [44, -44]);
+    assert.deepEqual(Array.from(downsampleTarget(t, [4, 4]).toArray() as Float32Array).slice(0, 16), [11, 13, 15, 17, 31, 33, 35, 37, 51, 53, 55, 57, 71, 73, 75, 77]);
+    assert.deepEqual(Array.from(downsampleTarget(t, [2, 2]).toArray() as Float32Array), [22, 26, 62, 66, -22, -26, -62, -66]);
+    assert.deepEqual(Array.from(downsampleTarget(t, [1, 1]).toArray() as Float32Array), [44, -44]);
     assert.equal(downsampleTarget(t, [8, 8]), t);
     // A binary mask stays binary.
     const m = sc.rand([2, 1, 16, 16]).gt(0.5).to('float32');
-    assert.ok(Array.from(downsampleTarget(m, [4, 4]).toArray()).every((x) => x === 0 || x === 1));
+    assert.ok(Array.from(downsampleTarget(m, [4, 4]).toArray() as Float32Array).every((x) => x === 0 || x === 1));
     assert.throws(() => downsampleTarget(t, [3, 3]), /an output of 3x3 is not the 8x8 target divided by one integer factor/);
     assert.throws(() => downsampleTarget(t, [4, 2]), /an output of 4x2 is not the 8x8 target/);
   });

@@ -158,7 +158,7 @@ describe('models: parameter counts and state-dict names', () => {
       const x = sc.rand([1, 3, 32, 32]);
       const full = ds.forward(x) as sc.Tensor;
       assert.ok(full instanceof sc.Tensor);
-      assert.deepEqual(Array.from(full.toArray()), Array.from((ds as sc.models.MedNeXt).forwardAll(x)[0].toArray()));
+      assert.deepEqual(Array.from(full.toArray() as Float32Array), Array.from((ds as sc.models.MedNeXt).forwardAll(x)[0].toArray() as Float32Array));
     }));
     assert.throws(() => sc.tidy(() => ds.forward(sc.zeros([1, 3, 40, 40]))), /MedNeXt: expected an input \[N, C, H, W\] with H and W multiples of 16/);
     ds.dispose();

@@ -111,11 +111,11 @@ describe('loadPth: PyTorch checkpoints', function () {
     // int64 beyond 2^32 survives exactly.
     assert.equal(sd.num_batches_tracked.toArray()[0], 123456789012n);
     // Views of one storage: the transpose, a row with offset 5 and a strided column.
-    assert.deepEqual(Array.from(sd.base_t.toArray()), [-1, 1, 3, -0.5, 1.5, 3.5, 0, 2, 4, 0.5, 2.5, 4.5]);
-    assert.deepEqual(Array.from(sd.base_row.toArray()), [1.5, 2, 2.5]);
-    assert.deepEqual(Array.from(sd.base_col.toArray()), [0, 2, 4]);
+    assert.deepEqual(Array.from(sd.base_t.toArray() as Float32Array), [-1, 1, 3, -0.5, 1.5, 3.5, 0, 2, 4, 0.5, 2.5, 4.5]);
+    assert.deepEqual(Array.from(sd.base_row.toArray() as Float32Array), [1.5, 2, 2.5]);
+    assert.deepEqual(Array.from(sd.base_col.toArray() as Float32Array), [0, 2, 4]);
     // A subnormal and the infinity of float16 are converted exactly.
-    assert.deepEqual(Array.from(sd.f16.toArray()).slice(5, 8), [2 ** -24, Infinity, -0]);
+    assert.deepEqual(Array.from(sd.f16.toArray() as Float32Array).slice(5, 8), [2 ** -24, Infinity, -0]);
     sc.dispose(sd);
   });
 
@@ -156,7 +156,7 @@ describe('loadPth: PyTorch checkpoints', function () {
     assert.match(notes[0], /wrapped\.pth: using the checkpoint's 'state_dict' entry as the state dict \(other keys: epoch, best_dice, optimizer\)/);
     const m = small();
     m.loadStateDict(sd);
-    assert.deepEqual(Array.from(m.stateDict()['0.weight'].toArray()), want['0.weight'].values.map(Math.fround));
+    assert.deepEqual(Array.from(m.stateDict()['0.weight'].toArray() as Float32Array), want['0.weight'].values.map(Math.fround));
     assert.equal(m.stateDict()['1.num_batches_tracked'].toArray()[0], 5n);
     // The explicit key gives the same; a key that is not a state dict or is absent is an error.
     const same = sc.loadPth(fx('wrapped.pth'), { key: 'state_dict' });
@@ -248,15 +248,15 @@ describe('loadPth: PyTorch checkpoints', function () {
     const file = (pkl: Buffer, data: Buffer | null = f32le([1, 2, 3, 4]), extra: [string, Buffer][] = []) =>
       makeZip([['a/data.pkl', pkl], ...(data ? [['a/data/0', data] as [string, Buffer]] : []), ...extra]);
     // A well-formed one loads (the helpers are right), then each fault is named.
-    assert.deepEqual(Array.from(decode(file(tensorPickle())).w.toArray()), [1, 2, 3, 4]);
-    assert.deepEqual(Array.from(decode(file(tensorPickle({ offset: 1, size: [2, 2], stride: [0, 2] }))).w.toArray()), [2, 4, 2, 4]);
+    assert.deepEqual(Array.from(decode(file(tensorPickle())).w.toArray() as Float32Array), [1, 2, 3, 4]);
+    assert.deepEqual(Array.from(decode(file(tensorPickle({ offset: 1, size: [2, 2], stride: [0, 2] }))).w.toArray() as Float32Array), [2, 4, 2, 4]);
     assert.throws(() => decode(file(tensorPickle({ size: [5] }))), /crafted\.pth: tensor 'w' \(size \[5\], stride \[1\], offset 0\) reaches element 4 of storage '0', which has 4/);
     assert.throws(() => decode(file(tensorPickle({ offset: 2, size: [2, 2], stride: [1, 1] }))), /reaches element 4 of storage '0'/);
     assert.throws(() => decode(file(tensorPickle({ numel: 5 }))), /persistent id at offset \d+: entry 'a\/data\/0' holds 16 bytes but storage '0' is 5 x float32 \(20 bytes\)/);
     assert.throws(() => decode(file(tensorPickle(), null)), /storage '0' has no entry 'a\/data\/0' in the archive/);
     assert.throws(() => decode(file(tensorPickle({ type: 'QUInt8Storage' }))), /the global 'torch\.QUInt8Storage', which is not on the allow-list/);
     // Big-endian data with a byteorder entry is swapped; an unknown byte order is an error.
-    assert.deepEqual(Array.from(decode(file(tensorPickle(), f32le([1, -2, 3.5, 4], true), [['a/byteorder', Buffer.from('big')]])).w.toArray()), [1, -2, 3.5, 4]);
+    assert.deepEqual(Array.from(decode(file(tensorPickle(), f32le([1, -2, 3.5, 4], true), [['a/byteorder', Buffer.from('big')]])).w.toArray() as Float32Array), [1, -2, 3.5, 4]);
     assert.throws(() => decode(file(tensorPickle(), undefined, [['a/byteorder', Buffer.from('middle')]])), /entry 'a\/byteorder' says the byte order is "middle"/);
     // The unpickler: truncation, an oversized length, the memo, the stack and MARK depth.
     const good = tensorPickle();
@@ -293,7 +293,7 @@ describe('loadPth: PyTorch checkpoints', function () {
       const sd = model.stateDict();
       for (const [k, w] of Object.entries(EXPECTED.tiny_seg as Record<string, { shape: number[]; head: number[]; sum: number }>)) {
         assert.deepEqual(sd[k].shape, w.shape, k);
-        assert.deepEqual(Array.from(sd[k].toArray()).slice(0, 4), w.head.map(Math.fround), k);
+        assert.deepEqual(Array.from(sd[k].toArray() as Float32Array).slice(0, 4), w.head.map(Math.fround), k);
         const sum = Array.from(sd[k].toArray() as Float32Array).reduce((a, b) => a + b, 0);
         assert.ok(Math.abs(sum - w.sum) < 1e-5 * Math.max(1, Math.abs(w.sum)), `${k}: ${sum} vs ${w.sum}`);
       }
@@ -302,7 +302,7 @@ describe('loadPth: PyTorch checkpoints', function () {
       sc.saveSafetensors(st, sd);
       await fit({ ...opts, initWeights: st, out: path.join(tmp, 'st'), log: () => {} });
       const again = loadModelCheckpoint(path.join(tmp, 'st', 'best.safetensors')).model.stateDict();
-      assert.deepEqual(Array.from(again['14.weight'].toArray()), Array.from(sd['14.weight'].toArray()));
+      assert.deepEqual(Array.from(again['14.weight'].toArray() as Float32Array), Array.from(sd['14.weight'].toArray() as Float32Array));
       // A file for another network, a missing prefix strip, and conflicting flags are errors.
       await assert.rejects(fit({ ...base, initWeights: fx('cmunext_tiny.pth'), out: path.join(tmp, 'bad1') }),
         (e: Error) => e instanceof UserError && /cmunext_tiny\.pth: loadStateDict: the state dict does not match the model \(missing: 0\.weight/.test(e.message));
