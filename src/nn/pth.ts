@@ -401,40 +401,75 @@ function materialise(name: string, t: TensorRef, storage: ReturnType<typeof stor
       throw new Error(`${where}: tensor '${name}' has ${count} elements, more than its storage '${t.storage.key}' (${storage.length}) and than ${MAX_EXPANDED}`);
     }
   }
-  let out: TypedArray;
-  switch (dtype) {
-    case 'float32': out = new Float32Array(count); break;
-    case 'float64': out = new Float64Array(count); break;
-    case 'int64': out = new BigInt64Array(count); break;
-    case 'int32': out = new Int32Array(count); break;
-    default: out = new Uint8Array(count);
-  }
-  const conv: (v: number) => number = t.storage.type === 'HalfStorage' ? halfToFloat
-    : t.storage.type === 'BFloat16Storage' ? (v) => { f32u[0] = v << 16; return f32[0]; }
-      : t.storage.type === 'BoolStorage' ? (v) => (v ? 1 : 0) : (v) => v;
-  const src = storage as unknown as ArrayLike<number | bigint>;
-  const dst = out as unknown as { [i: number]: number | bigint };
-  const ident = t.storage.type !== 'HalfStorage' && t.storage.type !== 'BFloat16Storage' && t.storage.type !== 'BoolStorage';
-  // Walk the view in row-major order (an odometer over the dimensions): non-contiguous views
-  // (a transpose, a column) become contiguous copies.
-  const nd = t.size.length;
-  const idx = new Array<number>(nd).fill(0);
-  let p = t.offset;
-  for (let j = 0; j < count; j++) {
-    dst[j] = ident ? src[p] : conv(src[p] as number);
-    for (let d = nd - 1; d >= 0; d--) {
-      if (++idx[d] < t.size[d]) {
-        p += t.stride[d];
-        break;
+  // 1. Gather the view's elements, in row-major order, into an array of the storage's own type:
+  //    a contiguous view is one block copy (the usual case); any other view (a transpose, a
+  //    column) is walked with an odometer over the dimensions and so becomes contiguous.
+  type Raw = Float32Array; // every storage array is indexed alike; the alias keeps the loops monomorphic to read
+  const src = storage as unknown as Raw;
+  const Ctor = src.constructor as new (n: number) => Raw;
+  const contiguous = t.size.every((s, d) => s === 1 || t.stride[d] === t.size.slice(d + 1).reduce((a, b) => a * b, 1));
+  let raw: Raw;
+  if (contiguous) raw = src.slice(t.offset, t.offset + count);
+  else {
+    raw = new Ctor(count);
+    const nd = t.size.length;
+    const idx = new Array<number>(nd).fill(0);
+    let p = t.offset;
+    for (let j = 0; j < count; j++) {
+      raw[j] = src[p];
+      for (let d = nd - 1; d >= 0; d--) {
+        if (++idx[d] < t.size[d]) {
+          p += t.stride[d];
+          break;
+        }
+        p -= (t.size[d] - 1) * t.stride[d];
+        idx[d] = 0;
       }
-      p -= (t.size[d] - 1) * t.stride[d];
-      idx[d] = 0;
     }
+  }
+  // 2. Convert to the scalpel dtype (float16 through a 65536-entry table, bfloat16 by a shift into
+  //    the float32 bit pattern, bool to 0 / 1, int8 / int16 widened by TypedArray.set).
+  let out: TypedArray;
+  switch (t.storage.type) {
+    case 'HalfStorage': {
+      const table = halfTable();
+      const o = new Float32Array(count);
+      for (let j = 0; j < count; j++) o[j] = table[raw[j]];
+      out = o;
+      break;
+    }
+    case 'BFloat16Storage': {
+      const o = new Uint32Array(count);
+      for (let j = 0; j < count; j++) o[j] = raw[j] << 16;
+      out = new Float32Array(o.buffer);
+      break;
+    }
+    case 'BoolStorage': {
+      const o = new Uint8Array(count);
+      for (let j = 0; j < count; j++) o[j] = raw[j] ? 1 : 0;
+      out = o;
+      break;
+    }
+    case 'ShortStorage': case 'CharStorage': {
+      const o = new Int32Array(count);
+      o.set(raw);
+      out = o;
+      break;
+    }
+    default:
+      out = raw as unknown as TypedArray;
   }
   return fromTyped(out, t.size.slice(), dtype, device);
 }
-const f32 = new Float32Array(1);
-const f32u = new Uint32Array(f32.buffer);
+
+let HALF_TABLE: Float32Array | null = null;
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  return HALF_TABLE;
+}
 
 // ------------------------------------------------------------------ the checkpoint
 
