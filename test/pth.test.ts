@@ -194,6 +194,9 @@ describe('loadPth: PyTorch checkpoints', function () {
     // An allow-listed storage type cannot be called either.
     const callStorage = Buffer.concat([PROTO, P.global('torch', 'FloatStorage'), Buffer.from([0x29, 0x52]), STOP]);
     assert.throws(() => decode(makeZip([['a/data.pkl', callStorage]])), /torch\.FloatStorage cannot be applied/);
+    // Names from the file are printed with control characters escaped (no terminal escapes).
+    const esc = Buffer.concat([PROTO, P.global('os\x1b[2J', 'system'), STOP]);
+    assert.throws(() => decode(makeZip([['a/data.pkl', esc]])), (e: Error) => e.message.includes("the global 'os\\x1b[2J.system'") && !e.message.includes('\x1b'));
     assert.ok(!fs.existsSync(marker));
   });
 
@@ -334,6 +337,9 @@ describe('loadPth: PyTorch checkpoints', function () {
       assert.equal(bad.stderr.split('\n').length, 1, bad.stderr);
       assert.match(bad.stderr, /^scalpel: .*malicious\.pth: malicious\/data\.pkl: refusing to load: the pickle names the global 'os\.system'/);
       assert.ok(!fs.existsSync(path.join(tmp, 'never.safetensors')));
+      const flags = cli('train', '--init-strip-prefix', 'module.', '--epochs', '1');
+      assert.equal(flags.code, 2);
+      assert.match(flags.stderr, /^scalpel: --init-key and --init-strip-prefix need --init-weights <file>$/);
     });
   });
 });

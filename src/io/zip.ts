@@ -80,7 +80,9 @@ export function readZipDirectory(buf: Buffer, source: string): Map<string, ZipEn
     const clen = u16(p + 32, 'comment length');
     let local = u32(p + 42, 'local header offset');
     if (p + 46 + nlen + xlen + clen > cdOffset + cdSize) throw bad(`central directory entry ${k} at offset ${p} runs past the directory`);
-    const name = buf.toString('utf8', p + 46, p + 46 + nlen);
+    // Names come from the file and appear in error messages: control characters are escaped
+    // (no terminal escapes); torch.save's names are plain ASCII, so nothing real is changed.
+    const name = buf.toString('utf8', p + 46, p + 46 + nlen).replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
     // ZIP64 extra field (id 1): the 64-bit values of whichever fields are 0xffffffff, in order.
     for (let x = p + 46 + nlen; x + 4 <= p + 46 + nlen + xlen;) {
       const id = buf.readUInt16LE(x);

@@ -55,6 +55,11 @@ function keyOf(k: PyValue): string {
   throw new Error(`unhashable dict key (${describe(k)})`);
 }
 
+/** Text from the file, made safe to print (control characters escaped: no terminal escapes). */
+function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function describe(v: PyValue): string {
   if (v === null) return 'None';
   if (typeof v === 'string') return `str ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}`;
@@ -208,7 +213,7 @@ function unpickle(pkl: Uint8Array, where: string, persistentLoad: (pid: PyValue,
   const global = (module: string, name: string): PyGlobal => {
     const q = `${module}.${name}`;
     if (!PTH_ALLOWED_GLOBALS.includes(q)) {
-      throw fail(`refusing to load: the pickle names the global '${q}', which is not on the allow-list of a weights file ` +
+      throw fail(`refusing to load: the pickle names the global '${printable(q)}', which is not on the allow-list of a weights file ` +
         `(${PTH_ALLOWED_GLOBALS.slice(0, 4).join(', ')}, torch.*Storage). No code from the file was executed. ` +
         'If the file is yours, load it in PyTorch and re-save its state_dict() (tensors only)');
     }
@@ -599,7 +604,7 @@ function selectStateDict(obj: PyValue, source: string, opts: LoadPthOptions): [s
     }
     return out;
   };
-  const listing = (d: PyDict) => [...d.entries.values()].slice(0, 8).map(([k, v]) => `${typeof k === 'string' ? k : describe(k)}: ${describe(v)}`).join(', ') + (d.entries.size > 8 ? ', ...' : '');
+  const listing = (d: PyDict) => [...d.entries.values()].slice(0, 8).map(([k, v]) => `${typeof k === 'string' ? printable(k) : describe(k)}: ${describe(v)}`).join(', ') + (d.entries.size > 8 ? ', ...' : '');
   if (!(obj instanceof PyDict)) throw new Error(`${source}: the checkpoint holds a ${describe(obj)}, not a dict of tensors (a state_dict)`);
   let chosen: [string, TensorRef][] | null;
   if (opts.key !== undefined) {
@@ -618,7 +623,7 @@ function selectStateDict(obj: PyValue, source: string, opts: LoadPthOptions): [s
         `(its keys: ${listing(obj)}); choose the entry with the key option (--key)`);
     }
     chosen = tensorsOf(obj.entries.get(keyOf(k))![1] as PyDict)!;
-    const others = [...obj.entries.values()].map(([kk]) => String(kk)).filter((kk) => kk !== k);
+    const others = [...obj.entries.values()].map(([kk]) => String(kk)).filter((kk) => kk !== k).map(printable);
     note(`${source}: using the checkpoint's '${k}' entry as the state dict${others.length ? ` (other keys: ${others.slice(0, 8).join(', ')}${others.length > 8 ? ', ...' : ''})` : ''}`);
   }
   if (opts.stripPrefix) {
@@ -628,7 +633,7 @@ function selectStateDict(obj: PyValue, source: string, opts: LoadPthOptions): [s
     chosen = chosen.map(([k, v]) => [k.startsWith(p) ? k.slice(p.length) : k, v]);
     const seen = new Set<string>();
     for (const [k] of chosen) {
-      if (seen.has(k)) throw new Error(`${source}: stripping '${p}' makes two entries named '${k}'`);
+      if (seen.has(k)) throw new Error(`${source}: stripping '${p}' makes two entries named '${printable(k)}'`);
       seen.add(k);
     }
   } else if (chosen.length && chosen.every(([k]) => k.startsWith('module.'))) {
