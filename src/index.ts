@@ -17,6 +17,8 @@ export * as onnx from './onnx';
 export { summary, formatSummary } from './nn/summary';
 export type { SummaryResult, SummaryRow, SummaryOptions } from './nn/summary';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, decodeSafetensors } from './nn/safetensors';
+export { loadPth, decodePth, PTH_ALLOWED_GLOBALS, PTH_WRAPPER_KEYS } from './nn/pth';
+export type { LoadPthOptions } from './nn/pth';
 export { writeFileAtomic } from './io/atomic';
 
 /** Disposes tensors (or arrays / objects of tensors). */

@@ -151,8 +151,15 @@ describe('models: parameter counts and state-dict names', () => {
     assert.equal(ds.numParameters(), 5472998);
     assert.deepEqual(Object.keys(ds.stateDict()).slice(0, 2), ['dummy_tensor', 'stem.weight']);
     assert.ok(Object.keys(ds.stateDict()).includes('out_4.conv_out.weight'));
-    const ys = sc.tidy(() => sc.noGrad(() => (ds.forward(sc.rand([1, 3, 32, 32])) as sc.Tensor[]).map((t) => t.shape.join('x'))));
+    const ys = sc.tidy(() => sc.noGrad(() => (ds as sc.models.MedNeXt).forwardAll(sc.rand([1, 3, 32, 32])).map((t) => t.shape.join('x'))));
     assert.deepEqual(ys, ['1x1x32x32', '1x1x16x16', '1x1x8x8', '1x1x4x4', '1x1x2x2']);
+    // forward is the full-resolution head alone (what evaluate / predict / export use).
+    sc.tidy(() => sc.noGrad(() => {
+      const x = sc.rand([1, 3, 32, 32]);
+      const full = ds.forward(x) as sc.Tensor;
+      assert.ok(full instanceof sc.Tensor);
+      assert.deepEqual(Array.from(full.toArray() as Float32Array), Array.from((ds as sc.models.MedNeXt).forwardAll(x)[0].toArray() as Float32Array));
+    }));
     assert.throws(() => sc.tidy(() => ds.forward(sc.zeros([1, 3, 40, 40]))), /MedNeXt: expected an input \[N, C, H, W\] with H and W multiples of 16/);
     ds.dispose();
     assert.throws(() => sc.models.create('mednext-b', { kernelSize: 4 as never }), /option 'kernelSize' must be 3, 5 or 7/);

@@ -7,6 +7,7 @@
  *   scalpel cv --folds K [train options] [--ensemble]
  *   scalpel split DIR --val 0.2 [--test 0.1] --seed N
  *   scalpel summary MODEL --size 256
+ *   scalpel convert --pth IN.pth --out OUT.safetensors [--key K] [--strip-prefix module.]
  *   scalpel pretrain [--data DIR] ...
  * User errors (bad flags, missing files, bad data) print one line to stderr and exit with 2 (flags)
  * or 1 (everything else); set SCALPEL_DEBUG=1 for stack traces.
@@ -18,6 +19,9 @@ import { describeModels } from '../train/models';
 import { loadModelCheckpoint } from '../train/checkpoint';
 import * as onnx from '../onnx';
 import { parseLossSpec } from '../train/losses';
+import { loadPth, PTH_WRAPPER_KEYS } from '../nn/pth';
+import { saveSafetensors } from '../nn/safetensors';
+import type { Tensor } from '../tensor';
 import { DataError, writeSplit, AugmentOptions, STRONG_AUGMENT, parsePostSpec, PostSpec, validateAugmentOptions } from '../data';
 
 const num = (what: string) => (v: string): number => {
@@ -160,8 +164,10 @@ function trainOptions(cmd: Command): Command {
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
     .option('--hd95', 'compute HD95 at every validation')
-    .option('--deep-supervision', "train on every head of a model with deep supervision (unetpp): losses weighted 8/15, 4/15, 2/15, 1/15 from the final head " +
-      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits; kept in the run state")
+    .option('--deep-supervision', 'train on every head of a model with deep supervision. unetpp: four full-resolution heads, losses weighted 8/15, 4/15, 2/15, 1/15 from the final head ' +
+      "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits. mednext-*: heads at 1, 1/2, 1/4, 1/8, 1/16 " +
+      "resolution, each against the mask downsampled to its size by nearest sampling, weighted nnU-Net's way (1/2^i, the 1/16 head zeroed, normalised: 8/15, 4/15, 2/15, 1/15, 0); " +
+      'validation, evaluate and predict use the full-resolution head only. Kept in the run state and the checkpoints')
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')
@@ -228,9 +234,17 @@ export function buildProgram(): Command {
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
     .option('--upkern <ckpt>', 'UpKern: start from a trained checkpoint of the same network with smaller kernels (e.g. mednext-s k3 for --model-opts \'{"kernelSize":5}\'); kernels resampled bilinearly, the rest copied')
-    .option('--loss <spec>', LOSS_HELP, parseLoss)
+    .option('--init-weights <file>', 'start from these weights: a PyTorch checkpoint (.pth/.pt, torch.save; read without Python by a restricted unpickler that ' +
+      'accepts tensors and dicts only) or a .safetensors file; loaded strictly (every entry of the model, nothing else); not applied on --resume')
+    .option('--init-key <key>', "with --init-weights FILE.pth: the checkpoint's entry holding the state dict (default: the file itself when it is one, else the first of " +
+      `${PTH_WRAPPER_KEYS.join(', ')})`)
+    .option('--init-strip-prefix <prefix>', "with --init-weights FILE.pth: remove this prefix from the names, e.g. 'module.' (DataParallel)")
     .action(async (o: Record<string, unknown>) => {
       const opts = toFitOptions(o);
+      if (o.initWeights !== undefined) opts.initWeights = path.resolve(String(o.initWeights));
+      else if (o.initKey !== undefined || o.initStripPrefix !== undefined) throw new UserError('--init-key and --init-strip-prefix need --init-weights <file>', 2);
+      if (o.initKey !== undefined) opts.initKey = String(o.initKey);
+      if (o.initStripPrefix !== undefined) opts.initStripPrefix = String(o.initStripPrefix);
       if (o.loss !== undefined) {
         if (o.bceWeight !== undefined || o.diceWeight !== undefined) throw new UserError('--loss replaces --bce-weight and --dice-weight: put the weights in the spec, e.g. --loss 0.5*bce+dice', 2);
         opts.loss = o.loss as string;
@@ -354,6 +368,36 @@ export function buildProgram(): Command {
       const norm = meta.normalize ? `normalised with mean ${JSON.stringify(meta.normalize.mean)} std ${JSON.stringify(meta.normalize.std)}` : 'not normalised';
       console.log(`wrote ${path.resolve(r.file)} (${meta.model}, ${(r.bytes / 1e6).toFixed(1)} MB, ${r.nodes} nodes, opset ${o.opset}): ` +
         `input 'input' [${r.inputShape.join(', ')}] (${norm}), output 'output' [${r.outputShapes[0].join(', ')}]`);
+    });
+
+  program
+    .command('convert')
+    .description('convert a PyTorch checkpoint (torch.save, PyTorch >= 1.6) to .safetensors, without Python: a restricted unpickler reads tensors and dicts only ' +
+      '(any other Python global in the file is refused, nothing in it is executed); float16/bfloat16 become float32, int16/int8 int32, bool uint8')
+    .requiredOption('--pth <file>', 'input .pth / .pt checkpoint')
+    .requiredOption('--out <file>', 'output .safetensors file (written atomically)')
+    .option('--key <key>', `the checkpoint's entry holding the state dict (default: the file itself when it is one, else the first of ${PTH_WRAPPER_KEYS.join(', ')})`)
+    .option('--strip-prefix <prefix>', "remove this prefix from the names, e.g. 'module.' (DataParallel)")
+    .action(async (o: Record<string, unknown>) => {
+      const notes: string[] = [];
+      let sd: Record<string, Tensor>;
+      try {
+        sd = loadPth(o.pth as string, { key: o.key as string | undefined, stripPrefix: o.stripPrefix as string | undefined, onNote: (n) => notes.push(n) });
+      } catch (e) {
+        throw new UserError((e as Error).message);
+      }
+      for (const n of notes) process.stderr.write(`scalpel: note: ${n}\n`);
+      const ts = Object.values(sd);
+      const dtypes = [...new Set(ts.map((t) => t.dtype))].join(', ');
+      const values = ts.reduce((a, t) => a + t.size, 0);
+      try {
+        saveSafetensors(o.out as string, sd, { format: 'pt', source: path.basename(o.pth as string) });
+      } catch (e) {
+        throw new UserError((e as Error).message);
+      } finally {
+        ts.forEach((t) => t.dispose());
+      }
+      console.log(`wrote ${path.resolve(o.out as string)}: ${ts.length} tensors, ${values.toLocaleString('en-US')} values (${dtypes || 'none'})`);
     });
 
   program

@@ -86,7 +86,11 @@ export interface MedNeXtOptions {
   size?: MedNeXtSize;
   /** Depthwise kernel of every block: 3 (default), 5 or 7. */
   kernelSize?: 3 | 5 | 7;
-  /** Four extra heads (out_1..out_4, 1/2 .. 1/16 resolution); forward returns [full, 1/2, 1/4, 1/8, 1/16]. */
+  /**
+   * Four extra heads (out_1..out_4, 1/2 .. 1/16 resolution): forwardAll returns [full, 1/2, 1/4,
+   * 1/8, 1/16]; forward still returns the full-resolution logits only (the authors' do_ds = False,
+   * what inference uses), so evaluate / predict / export treat the model like any other.
+   */
   deepSupervision?: boolean;
 }
 
@@ -127,7 +131,19 @@ export class MedNeXt extends Module {
     this.heads.push(this.add('out_0', new OutBlock(C0, numClasses)));
     if (this.deepSupervision) for (let i = 1; i <= 4; i++) this.heads.push(this.add(`out_${i}`, new OutBlock(C0 << i, numClasses)));
   }
-  forward(x: Tensor): Tensor | Tensor[] {
+  /** Logits [N, classes, H, W] of the full-resolution head (out_0). */
+  forward(x: Tensor): Tensor {
+    return this.run(x, false)[0];
+  }
+  /**
+   * Every head's logits, full resolution first: [out_0 (H), out_1 (H/2), out_2 (H/4), out_3 (H/8),
+   * out_4 (H/16)] with deep supervision (the authors' order), else [out_0]. For training with
+   * deep supervision (src/train: each head's loss against the target downsampled to its size).
+   */
+  forwardAll(x: Tensor): Tensor[] {
+    return this.run(x, this.deepSupervision);
+  }
+  private run(x: Tensor, heads: boolean): Tensor[] {
     if (x.ndim !== 4 || x.shape[2] % 16 !== 0 || x.shape[3] % 16 !== 0) {
       throw new Error(`MedNeXt: expected an input [N, C, H, W] with H and W multiples of 16 (four halvings), got [${x.shape.join(', ')}]`);
     }
@@ -139,13 +155,12 @@ export class MedNeXt extends Module {
       h = this.down[i].forward(h);
     }
     h = this.bottleneck.forward(h);
-    const ds: Tensor[] = this.deepSupervision ? [this.heads[4].forward(h)] : [];
+    const ds: Tensor[] = heads ? [this.heads[4].forward(h)] : [];
     this.up.forEach((u, j) => {
       const i = 3 - j;
       h = this.dec[j].forward(F.add(skips[i], u.forward(h)));
-      if (this.deepSupervision && i > 0) ds.unshift(this.heads[i].forward(h));
+      if (heads && i > 0) ds.unshift(this.heads[i].forward(h));
     });
-    const out = this.heads[0].forward(h);
-    return this.deepSupervision ? [out, ...ds] : out;
+    return [this.heads[0].forward(h), ...ds];
   }
 }

@@ -2,7 +2,7 @@
 import type { AugmentOptions } from '../data';
 import { defaultModelName, ModelOptions } from './models';
 import { UserError } from './errors';
-import { bceDiceTerms, parseLossSpec } from './losses';
+import { bceDiceTerms, deepSupervisionWeights, nnunetDeepSupervisionWeights, parseLossSpec } from './losses';
 
 export type OptimizerName = 'sgd' | 'adam' | 'adamw';
 /** 'constant' | 'poly' | 'cosine' | 'plateau' | 'warmup+poly' | 'warmup+cosine' | 'warmup+plateau' | 'warmup' */
@@ -16,6 +16,14 @@ export interface TrainConfig {
   encoder?: string;
   /** UpKern: initialise the model from a checkpoint of the same network with smaller kernels (MedNeXt k3 -> k5/k7). */
   upkern?: string;
+  /**
+   * Initial weights for a new run (not applied on resume): a PyTorch checkpoint (.pth / .pt /
+   * .bin, read by sc.loadPth, no Python) or a .safetensors file, loaded strictly (every entry of
+   * the model, nothing else). initKey / initStripPrefix: loadPth's key and stripPrefix.
+   */
+  initWeights?: string;
+  initKey?: string;
+  initStripPrefix?: string;
   /** Freeze the loaded autoencoder's parameters. */
   freezeEncoder?: boolean;
   /** Dataset root; omitted = the built-in synthetic dataset (generated into `<out>/data`, or syntheticDir). */
@@ -68,9 +76,11 @@ export interface TrainConfig {
   loss?: string;
   augment: AugmentOptions;
   /**
-   * Deep supervision (models that have it: unetpp): the model is built with its extra heads and
-   * trained on the weighted sum of every head's loss (see deepSupervisionWeights); validation,
-   * evaluate and predict use the model's forward (UNet++: the mean of the heads' logits).
+   * Deep supervision (models that have it: unetpp, mednext-*): the model is built with its extra
+   * heads and trained on the weighted sum of every head's loss (see deepSupervisionWeightsFor;
+   * MedNeXt's lower-resolution heads against the target downsampled to their size); validation,
+   * evaluate and predict use the model's forward (UNet++: the mean of the heads' logits; MedNeXt:
+   * the full-resolution head only).
    */
   deepSupervision: boolean;
   /** 'dataset' = per-channel mean/std of the training images; 'none'; or explicit values. */
@@ -196,7 +206,18 @@ export function resolveConfig(overrides: Partial<TrainConfig> & { recipe?: strin
 }
 
 /** Models with deep-supervision heads (a forwardAll returning every head's logits). */
-export const DEEP_SUPERVISION_MODELS = ['unetpp'];
+export const DEEP_SUPERVISION_MODELS = ['unetpp', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l'];
+
+/**
+ * The loss weights of a deep-supervised model's forwardAll outputs, in that order. UNet++: four
+ * full-resolution heads of increasing depth, halving per level from the final one
+ * (deepSupervisionWeights). MedNeXt: five heads from full resolution down to 1/16, nnU-Net's rule
+ * (nnunetDeepSupervisionWeights: 1/2^i, the lowest resolution zeroed, normalised).
+ */
+export function deepSupervisionWeightsFor(model: string, n: number): number[] {
+  if (model.startsWith('mednext-')) return nnunetDeepSupervisionWeights(n);
+  return deepSupervisionWeights(n);
+}
 
 /** Upper bounds of the flags that size memory, with the reason each error gives. */
 export const LIMITS = {
@@ -254,4 +275,12 @@ export function validateConfig(c: TrainConfig): void {
   if (c.deepSupervision && !DEEP_SUPERVISION_MODELS.includes(c.model)) {
     throw new UserError(`--deep-supervision: model '${c.model}' has no deep-supervision heads (models with them: ${DEEP_SUPERVISION_MODELS.join(', ')})`);
   }
+  if (c.deepSupervision && c.modelOptions?.deepSupervision === false) {
+    throw new UserError('--deep-supervision contradicts the model option deepSupervision: false (--model-opts); drop one of them');
+  }
+  // MedNeXt halves the input four times; checked here so the run fails before any data is read.
+  if (c.model.startsWith('mednext-') && c.size % 16 !== 0) {
+    throw new UserError(`--size ${c.size}: ${c.model} needs a multiple of 16 (four halvings, and deep supervision's heads at 1/2 .. 1/16 resolution)`);
+  }
+  if (c.initWeights !== undefined && c.upkern !== undefined) throw new UserError('--upkern and --init-weights both initialise the model: give one');
 }

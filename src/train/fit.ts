@@ -18,9 +18,11 @@ import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { recoverTransactions, writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
-import { TrainConfig, resolveConfig } from './config';
+import { TrainConfig, resolveConfig, deepSupervisionWeightsFor } from './config';
 import { createModel } from './models';
 import { upkern } from '../models/upkern';
+import { loadPth } from '../nn/pth';
+import { loadSafetensors } from '../nn/safetensors';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
 import { plotCurves, overlay } from './plot';
 import { UserError, makeOutputFolder } from './errors';
@@ -202,6 +204,37 @@ function initFromSmallerKernels(model: Module, cfg: TrainConfig, log: (l: string
   }
 }
 
+/**
+ * --init-weights: a PyTorch .pth (sc.loadPth, restricted unpickler) or a .safetensors file loaded
+ * strictly into the new model, so a mismatch is an error listing the names rather than a run that
+ * silently starts from partly random weights.
+ */
+function initFromWeightsFile(model: Module, cfg: TrainConfig, log: (l: string) => void): void {
+  const file = cfg.initWeights!;
+  const isSafetensors = /\.safetensors$/i.test(file);
+  if (isSafetensors && (cfg.initKey !== undefined || cfg.initStripPrefix !== undefined)) {
+    throw new UserError(`${file}: --init-key and --init-strip-prefix apply to PyTorch checkpoints, not to .safetensors files`);
+  }
+  let weights: Record<string, Tensor>;
+  const notes: string[] = [];
+  try {
+    weights = isSafetensors ? loadSafetensors(file).tensors : loadPth(file, { key: cfg.initKey, stripPrefix: cfg.initStripPrefix, onNote: (n) => notes.push(n) });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    throw new UserError(`${file}: ${(e as Error).message}${notes.length ? ` (${notes.join('; ')})` : ''}`);
+  } finally {
+    Object.values(weights).forEach((t) => t.dispose());
+  }
+  if (cfg.verbose) {
+    for (const n of notes) log(`init-weights: ${n}`);
+    log(`init-weights: initialised ${cfg.model} from ${file} (${Object.keys(weights).length} tensors)`);
+  }
+}
+
 /** Adds Gaussian noise (std) to a batch and clamps to [0, 1] (denoising-autoencoder input). */
 function noisy(x: Float32Array, std: number, rng: Rng): Float32Array {
   const out = new Float32Array(x.length);
@@ -322,6 +355,7 @@ async function fitLocked(
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
   if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
+  if (cfg.initWeights !== undefined && !resumed) initFromWeightsFile(model, cfg, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);
@@ -388,10 +422,21 @@ async function fitLocked(
   }
 
   const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
-  // Deep supervision: every head's loss, weighted (deepSupervisionWeights); validation uses forward().
+  // Deep supervision: every head's loss, weighted per model (deepSupervisionWeightsFor), each
+  // against the target at the head's size; validation uses forward().
   const heads = (model as Partial<{ forwardAll(x: Tensor): Tensor[] }>).forwardAll?.bind(model);
   if (cfg.deepSupervision && !heads) throw new UserError(`--deep-supervision: model '${cfg.model}' has no forwardAll`);
-  const trainLossOf = (x: Tensor, y: Tensor): Tensor => (cfg.deepSupervision ? deepSupervisionLoss(heads!(x), y, lossOf) : lossOf(model.forward(x) as Tensor, y));
+  let dsWeights: number[] | null = null;
+  const trainLossOf = (x: Tensor, y: Tensor): Tensor => {
+    if (!cfg.deepSupervision) return lossOf(model.forward(x) as Tensor, y);
+    const outs = heads!(x);
+    dsWeights ??= deepSupervisionWeightsFor(cfg.model, outs.length);
+    return deepSupervisionLoss(outs, y, lossOf, dsWeights);
+  };
+  if (cfg.deepSupervision && cfg.verbose) {
+    log(`deep supervision: ${cfg.model.startsWith('mednext-') ? "heads at 1, 1/2, 1/4, 1/8, 1/16 resolution weighted 8/15, 4/15, 2/15, 1/15, 0 (nnU-Net's 1/2^i, lowest zeroed), targets downsampled by nearest sampling; validation uses the full-resolution head"
+      : "heads X0,1..X0,4 weighted 1/15, 2/15, 4/15, 8/15; validation uses the mean of the heads' logits"}`);
+  }
   const inputsOf = (b: { images: Float32Array; masks: Float32Array; size: number; channels: number; height: number; width: number }): [Tensor, Tensor] => {
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };

@@ -133,14 +133,56 @@ export function deepSupervisionWeights(n: number): number[] {
   return raw.map((v) => v / sum);
 }
 
-/** Sum over the outputs of weights[k] * loss(outputs[k], target) (weights default: deepSupervisionWeights). */
+/**
+ * nnU-Net's deep-supervision weights for `n` outputs ordered from full resolution down (MedNeXt's
+ * forwardAll order: H, H/2, H/4, H/8, H/16): output i weighs 1/2^i, the lowest-resolution output
+ * weighs 0, and the weights are normalised to sum 1 (nnU-Net v1 nnUNetTrainerV2.initialize, which
+ * the MedNeXt authors' trainers inherit). For MedNeXt's five heads: 8/15, 4/15, 2/15, 1/15, 0.
+ * The coarsest map (1/16: 16x16 at 256 px) is too coarse to carry a useful segmentation signal.
+ */
+export function nnunetDeepSupervisionWeights(n: number): number[] {
+  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`nnunetDeepSupervisionWeights: expected a positive number of outputs, got ${n}`);
+  const raw = Array.from({ length: n }, (_, i) => (i > 0 && i === n - 1 ? 0 : 2 ** -i));
+  const sum = raw.reduce((a, b) => a + b, 0);
+  return raw.map((v) => v / sum);
+}
+
+/**
+ * The target [N, C, H, W] at an output's smaller size [h, w] by nearest-neighbour sampling (for
+ * integer factors s = H/h = W/w: the pixel at s*i + floor(s/2), PyTorch's 'nearest-exact', which
+ * nnU-Net v2 uses to downsample its deep-supervision targets). Labels stay labels: a binary mask
+ * stays 0/1 and a class-index map keeps its classes, which averaging would not preserve; max-pooling
+ * would grow every foreground region by up to s-1 pixels.
+ */
+export function downsampleTarget(target: Tensor, size: [number, number]): Tensor {
+  if (target.ndim !== 4) throw new Error(`downsampleTarget: expected a target [N, C, H, W], got [${target.shape.join(', ')}]`);
+  const [n, c, H, W] = target.shape;
+  const [h, w] = size;
+  if (h === H && w === W) return target;
+  const s = H / h;
+  if (!Number.isInteger(s) || s < 1 || W / w !== s) {
+    throw new Error(`downsampleTarget: an output of ${h}x${w} is not the ${H}x${W} target divided by one integer factor`);
+  }
+  const mid = Math.floor(s / 2);
+  return target.contiguous().reshape([n, c, h, s, w, s]).narrow(3, mid, 1).narrow(5, mid, 1).contiguous().reshape([n, c, h, w]);
+}
+
+/**
+ * Sum over the outputs of weights[k] * loss(outputs[k], target) (weights default:
+ * deepSupervisionWeights). An output smaller than the target is compared with the target
+ * downsampled to its size (downsampleTarget); an output whose weight is 0 is skipped, as nnU-Net's
+ * MultipleOutputLoss2 does, so it costs nothing and gets no gradient.
+ */
 export function deepSupervisionLoss(outputs: Tensor[], target: Tensor, loss: (x: Tensor, y: Tensor) => Tensor, weights = deepSupervisionWeights(outputs.length)): Tensor {
   if (outputs.length === 0) throw new Error('deepSupervisionLoss: no outputs');
   if (weights.length !== outputs.length) throw new Error(`deepSupervisionLoss: ${weights.length} weights for ${outputs.length} outputs`);
   let total: Tensor | null = null;
   outputs.forEach((o, k) => {
-    const l = loss(o, target).mul(weights[k]);
+    if (weights[k] === 0) return;
+    const y = o.ndim === 4 && target.ndim === 4 && (o.shape[2] !== target.shape[2] || o.shape[3] !== target.shape[3]) ? downsampleTarget(target, [o.shape[2], o.shape[3]]) : target;
+    const l = loss(o, y).mul(weights[k]);
     total = total ? total.add(l) : l;
   });
-  return total!;
+  if (!total) throw new Error('deepSupervisionLoss: every weight is 0');
+  return total;
 }
