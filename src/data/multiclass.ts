@@ -7,6 +7,8 @@
  * all images. The mean over classes leaves out the background (class 0).
  */
 
+import { PostSpec, postprocessMask } from './postprocess';
+
 type NumArray = ArrayLike<number>;
 
 function checkClasses(classes: number, what: string): void {
@@ -126,4 +128,59 @@ export class MultiClassMetricAccumulator {
     const fg = (a: number[]) => a.slice(1).reduce((s, v) => s + v, 0) / (C - 1);
     return { count: n, classes: C, perImage: { dice, iou, meanDice: fg(dice), meanIou: fg(iou) }, global: classMetrics(this.tp, this.fp, this.fn) };
   }
+}
+
+/**
+ * Flat metric names of a summary, as the training logs, cv.json and the validation lines use them:
+ * dice / iou = the pooled mean over the foreground classes (the headline, used to select the best
+ * checkpoint), dice_img / iou_img = the per-image means over the foreground classes, and per class c
+ * (background 0 included) dice_c<c>, iou_c<c> (pooled) and dice_img_c<c>, iou_img_c<c>.
+ */
+export function multiClassRecord(s: MultiClassSummary): Record<string, number> {
+  const r: Record<string, number> = { dice: s.global.meanDice, iou: s.global.meanIou, dice_img: s.perImage.meanDice, iou_img: s.perImage.meanIou };
+  for (let c = 0; c < s.classes; c++) {
+    r[`dice_c${c}`] = s.global.dice[c];
+    r[`iou_c${c}`] = s.global.iou[c];
+    r[`dice_img_c${c}`] = s.perImage.dice[c];
+    r[`iou_img_c${c}`] = s.perImage.iou[c];
+  }
+  return r;
+}
+
+const csvId = (v: string): string => (/[",\r\n]|^\s|\s$/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+
+/** One row per image: id, mean_dice, mean_iou (foreground classes), then dice_c<c> and iou_c<c> per class. */
+export function multiClassCsv(ids: readonly string[], records: readonly ClassMetrics[]): string {
+  if (ids.length !== records.length) throw new Error(`multiClassCsv: ${ids.length} ids for ${records.length} records`);
+  const C = records[0]?.dice.length ?? 0;
+  const cols = ['id', 'mean_dice', 'mean_iou'];
+  for (let c = 0; c < C; c++) cols.push(`dice_c${c}`);
+  for (let c = 0; c < C; c++) cols.push(`iou_c${c}`);
+  const lines = [cols.join(',')];
+  records.forEach((r, i) => lines.push([csvId(ids[i]), r.meanDice, r.meanIou, ...r.dice, ...r.iou].map(String).join(',')));
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Post-processing of a class-index map, one foreground class at a time (1, 2, ...): the steps run
+ * on the class's binary mask; pixels a step removes (lcc, min-area) become background, and a
+ * filled hole only takes background pixels, so a class nested inside another is never overwritten.
+ */
+export function postprocessClasses(labels: NumArray, h: number, w: number, classes: number, steps: PostSpec): Uint8Array {
+  checkClasses(classes, 'postprocessClasses');
+  const n = h * w;
+  if (labels.length !== n) throw new Error(`postprocessClasses: ${labels.length} labels, expected ${h}x${w}`);
+  const out = Uint8Array.from(labels);
+  for (let c = 1; c < classes; c++) {
+    const bin = new Uint8Array(n);
+    let any = false;
+    for (let i = 0; i < n; i++) if (out[i] === c) { bin[i] = 1; any = true; }
+    if (!any) continue;
+    const kept = postprocessMask(bin, h, w, steps);
+    for (let i = 0; i < n; i++) {
+      if (bin[i] && !kept[i]) out[i] = 0;
+      else if (!bin[i] && kept[i] && out[i] === 0) out[i] = c;
+    }
+  }
+  return out;
 }
