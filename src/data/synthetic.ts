@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng, mixSeed } from './augment';
-import { writePng } from './decode';
+import { writeClassPng, writePng } from './decode';
 
 export interface SyntheticOptions {
   /** Number of images (default 96). */
@@ -219,7 +219,8 @@ export async function generateSyntheticDataset(dir: string, opts: SyntheticOptio
     for (let k = 0; k < m.length; k++) m[k] = classes >= 2 ? mask[k] : mask[k] ? 255 : 0;
     const p: Promise<void> = Promise.all([
       writePng(path.join(imgDir, `${id}.png`), image, { width: w, height: h, channels: 1 }),
-      writePng(path.join(maskDir, `${id}.png`), m, { width: w, height: h, channels: 1 }),
+      // Class-index masks as grey label maps; the binary 0/255 masks as they always were.
+      classes >= 2 ? writeClassPng(path.join(maskDir, `${id}.png`), m, w, h) : writePng(path.join(maskDir, `${id}.png`), m, { width: w, height: h, channels: 1 }),
     ]).then(
       () => void inFlight.delete(p),
       (e: unknown) => {

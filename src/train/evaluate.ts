@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, MultiClassSummary, PostSpec, argmaxClasses, binarize, perCaseCsv, formatPostSpec, multiClassCsv, openDataset, parsePostSpec, postprocessClasses, postprocessMask, readImage, resizeBilinear, writeMaskPng, writePng } from '../data';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, MultiClassSummary, PostSpec, argmaxClasses, binarize, perCaseCsv, formatPostSpec, multiClassCsv, openDataset, parsePostSpec, postprocessClasses, postprocessMask, readImage, resizeBilinear, writeClassPng, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { ModelMeta, metaClasses } from './checkpoint';
 import { Ensemble, ensembleProbabilities, loadEnsemble, normalizeFor, resolveCheckpoints } from './ensemble';
@@ -317,7 +317,7 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
         }
         let labels = argmaxClasses(probs, 1, classes, full.height, full.width);
         if (post) labels = postprocessClasses(labels, full.height, full.width, classes, post);
-        await writePng(maskFile, labels, { width: full.width, height: full.height, channels: 1 });
+        await writeClassPng(maskFile, labels, full.width, full.height);
         await overlayClasses(full.data, C, full.height, full.width, labels).save(ovFile);
         files.push(maskFile, ovFile);
         continue;
