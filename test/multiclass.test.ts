@@ -226,6 +226,20 @@ describe('multi-class: --classes', function () {
     const wm = await readClassMask(path.join(win, 'b.png'), 3);
     assert.deepEqual([wm.width, wm.height], [40, 24]);
 
+    // An ensemble (best + last) with TTA and per-class post-processing; no surface metrics.
+    const ej = path.join(tmp, 'eval-ens.json');
+    const ee = await cli('evaluate', '--checkpoint', path.join(run, 'best.safetensors'), '--checkpoint', path.join(run, 'last.safetensors'), '--data', data, '--split', 'val',
+      '--tta', 'flips', '--post', 'lcc,fill', '--no-hd95', '--json', ej, '--classes', '3');
+    assert.equal(ee.code, 0, ee.stderr);
+    assert.match(ee.stdout, /ensemble of 2 checkpoints .* 3 classes \(argmax\), tta flips, post lcc,fill/);
+    const ejj = JSON.parse(fs.readFileSync(ej, 'utf8'));
+    assert.deepEqual([ejj.tta, ejj.post, ejj.checkpoints.length, ejj.perImage.dice.length], ['flips', 'lcc,fill', 2, 3]);
+
+    // ONNX export: the output has one channel per class.
+    const ox = await cli('export', '--checkpoint', run, '--onnx', path.join(tmp, 'mc.onnx'));
+    assert.equal(ox.code, 0, ox.stderr);
+    assert.match(ox.stdout, /output 'output' \[1, 3, 32, 32\]/);
+
     // A --classes that does not match the checkpoint.
     const m = await cli('evaluate', '--checkpoint', run, '--data', data, '--classes', '2');
     assert.equal(m.code, 1);
@@ -233,6 +247,25 @@ describe('multi-class: --classes', function () {
     const m1 = await cli('predict', '--checkpoint', run, '--input', input, '--out', path.join(tmp, 'never'), '--classes', '1');
     assert.equal(m1.code, 1);
     assert.match(m1.stderr, /was trained for 3 classes, but --classes 1 asks for binary segmentation \(1 class\)/);
+  });
+
+  it('cross-validation and resume keep the classes', async () => {
+    const tiny = { classes: 3, model: 'tiny', modelOptions: { width: 4 }, data, size: 32, epochs: 1, batch: 4, workers: 0, verbose: false, progress: false, overlays: 0 };
+    const cv = await sc.train.crossValidate({ ...tiny, out: path.join(tmp, 'cv') }, { folds: 2, hd95: false, log: () => undefined });
+    const j = JSON.parse(fs.readFileSync(cv.json, 'utf8'));
+    assert.equal(j.classes, 3);
+    assert.ok(Number.isFinite(j.perFold[0].metrics.dice_c2) && Number.isFinite(j.mean.dice));
+    close(j.perFold[1].metrics.dice, (j.perFold[1].metrics.dice_c1 + j.perFold[1].metrics.dice_c2) / 2, 'fold mean dice');
+    assert.match(fs.readFileSync(cv.markdown, 'utf8'), /\| dice_c1 \| dice_c2 \|/);
+    const heldOut = JSON.parse(fs.readFileSync(path.join(tmp, 'cv', 'fold-1', 'eval-heldout.json'), 'utf8'));
+    assert.equal(heldOut.classes, 3);
+
+    const out = path.join(tmp, 'resume');
+    await sc.train.fit({ ...tiny, out });
+    const r = await sc.train.fit({ resume: out, epochs: 2, verbose: false, progress: false });
+    assert.equal(r.config.classes, 3);
+    assert.equal(r.history.length, 2);
+    assert.ok(Number.isFinite(r.history[1].dice_c2));
   });
 
   it('bad --classes values and binary-only losses are one-line CLI errors', async () => {
