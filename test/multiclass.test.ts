@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import sharp = require('sharp');
 import * as sc from '../src';
 import { gradcheck } from '../src/autograd/gradcheck';
-import { DataError, DataLoader, MultiClassMetricAccumulator, Rng, STRONG_AUGMENT, argmaxClasses, augmentPair, oneHot, openDataset, parsePostSpec, postprocessClasses, readClassMask } from '../src/data';
+import { DataError, DataLoader, MultiClassMetricAccumulator, multiClassRecord, surfaceMetrics, Rng, STRONG_AUGMENT, argmaxClasses, augmentPair, oneHot, openDataset, parsePostSpec, postprocessClasses, readClassMask } from '../src/data';
 import { TrainConfig, UserError, resolveConfig, softmaxCrossEntropy, softmaxDiceLoss } from '../src/train';
 import { buildLoss, defaultLossTerms, formatLossTerms, parseLossSpec } from '../src/train/losses';
 import { loadModelFile, saveModelOnly } from '../src/train/checkpoint';
@@ -155,6 +155,30 @@ describe('multi-class: --classes', function () {
     for (const c of [0, 1, 2]) assert.equal(count(r.mask, c), count(lab, c));
   });
 
+  it('per-class surface metrics: each class against itself, with the empty-mask rules', () => {
+    // 4 x 4. Class 1: pred rows 0-1 x cols 0-1, target shifted one column right; class 2 only in pred (1 pixel); no class 3.
+    const pred = new Uint8Array(16), target = new Uint8Array(16);
+    for (const [y, x] of [[0, 0], [0, 1], [1, 0], [1, 1]]) pred[y * 4 + x] = 1;
+    for (const [y, x] of [[0, 1], [0, 2], [1, 1], [1, 2]]) target[y * 4 + x] = 1;
+    pred[15] = 2;
+    const acc = new MultiClassMetricAccumulator(4, { surface: true, nsdTolerance: 0.5 });
+    const [m] = acc.add(pred, target, 1, 4, 4);
+    const bin = (a: Uint8Array, c: number) => Uint8Array.from(a, (v) => (v === c ? 1 : 0));
+    const ref = surfaceMetrics(bin(pred, 1), bin(target, 1), 4, 4, 0.5);
+    assert.deepEqual([m.hd95![1], m.assd![1], m.nsd![1]], [ref.hd95, ref.assd, ref.nsd]);
+    // Every boundary pixel of a 2x2 square is 1 px from the other's, or on it: 2 of 4 per side within 0.5 px.
+    assert.equal(ref.hd95, 1);
+    assert.equal(ref.nsd, 0.5);
+    assert.deepEqual([m.hd95![2], m.nsd![2]], [Math.hypot(4, 4), 0]);
+    assert.deepEqual([m.hd95![3], m.assd![3], m.nsd![3]], [0, 0, 1]);
+    assert.ok(Number.isNaN(m.hd95![0]));
+    close(m.meanHd95!, (1 + Math.hypot(4, 4)) / 3, 'mean hd95');
+    const rec = multiClassRecord(acc.summary());
+    assert.equal(rec.hd95_img_c2, Math.hypot(4, 4));
+    assert.equal(rec.nsd_img, (0.5 + 0 + 1) / 3);
+    assert.ok(!('hd95_img' in multiClassRecord(new MultiClassMetricAccumulator(3).summary())), 'no surface metrics unless asked');
+  });
+
   it('post-processing runs per foreground class without overwriting another class', () => {
     // 1 x 7: class 1 at 0-1 and 4 (two components), class 2 at 6; then a ring of 1 around a 2 (3 x 3).
     assert.deepEqual(Array.from(postprocessClasses([1, 1, 0, 0, 1, 0, 2], 1, 7, 3, parsePostSpec('lcc'))), [1, 1, 0, 0, 0, 0, 2]);
@@ -189,7 +213,9 @@ describe('multi-class: --classes', function () {
     assert.equal(e.code, 0, e.stderr);
     assert.match(e.stdout, /3 classes \(argmax\)/);
     assert.match(e.stdout, /^0 \(background\)\s+\d\.\d{4}/m);
-    assert.match(e.stdout, /^1\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}$/m);
+    assert.match(e.stdout, /^class\s+dice\s+dice per-image\s+iou\s+iou per-image\s+hd95 px\s+assd px\s+nsd$/m);
+    assert.match(e.stdout, /^0 \(background\)(\s+\d\.\d{4}){4}\s+-\s+-\s+-$/m);
+    assert.match(e.stdout, /^1(\s+\d\.\d{4}){4}\s+\d+\.\d{2}\s+\d+\.\d{2}\s+\d\.\d{4}$/m);
     assert.match(e.stdout, /^2\s+\d\.\d{4}/m);
     assert.match(e.stdout, /^mean \(1\.\.2\)\s+\d\.\d{4}/m);
     const j = JSON.parse(fs.readFileSync(json, 'utf8'));
@@ -198,7 +224,9 @@ describe('multi-class: --classes', function () {
     close(j.global.meanDice, (j.global.dice[1] + j.global.dice[2]) / 2, 'json mean');
     assert.ok(Number.isFinite(j.foreground.global.dice));
     const rows = fs.readFileSync(json.replace(/\.json$/, '.csv'), 'utf8').trimEnd().split('\n');
-    assert.equal(rows[0], 'id,mean_dice,mean_iou,dice_c0,dice_c1,dice_c2,iou_c0,iou_c1,iou_c2');
+    assert.equal(rows[0], 'id,mean_dice,mean_iou,mean_hd95,mean_assd,mean_nsd,dice_c0,dice_c1,dice_c2,iou_c0,iou_c1,iou_c2,hd95_c1,hd95_c2,assd_c1,assd_c2,nsd_c1,nsd_c2');
+    assert.equal(j.perImage.hd95[0], null, 'no background HD95 (NaN in memory, null in JSON)');
+    assert.ok(Number.isFinite(j.perImage.hd95[1]) && Number.isFinite(j.perImage.meanNsd));
     assert.equal(rows.length, j.count + 1);
 
     // Predict at each image's own size: one input 40 x 24, the others 32 x 32.

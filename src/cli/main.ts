@@ -169,7 +169,7 @@ function trainOptions(cmd: Command): Command {
     .addOption(new Option('--device <name>', 'compute device').choices(['cpu', 'cuda']))
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
-    .option('--hd95', 'compute HD95 at every validation (binary only; multi-class validation reports per-class Dice and IoU)')
+    .option('--hd95', 'compute HD95 at every validation (multi-class: per foreground class)')
     .option('--deep-supervision', "train on every head of a model with deep supervision (unetpp): losses weighted 8/15, 4/15, 2/15, 1/15 from the final head " +
       "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits; kept in the run state")
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
@@ -305,11 +305,11 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
     .option('--classes <n>', CHECKPOINT_CLASSES_HELP, classesInt)
-    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD); multi-class: they score the foreground (any class) against the background, per-class Dice and IoU are always computed')
+    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD; multi-class: per foreground class, and for the foreground (any class) against the background)')
     .option('--nsd-tolerance <px>', 'tolerance of the normalised surface Dice, in pixels (default 2)', nonNegNumber('--nsd-tolerance'))
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
-    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd; multi-class: id, mean_dice, mean_iou, dice_c<k> and iou_c<k> per class (default: next to the metrics JSON, .csv)')
+    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd; multi-class: id, mean_dice, mean_iou, mean_hd95, mean_assd, mean_nsd, then dice_c<k> and iou_c<k> per class and hd95_c<k>, assd_c<k>, nsd_c<k> per foreground class (default: next to the metrics JSON, .csv)')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {

@@ -157,7 +157,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   let loader: DataLoader | null = null;
   // Multi-class: this accumulator gets the class maps, scoring the foreground (any class) against the background.
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance });
-  const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes) : null;
+  const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes, { surface: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance }) : null;
   const mcIds: string[] = [];
   let csvFile: string | null = null;
   let ds: ReturnType<typeof openDataset>;
@@ -237,13 +237,22 @@ export function formatMetricsTable(s: MetricSummary): string {
   return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
-/** A per-class table: one row per class (0 = background) and the mean over the foreground classes, Dice and IoU pooled and per-image mean. */
+/**
+ * A per-class table: one row per class (0 = background) and the mean over the foreground classes:
+ * Dice and IoU pooled and per-image mean, and when computed the per-image mean HD95, ASSD and NSD.
+ */
 export function formatClassTable(s: MultiClassSummary): string {
-  const rows: string[][] = [['class', 'dice', 'dice per-image', 'iou', 'iou per-image']];
+  const p = s.perImage;
+  const surface = p.hd95 !== undefined && p.assd !== undefined && p.nsd !== undefined;
+  const head = ['class', 'dice', 'dice per-image', 'iou', 'iou per-image'];
+  const rows: string[][] = [surface ? [...head, 'hd95 px', 'assd px', 'nsd'] : head];
+  const surf = (hd: number, as: number, ns: number) => (surface ? (Number.isFinite(hd) ? [hd.toFixed(2), as.toFixed(2), ns.toFixed(4)] : ['-', '-', '-']) : []);
   for (let c = 0; c < s.classes; c++) {
-    rows.push([c === 0 ? '0 (background)' : String(c), s.global.dice[c].toFixed(4), s.perImage.dice[c].toFixed(4), s.global.iou[c].toFixed(4), s.perImage.iou[c].toFixed(4)]);
+    rows.push([c === 0 ? '0 (background)' : String(c), s.global.dice[c].toFixed(4), p.dice[c].toFixed(4), s.global.iou[c].toFixed(4), p.iou[c].toFixed(4),
+      ...(surface ? surf(p.hd95![c], p.assd![c], p.nsd![c]) : [])]);
   }
-  rows.push([`mean (1..${s.classes - 1})`, s.global.meanDice.toFixed(4), s.perImage.meanDice.toFixed(4), s.global.meanIou.toFixed(4), s.perImage.meanIou.toFixed(4)]);
+  rows.push([`mean (1..${s.classes - 1})`, s.global.meanDice.toFixed(4), p.meanDice.toFixed(4), s.global.meanIou.toFixed(4), p.meanIou.toFixed(4),
+    ...(surface ? surf(p.meanHd95!, p.meanAssd!, p.meanNsd!) : [])]);
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  ');
   return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');

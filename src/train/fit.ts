@@ -464,7 +464,7 @@ async function fitLocked(
       // Fused conv -> BN -> activation for the validation forwards (model.train() drops the plan).
       optimizeForInference(model, [1, cfg.channels, cfg.size, cfg.size]);
       const acc = new MetricAccumulator({ logits: true, hd95: cfg.hd95 });
-      const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes) : null;
+      const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes, { surface: cfg.hd95 }) : null;
       let vLoss = 0, vSeen = 0;
       for await (const b of valLoader.epoch(0)) {
         const [x, y] = inputsOf(b);
