@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import sharp = require('sharp');
 import * as sc from '../src';
 import { gradcheck } from '../src/autograd/gradcheck';
-import { DataError, DataLoader, MultiClassMetricAccumulator, multiClassRecord, surfaceMetrics, Rng, STRONG_AUGMENT, argmaxClasses, augmentPair, oneHot, openDataset, parsePostSpec, postprocessClasses, readClassMask } from '../src/data';
+import { DataError, DataLoader, MultiClassMetricAccumulator, multiClassRecord, readImage, surfaceMetrics, Rng, STRONG_AUGMENT, argmaxClasses, augmentPair, oneHot, openDataset, parsePostSpec, postprocessClasses, readClassMask } from '../src/data';
 import { TrainConfig, UserError, resolveConfig, softmaxCrossEntropy, softmaxDiceLoss } from '../src/train';
 import { buildLoss, defaultLossTerms, formatLossTerms, parseLossSpec } from '../src/train/losses';
 import { loadModelFile, saveModelOnly } from '../src/train/checkpoint';
@@ -229,6 +229,19 @@ describe('multi-class: --classes', function () {
     assert.ok(Number.isFinite(j.perImage.hd95[1]) && Number.isFinite(j.perImage.meanNsd));
     assert.equal(rows.length, j.count + 1);
 
+    // The first CSV row again, independently: the model's argmax (predictMask) against the mask file.
+    const id = rows[1].split(',')[0];
+    const { model, meta: m2 } = sc.train.loadModelCheckpoint(path.join(run, 'best.safetensors'));
+    model.eval();
+    const img = await readImage(path.join(data, 'images', `${id}.png`), { channels: 3, size: [32, 32] });
+    const mine = sc.train.predictMask(model, img.data, 3, 32, 32, m2.normalize, 3);
+    model.dispose();
+    const [ref] = new MultiClassMetricAccumulator(3).add(mine, (await readClassMask(path.join(data, 'masks', `${id}.png`), 3, [32, 32])).data, 1, 32, 32);
+    const cells = rows[1].split(',').map(Number);
+    // evaluate runs the fused inference plan, predictMask the plain forward: a near-tie pixel may flip, hence the tolerance.
+    close(cells[1], ref.meanDice, 'csv mean dice', 0.01);
+    cells.slice(6, 9).forEach((v, c) => close(v, ref.dice[c], `csv dice_c${c}`, 0.01));
+
     // Predict at each image's own size: one input 40 x 24, the others 32 x 32.
     const input = path.join(tmp, 'input');
     fs.mkdirSync(input);
@@ -289,11 +302,12 @@ describe('multi-class: --classes', function () {
     assert.equal(heldOut.classes, 3);
 
     const out = path.join(tmp, 'resume');
-    await sc.train.fit({ ...tiny, out });
+    await sc.train.fit({ ...tiny, out, hd95: true });
     const r = await sc.train.fit({ resume: out, epochs: 2, verbose: false, progress: false });
     assert.equal(r.config.classes, 3);
     assert.equal(r.history.length, 2);
-    assert.ok(Number.isFinite(r.history[1].dice_c2));
+    // --hd95 (kept by the resume) adds each foreground class's surface metrics to the log.
+    for (const k of ['dice_c2', 'hd95_img', 'hd95_img_c1', 'nsd_img_c2']) assert.ok(Number.isFinite(r.history[1][k]), k);
   });
 
   it('bad --classes values and binary-only losses are one-line CLI errors', async () => {
