@@ -106,7 +106,7 @@ describe('losses', () => {
     const bad: [string, RegExp][] = [
       ['', /expected a spec like 'bce\+dice'/],
       ['bce+', /empty term/],
-      ['hinge', /unknown loss 'hinge' \(expected bce, dice, focal, tversky, ohem\)/],
+      ['hinge', /unknown loss 'hinge' \(expected bce, dice, focal, tversky, ohem, ce\)/],
       ['focal:gamma=-1', /focal gamma must be a non-negative number, got '-1'/],
       ['focal:gamma=two', /focal gamma must be a non-negative number, got 'two'/],
       ['focal:alpha=2', /focal alpha must be a number in \[0, 1\], got '2'/],

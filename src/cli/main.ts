@@ -14,7 +14,7 @@
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { fit, evaluate, predict, crossValidate, formatMetricsTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
+import { fit, evaluate, predict, crossValidate, formatMetricsTable, formatClassTable, UserError, TrainConfig, FitOptions, RECIPES, LIMITS, TTA_MODES, TtaMode } from '../train';
 import { describeModels } from '../train/models';
 import { loadModelCheckpoint } from '../train/checkpoint';
 import * as onnx from '../onnx';
@@ -55,6 +55,13 @@ const nonNegNumber = (what: string) => (v: string): number => {
   if (!(n >= 0)) throw new InvalidArgumentError(`${what} must be a number >= 0, got '${v}'`);
   return n;
 };
+
+const classesInt = posInt('--classes', LIMITS.classes);
+const CLASSES_HELP = 'number of classes: 1 (default) = binary segmentation (one sigmoid output, masks 0/255); N >= 2 = N mutually exclusive ' +
+  'classes including the background 0 (N softmax outputs; masks are class-index PNGs whose pixel values are the classes 0..N-1, a value >= N is an error ' +
+  'naming the file and pixel; the default loss is ce+dice; the best checkpoint is chosen by the mean Dice over the foreground classes 1..N-1)';
+const CHECKPOINT_CLASSES_HELP = 'the number of classes the checkpoint must have been trained with (default: whatever it was; a different number is an error). ' +
+  'Multi-class checkpoints are read from the checkpoint itself: the prediction is the argmax of the softmax probabilities (averaged over --tta and ensembles)';
 
 const foldsInt = (v: string): number => {
   const n = posInt('--folds', [100, 'one training per fold'])(v);
@@ -101,7 +108,8 @@ const parsePost = (v: string): PostSpec => {
 };
 const POST_HELP = "post-process each thresholded mask: comma-separated steps applied in order: lcc (keep the largest " +
   '8-connected component), min-area=N (drop components under N pixels), fill (fill holes: 4-connected background not ' +
-  "touching the border); e.g. 'lcc,min-area=64,fill'";
+  "touching the border); e.g. 'lcc,min-area=64,fill'. Multi-class: applied to each foreground class in turn, removed pixels " +
+  'become background and fill only fills background pixels';
 const parseLoss = (v: string): string => {
   try {
     parseLossSpec(v);
@@ -113,7 +121,9 @@ const parseLoss = (v: string): string => {
 const LOSS_HELP = "loss as a sum of terms [weight*]name[:key=value,...] joined by '+': bce (pos-weight), dice (smooth), " +
   'focal (gamma, default 2; alpha, default none), tversky (alpha 0.3, beta 0.7, smooth 1), ohem (BCE of the hardest pixels: ratio, default 0.25; ' +
   "pos-weight); e.g. 'focal:gamma=2,alpha=0.25+dice', '0.5*bce:pos-weight=3+tversky:beta=0.8'. BCE and OHEM terms without a pos-weight use " +
-  '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights)';
+  '--pos-weight. Replaces --bce-weight / --dice-weight (default: bce+dice with those weights). With --classes N >= 2: ce (softmax cross-entropy; ' +
+  "weights=w0/w1/... one per class, background first) and dice (softmax Dice over the foreground classes), default ce+dice, e.g. 'ce:weights=0.5/1/2+dice'; " +
+  'bce, focal, tversky and ohem are binary only';
 const CHECKPOINT_HELP = 'model checkpoint (best.safetensors) or run folder; repeat it (--checkpoint a --checkpoint b) or give a ' +
   'comma-separated list for an ensemble: the probabilities of the models (each with its own normalisation, and --tta inside each) ' +
   'are averaged, then thresholded at 0.5 and post-processed. The checkpoints must agree on input size, channels and task';
@@ -150,9 +160,9 @@ function trainOptions(cmd: Command): Command {
     .option('--clip <norm>', 'clip the gradient norm (0 = off)', num('--clip'))
     .option('--early-stop <n>', 'early-stopping patience in epochs (0 = off)', int('--early-stop'))
     .option('--time-limit <minutes>', 'wall-clock budget for training + validation; stops after the last epoch that fits (0 = none)', num('--time-limit'))
-    .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
-    .option('--bce-weight <x>', 'weight of the BCE term', num('--bce-weight'))
-    .option('--dice-weight <x>', 'weight of the Dice term', num('--dice-weight'))
+    .option('--pos-weight <x|auto>', "BCE positive weight, or 'auto' (background/foreground ratio of the training masks); binary only (with --classes >= 2 use --loss ce:weights=...)", (v: string) => (v === 'auto' ? 'auto' : num('--pos-weight')(v)))
+    .option('--bce-weight <x>', 'weight of the BCE term (with --classes >= 2: of the cross-entropy term)', num('--bce-weight'))
+    .option('--dice-weight <x>', 'weight of the Dice term (with --classes >= 2: of the softmax Dice term)', num('--dice-weight'))
     .option('--augment <spec>', `augmentation: a preset (${Object.keys(AUGMENTS).join(', ')}; strong = flips, rot90, affine, elastic, gamma, CLAHE, jitter) ` +
       'or JSON AugmentOptions: hflip/vflip/rot90 (probabilities), rotate {maxDeg,p}, brightness, contrast, gamma {range:[lo,hi],p}, ' +
       'clahe {clipLimit,tiles,p} (simplified CLAHE), elastic {alpha (px),sigma (px),p}, affine {scale:[lo,hi],shift (fraction),rotate (deg),p}', parseAugment)
@@ -163,7 +173,7 @@ function trainOptions(cmd: Command): Command {
     .addOption(new Option('--device <name>', 'compute device').choices(['cpu', 'cuda']))
     .option('--synthetic-count <n>', 'images in the built-in synthetic dataset', posInt('--synthetic-count'))
     .option('--resume <path>', 'resume from a run folder or a checkpoint state (last.json)')
-    .option('--hd95', 'compute HD95 at every validation')
+    .option('--hd95', 'compute HD95 at every validation (multi-class: per foreground class)')
     .option('--deep-supervision', 'train on every head of a model with deep supervision. unetpp: four full-resolution heads, losses weighted 8/15, 4/15, 2/15, 1/15 from the final head ' +
       "X0,4 to the shallowest X0,1 (nnU-Net's halving per level); validation, evaluate and predict use the mean of the heads' logits. mednext-*: heads at 1, 1/2, 1/4, 1/8, 1/16 " +
       "resolution, each against the mask downsampled to its size by nearest sampling, weighted nnU-Net's way (1/2^i, the 1/16 head zeroed, normalised: 8/15, 4/15, 2/15, 1/15, 0); " +
@@ -203,6 +213,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     posWeight: o.posWeight as number | 'auto' | undefined,
     bceWeight: o.bceWeight as number | undefined,
     diceWeight: o.diceWeight as number | undefined,
+    classes: o.classes as number | undefined,
     augment: o.augment as AugmentOptions | undefined,
     deepSupervision: o.deepSupervision as boolean | undefined,
     normalize: o.normalize as 'dataset' | 'none' | undefined,
@@ -231,6 +242,7 @@ export function buildProgram(): Command {
   program.configureOutput({ outputError: (s, write) => write(s) });
 
   trainOptions(program.command('train').description('train a segmentation model (default: a quick demo on built-in synthetic data)'))
+    .option('--classes <n>', `${CLASSES_HELP}; without --data the synthetic demo set gets N - 1 kinds of shapes`, classesInt)
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
     .option('--upkern <ckpt>', 'UpKern: start from a trained checkpoint of the same network with smaller kernels (e.g. mednext-s k3 for --model-opts \'{"kernelSize":5}\'); kernels resampled bilinearly, the rest copied')
@@ -272,6 +284,7 @@ export function buildProgram(): Command {
   trainOptions(program.command('cv').description('k-fold cross-validation: trains each fold into <out>/fold-<k>, evaluates it on its held-out part, ' +
     'writes <out>/cv.json and <out>/cv.md (per-fold metrics, mean ± sample std). Takes the train options (not --fold or --resume); ' +
     'with --train-list/--val-list their ids are folded'))
+    .option('--classes <n>', CLASSES_HELP, classesInt)
     .option('--folds <k>', "number of folds; the dataset's <k>-fold-cv.csv is used when it has one (BUS-BRA), else folds are generated from --fold-seed", foldsInt, 5)
     .addOption(new Option('--fold-source <kind>', 'auto: the fold CSV when there is one with --folds folds, else generated; generated; csv (an error without one)').choices(['auto', 'generated', 'csv']).default('auto'))
     .option('--fold-seed <n>', 'seed of the generated folds (default: --seed)', int('--fold-seed'))
@@ -305,11 +318,12 @@ export function buildProgram(): Command {
     .option('--val-list <file>', `${LIST_HELP}: evaluate these ids`)
     .option('--batch <n>', 'batch size', posInt('--batch', LIMITS.batch), 8)
     .option('--workers <n>', 'data-loading worker threads', workersInt('--workers'), 1)
-    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD)')
+    .option('--classes <n>', CHECKPOINT_CLASSES_HELP, classesInt)
+    .option('--no-hd95', 'skip the surface metrics (HD95, ASSD, NSD; multi-class: per foreground class, and for the foreground (any class) against the background)')
     .option('--nsd-tolerance <px>', 'tolerance of the normalised surface Dice, in pixels (default 2)', nonNegNumber('--nsd-tolerance'))
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
     .option('--json <file>', 'where to write the metrics JSON (default: next to the checkpoint)')
-    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd (default: next to the metrics JSON, .csv)')
+    .option('--csv <file>', 'per-case CSV: id, dice, iou, precision, recall, hd95, assd, nsd; multi-class: id, mean_dice, mean_iou, mean_hd95, mean_assd, mean_nsd, then dice_c<k> and iou_c<k> per class and hd95_c<k>, assd_c<k>, nsd_c<k> per foreground class (default: next to the metrics JSON, .csv)')
     .addOption(ttaOption())
     .option('--post <spec>', `${POST_HELP} (at the model's input size, before the metrics)`, parsePost)
     .action(async (o: Record<string, unknown>) => {
@@ -317,18 +331,24 @@ export function buildProgram(): Command {
         checkpoint: o.checkpoint as string[], data: o.data as string, fold: o.fold as number | undefined, split: o.split as 'test' | undefined, valList: o.valList as string | undefined,
         batch: o.batch as number, workers: o.workers as number, hd95: o.hd95 as boolean, resizeMasks: o.resizeMasks as boolean | undefined, out: o.json as string | undefined,
         nsdTolerance: o.nsdTolerance as number | undefined, csv: o.csv as string | undefined,
-        post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
+        post: o.post as PostSpec | undefined, tta: o.tta as TtaMode, classes: o.classes as number | undefined,
       });
       const who = r.checkpoints.length > 1 ? `ensemble of ${r.checkpoints.length} checkpoints (${r.meta.model})` : `${r.meta.model} (epoch ${r.meta.epoch})`;
-      console.log(`${who} on the ${r.split} split: ${r.count} images, threshold 0.5${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
-      console.log(formatMetricsTable(r.summary));
+      const how = r.classSummary ? `${r.classes} classes (argmax)` : 'threshold 0.5';
+      console.log(`${who} on the ${r.split} split: ${r.count} images, ${how}${r.tta !== 'none' ? `, tta ${r.tta}` : ''}${r.post ? `, post ${r.post}` : ''}`);
+      if (r.classSummary) {
+        console.log(formatClassTable(r.classSummary));
+        const g = r.summary.global, p = r.summary.perImage;
+        console.log(`foreground (any class) vs background: dice ${g.dice.toFixed(4)} iou ${g.iou.toFixed(4)}${Number.isFinite(p.hd95) ? ` hd95 ${p.hd95.toFixed(2)} px (per-image mean)` : ''}`);
+      } else console.log(formatMetricsTable(r.summary));
       if (r.file) console.log(`metrics written to ${r.file}`);
       if (r.csvFile) console.log(`per-case metrics written to ${r.csvFile}`);
     });
 
   program
     .command('predict')
-    .description('predict masks for a folder of images: <out>/<id>.png (mask) and <out>/<id>_overlay.png')
+    .description('predict masks for a folder of images: <out>/<id>.png (mask: 0/255, or for a multi-class checkpoint an 8-bit class-index map 0..N-1 ' +
+      'at the image\'s size: probabilities resized bilinearly, then the argmax) and <out>/<id>_overlay.png')
     .requiredOption('--checkpoint <file>', CHECKPOINT_HELP, collectCheckpoints)
     .requiredOption('--input <dir>', 'folder of images')
     .requiredOption('--out <dir>', 'output folder')
@@ -337,11 +357,12 @@ export function buildProgram(): Command {
     .option('--window <px>', "sliding-window inference: predict each image at its own resolution in <px> x <px> windows fed to the model as they are " +
       "(use the size the model was trained at for the same scale), blended with Gaussian weights (sigma = px/8); images smaller than a window are " +
       "edge-padded. Default: the whole image resized to the model's size and the probabilities resized back", posInt('--window', LIMITS.size))
+    .option('--classes <n>', CHECKPOINT_CLASSES_HELP, classesInt)
     .option('--overlap <fraction>', 'overlap of neighbouring windows as a fraction of their side (default 0.5; needs --window)', frac('--overlap'))
     .action(async (o: Record<string, unknown>) => {
       const r = await predict({
         checkpoint: o.checkpoint as string[], input: o.input as string, out: o.out as string, post: o.post as PostSpec | undefined, tta: o.tta as TtaMode,
-        window: o.window as number | undefined, overlap: o.overlap as number | undefined,
+        window: o.window as number | undefined, overlap: o.overlap as number | undefined, classes: o.classes as number | undefined,
       });
       console.log(`wrote masks and overlays for ${r.count} images to ${path.resolve(o.out as string)}`);
     });

@@ -422,6 +422,22 @@ export async function writeMaskPng(file: string, mask: Uint8Array | Float32Array
 }
 
 /**
+ * Write a class-index map (values 0..255 as they are, e.g. 0..classes-1) as a single-channel 8-bit
+ * grey PNG, atomically: label-map readers take the pixel value as the class, so the file must not
+ * be expanded to RGB as writePng's sharp pipeline does for one channel.
+ */
+export async function writeClassPng(file: string, labels: Uint8Array, width: number, height: number): Promise<void> {
+  if (labels.length !== width * height) throw new DataError(`${file}: ${labels.length} labels, expected ${height}x${width}`, 'io', file);
+  let png: Buffer;
+  try {
+    png = await sharp(Buffer.from(labels.buffer, labels.byteOffset, labels.byteLength), { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+  } catch (e) {
+    throw new DataError(`${file}: PNG encoding failed (${(e as Error).message})`, 'io', file);
+  }
+  await writeFileAtomic(file, png);
+}
+
+/**
  * Decode a class-index mask (multi-class segmentation): each pixel's first channel is its class,
  * 0 = background, 1..classes-1 = structures (grey PNGs written as label maps, e.g. 0/1/2). A value
  * of classes or above is a DataError naming the file, the value and its pixel, since it usually

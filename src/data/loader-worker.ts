@@ -1,19 +1,21 @@
 /**
  * Batch assembly shared by the DataLoader's worker threads and its in-process
  * mode: decode + resize (or take cached decoded samples), augment, and pack into
- * contiguous [B, C, H, W] / [B, 1, H, W] arrays.
+ * contiguous [B, C, H, W] / [B, 1, H, W] arrays. Class-index masks go through the same geometric
+ * augmentation, which samples masks by nearest neighbour (or permutes them), so class values are
+ * kept as they are.
  *
  * When loaded inside a worker started by DataLoader (workerData.scalpelDataLoader),
  * this module also answers batch jobs posted by the parent.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { AugmentOptions, Rng, augmentPair } from './augment';
-import { DataError, readImage, readMaskInfo } from './decode';
+import { DataError, readClassMask, readImage, readMaskInfo } from './decode';
 
 export interface DecodedSample {
   /** CHW 0..1 at the loader size, before augmentation. */
   image: Float32Array;
-  /** HW 0/1 at the loader size. */
+  /** HW 0/1 at the loader size (class indices 0..classes-1 when classes >= 2). */
   mask: Uint8Array;
 }
 
@@ -38,6 +40,8 @@ export interface BatchJob {
   resizeMasks: boolean;
   /** Return the decoded (pre-augmentation) samples so the parent can cache them. */
   returnDecoded: boolean;
+  /** 1 (absent): binary masks thresholded at maskThreshold; >= 2: class-index masks (readClassMask). */
+  classes?: number;
 }
 
 export interface BatchResult {
@@ -53,8 +57,9 @@ export interface BatchFailure {
   error: { message: string; code?: string; file?: string };
 }
 
-export async function decodeSample(item: BatchJobItem, channels: 1 | 3, size: [number, number], maskThreshold: number, resizeMasks = false): Promise<DecodedSample> {
-  const [img, mask] = await Promise.all([readImage(item.imagePath, { channels, size }), readMaskInfo(item.maskPath, size, maskThreshold)]);
+export async function decodeSample(item: BatchJobItem, channels: 1 | 3, size: [number, number], maskThreshold: number, resizeMasks = false, classes = 1): Promise<DecodedSample> {
+  const maskInfo = classes >= 2 ? readClassMask(item.maskPath, classes, size) : readMaskInfo(item.maskPath, size, maskThreshold);
+  const [img, mask] = await Promise.all([readImage(item.imagePath, { channels, size }), maskInfo]);
   // Both are resized to the training size, so a mask of another size would silently be
   // stretched onto its image: almost always a mismatched pair, not an intended annotation.
   if (!resizeMasks && (img.sourceHeight !== mask.sourceHeight || img.sourceWidth !== mask.sourceWidth)) {
@@ -75,7 +80,7 @@ export async function processBatch(job: BatchJob): Promise<BatchResult> {
   const decodedOut: (DecodedSample | null)[] = [];
   // Decode the batch concurrently: sharp runs decodes on libuv threads.
   const decoded = await Promise.all(
-    job.items.map((it) => (it.cached ? Promise.resolve(it.cached) : decodeSample(it, c, job.size, job.maskThreshold, job.resizeMasks))),
+    job.items.map((it) => (it.cached ? Promise.resolve(it.cached) : decodeSample(it, c, job.size, job.maskThreshold, job.resizeMasks, job.classes))),
   );
   for (let k = 0; k < n; k++) {
     const it = job.items[k];

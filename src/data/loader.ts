@@ -50,12 +50,17 @@ export interface DataLoaderOptions {
   maskThreshold?: number;
   /** Stretch a mask whose size differs from its image's to it; default false: that is an error. */
   resizeMasks?: boolean;
+  /**
+   * 1 (default): binary masks (thresholded at maskThreshold). N >= 2: class-index masks, pixel
+   * value = class in 0..N-1 (a value >= N is a DataError naming the file and pixel).
+   */
+  classes?: number;
 }
 
 export interface Batch {
   /** [B, C, H, W] */
   images: Float32Array;
-  /** [B, 1, H, W], 0/1 */
+  /** [B, 1, H, W], 0/1 (class indices 0..classes-1 with the classes option >= 2) */
   masks: Float32Array;
   ids: string[];
   /** B (the last batch may be smaller unless dropLast). */
@@ -102,7 +107,7 @@ export class DataLoader {
   readonly channels: 1 | 3;
   /** Total milliseconds the consumer spent waiting for batches that were not ready yet. */
   waitMs = 0;
-  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'cache' | 'maskThreshold' | 'resizeMasks'>>;
+  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'cache' | 'maskThreshold' | 'resizeMasks' | 'classes'>>;
   private readonly augment: AugmentOptions | null;
   private readonly cache = new Map<string, DecodedSample>();
   private pool: PoolWorker[] = [];
@@ -131,7 +136,10 @@ export class DataLoader {
       cache: options.cache ?? false,
       maskThreshold: options.maskThreshold ?? 128,
       resizeMasks: options.resizeMasks ?? false,
+      classes: options.classes ?? 1,
     };
+    const k = this.opts.classes;
+    if (!(Number.isInteger(k) && k >= 1 && k <= 256)) throw new Error(`DataLoader: classes must be an integer from 1 to 256, got ${k}`);
     // Checked here, in the main thread, so a bad option is one clear error rather than a worker's crash.
     const aug: AugmentOptions = { ...validateAugmentOptions(options.augment ?? {}) };
     if (options.normalize) aug.normalize = options.normalize;
@@ -182,6 +190,8 @@ export class DataLoader {
         maskThreshold: this.opts.maskThreshold,
         resizeMasks: this.opts.resizeMasks,
         returnDecoded: this.opts.cache,
+        // Only for classes >= 2, so the binary job stays as it was.
+        ...(this.opts.classes >= 2 ? { classes: this.opts.classes } : {}),
       };
       const p = this.run(job).then((res) => {
         if (res.decoded) res.decoded.forEach((d, k) => d && this.cache.set(items[k].id, d));

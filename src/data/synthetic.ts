@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng, mixSeed } from './augment';
-import { writePng } from './decode';
+import { writeClassPng, writePng } from './decode';
 
 export interface SyntheticOptions {
   /** Number of images (default 96). */
@@ -23,6 +23,12 @@ export interface SyntheticOptions {
   seed?: number;
   /** Fraction of images with no lesion (empty mask), default 0. */
   emptyFraction?: number;
+  /**
+   * 1 (default): the binary set above, masks 0/255. N >= 2: a multi-class set whose masks are
+   * class-index PNGs (0 = background): class 1 is the lesion above, classes 2..N-1 extra shapes
+   * (see addClassShapes).
+   */
+  classes?: number;
 }
 
 export interface SyntheticSample {
@@ -139,6 +145,46 @@ export function renderSyntheticSample(h: number, w: number, rng: Rng, withLesion
 }
 
 /**
+ * Adds one shape of each class 2..classes-1 to a rendered sample, in place (mask values become
+ * class indices): even classes are bright disks, odd ones bright squares, each a little brighter
+ * than the last, so shape and echogenicity tell the classes apart from the (usually dark,
+ * irregular) class-1 lesion. A shape is placed where it does not touch what is already drawn
+ * (a few seeded tries; after them it only takes background pixels), and keeps the speckle texture.
+ */
+export function addClassShapes(sample: SyntheticSample, h: number, w: number, classes: number, rng: Rng): SyntheticSample {
+  const { image, mask } = sample;
+  const scale = Math.min(h, w);
+  for (let c = 2; c < classes; c++) {
+    const r = scale * rng.uniform(0.08, 0.13);
+    let cx = 0, cy = 0;
+    for (let attempt = 0; attempt < 12; attempt++) {
+      cx = rng.uniform(r + 1, w - r - 1);
+      cy = rng.uniform(r + 1, h - r - 1);
+      let clash = false;
+      for (let y = Math.max(0, Math.floor(cy - r - 2)); y < Math.min(h, Math.ceil(cy + r + 2)) && !clash; y++) {
+        for (let x = Math.max(0, Math.floor(cx - r - 2)); x < Math.min(w, Math.ceil(cx + r + 2)); x++) {
+          if (mask[y * w + x]) { clash = true; break; }
+        }
+      }
+      if (!clash) break;
+    }
+    const gain = 1.6 + 0.25 * (c - 2);
+    const square = c % 2 === 1;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+        const inside = square ? Math.max(Math.abs(dx), Math.abs(dy)) < r * 0.85 : dx * dx + dy * dy < r * r;
+        const i = y * w + x;
+        if (!inside || mask[i]) continue;
+        mask[i] = c;
+        image[i] = Math.min(1, image[i] * gain + 0.05);
+      }
+    }
+  }
+  return sample;
+}
+
+/**
  * Write a synthetic dataset to `dir` (created if needed). Ids are `syn_0000`...;
  * returns them. Sample i depends only on (seed, i), so changing `count` keeps the
  * earlier samples identical.
@@ -148,6 +194,8 @@ export async function generateSyntheticDataset(dir: string, opts: SyntheticOptio
   const [h, w] = typeof opts.size === 'number' || opts.size === undefined ? [opts.size ?? 128, opts.size ?? 128] : opts.size;
   const seed = opts.seed ?? 0;
   const emptyFraction = opts.emptyFraction ?? 0;
+  const classes = opts.classes ?? 1;
+  if (!(Number.isInteger(classes) && classes >= 1 && classes <= 256)) throw new Error(`generateSyntheticDataset: classes must be an integer from 1 to 256, got ${classes}`);
   if (!Number.isInteger(count) || count <= 0) throw new Error(`generateSyntheticDataset: count must be a positive integer, got ${count}`);
   if (!(h >= 16 && w >= 16)) throw new Error(`generateSyntheticDataset: size must be at least 16, got ${h}x${w}`);
   const imgDir = path.join(dir, 'images');
@@ -162,14 +210,17 @@ export async function generateSyntheticDataset(dir: string, opts: SyntheticOptio
   for (let i = 0; i < count; i++) {
     const rng = new Rng(mixSeed(seed, i));
     const withLesion = rng.next() >= emptyFraction;
-    const { image, mask } = renderSyntheticSample(h, w, rng, withLesion);
+    const sample = renderSyntheticSample(h, w, rng, withLesion);
+    // The extra shapes draw from the sample's rng after the lesion, so the binary samples are unchanged.
+    const { image, mask } = classes >= 2 ? addClassShapes(sample, h, w, classes, rng) : sample;
     const id = `syn_${String(i).padStart(digits, '0')}`;
     ids.push(id);
     const m = new Uint8Array(mask.length);
-    for (let k = 0; k < m.length; k++) m[k] = mask[k] ? 255 : 0;
+    for (let k = 0; k < m.length; k++) m[k] = classes >= 2 ? mask[k] : mask[k] ? 255 : 0;
     const p: Promise<void> = Promise.all([
       writePng(path.join(imgDir, `${id}.png`), image, { width: w, height: h, channels: 1 }),
-      writePng(path.join(maskDir, `${id}.png`), m, { width: w, height: h, channels: 1 }),
+      // Class-index masks as grey label maps; the binary 0/255 masks as they always were.
+      classes >= 2 ? writeClassPng(path.join(maskDir, `${id}.png`), m, w, h) : writePng(path.join(maskDir, `${id}.png`), m, { width: w, height: h, channels: 1 }),
     ]).then(
       () => void inFlight.delete(p),
       (e: unknown) => {

@@ -31,6 +31,16 @@ export interface ModelMeta {
   /** 'segmentation' or 'autoencoder'. */
   task: 'segmentation' | 'autoencoder';
   tag: string;
+  /**
+   * Segmentation classes when >= 2 (mutually exclusive, background 0; softmax over that many output
+   * channels). Absent: binary (one sigmoid channel), as in checkpoints from before multi-class.
+   */
+  classes?: number;
+}
+
+/** The classes a checkpoint segments: its `classes`, else its model's numClasses, else 1 (binary). */
+export function metaClasses(meta: ModelMeta): number {
+  return Number(meta.classes ?? (meta.modelOptions as { numClasses?: number } | undefined)?.numClasses ?? 1);
 }
 
 export interface OptimState {

@@ -2,7 +2,7 @@
 import type { AugmentOptions } from '../data';
 import { defaultModelName, ModelOptions } from './models';
 import { UserError } from './errors';
-import { bceDiceTerms, deepSupervisionWeights, nnunetDeepSupervisionWeights, parseLossSpec } from './losses';
+import { bceDiceTerms, checkLossForClasses, deepSupervisionWeights, nnunetDeepSupervisionWeights, parseLossSpec } from './losses';
 
 export type OptimizerName = 'sgd' | 'adam' | 'adamw';
 /** 'constant' | 'poly' | 'cosine' | 'plateau' | 'warmup+poly' | 'warmup+cosine' | 'warmup+plateau' | 'warmup' */
@@ -38,6 +38,12 @@ export interface TrainConfig {
    */
   trainList?: string;
   valList?: string;
+  /**
+   * Output classes. 1 (default): binary segmentation, one sigmoid channel, masks thresholded
+   * (0/255). N >= 2: N mutually exclusive classes including the background 0, N softmax
+   * channels, masks are class-index PNGs (pixel value = class, 0..N-1), loss ce+dice by default.
+   */
+  classes: number;
   /** Square input side in pixels. */
   size: number;
   /** Image channels fed to the model (grey images are replicated to 3). */
@@ -64,14 +70,20 @@ export interface TrainConfig {
    * schedule still follows `epochs`, so set both for a fully decayed schedule.
    */
   timeLimit: number;
-  /** BCE positive-class weight: none, a number, or 'auto' (background/foreground pixel ratio of the training masks). */
+  /**
+   * BCE positive-class weight: none, a number, or 'auto' (background/foreground pixel ratio of the
+   * training masks). Binary only: with classes >= 2, 'auto' is not used and a number is an error.
+   */
   posWeight?: number | 'auto';
+  /** Weight of the BCE term (with classes >= 2: of the softmax cross-entropy term). */
   bceWeight: number;
+  /** Weight of the Dice term (with classes >= 2: of the softmax Dice term). */
   diceWeight: number;
   /**
    * Loss spec, e.g. 'focal:gamma=2,alpha=0.25+dice' or '0.5*bce:pos-weight=3+tversky:alpha=0.3,beta=0.7'
-   * (terms bce, dice, focal, tversky, ohem; see src/train/losses.ts). When set it replaces
-   * bceWeight / diceWeight; unset = bceWeight * BCE + diceWeight * Dice.
+   * (terms bce, dice, focal, tversky, ohem; with classes >= 2: ce, dice; see src/train/losses.ts).
+   * When set it replaces bceWeight / diceWeight; unset = bceWeight * BCE + diceWeight * Dice
+   * (classes >= 2: bceWeight * CE + diceWeight * softmax Dice).
    */
   loss?: string;
   augment: AugmentOptions;
@@ -153,6 +165,7 @@ export function defaultConfig(): TrainConfig {
   return {
     model,
     modelOptions: {},
+    classes: 1,
     syntheticCount: 96,
     size: 96,
     channels: 3,
@@ -225,6 +238,7 @@ export const LIMITS = {
   batch: [4096, 'a batch is held in memory with all its activations'] as [number, string],
   workers: [256, 'one thread per worker'] as [number, string],
   batchElements: 2 ** 31,
+  classes: [256, 'class-index masks are 8-bit PNGs'] as [number, string],
 };
 
 export function validateConfig(c: TrainConfig): void {
@@ -233,6 +247,7 @@ export function validateConfig(c: TrainConfig): void {
     if (!Number.isInteger(v) || v < min) throw new UserError(`invalid ${k}: expected an integer >= ${min}, got ${v}`);
     if (v > max) throw new UserError(`invalid ${k}: ${v} is above the limit of ${max} (${why})`);
   };
+  posInt('classes', 1, LIMITS.classes);
   posInt('epochs', 1, [1_000_000, 'a run that long is a typo']);
   posInt('batch', 1, LIMITS.batch);
   posInt('size', 16, LIMITS.size);
@@ -268,8 +283,15 @@ export function validateConfig(c: TrainConfig): void {
     throw new UserError(`${c.trainList === undefined ? '--val-list' : '--train-list'} needs ${c.trainList === undefined ? '--train-list' : '--val-list'} too: training reads its split from both list files`);
   }
   if (c.trainList !== undefined && c.fold !== undefined) throw new UserError('--fold and --train-list/--val-list both choose the split: pass one of them');
-  if (c.loss !== undefined) parseLossSpec(c.loss);
+  if (c.loss !== undefined) checkLossForClasses(parseLossSpec(c.loss), c.classes);
   else if (bceDiceTerms(c.bceWeight, c.diceWeight).length === 0) throw new UserError('invalid loss: the BCE and Dice weights are both 0');
+  if (c.classes >= 2 && typeof c.posWeight === 'number') {
+    throw new UserError(`--pos-weight ${c.posWeight} is a binary BCE weight: it cannot be used with --classes ${c.classes} (weigh classes with --loss ce:weights=w0/w1/...)`);
+  }
+  const numClasses = (c.modelOptions as { numClasses?: unknown } | undefined)?.numClasses;
+  if (numClasses !== undefined && numClasses !== c.classes) {
+    throw new UserError(`model option numClasses ${JSON.stringify(numClasses)} disagrees with --classes ${c.classes}: set the number of classes with --classes (it sizes the model's output)`);
+  }
   if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');
   if (typeof c.deepSupervision !== 'boolean') throw new UserError(`invalid deepSupervision: expected true or false, got ${JSON.stringify(c.deepSupervision)}`);
   if (c.deepSupervision && !DEEP_SUPERVISION_MODELS.includes(c.model)) {

@@ -14,7 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Dataset, Rng, mixSeed, openDataset, readFoldCsv, PostSpec, formatPostSpec, parsePostSpec } from '../data';
+import { Dataset, Rng, mixSeed, multiClassRecord, openDataset, readFoldCsv, PostSpec, formatPostSpec, parsePostSpec } from '../data';
 import { writeFileAtomic } from '../io/atomic';
 import { TrainConfig, resolveConfig } from './config';
 import { fit, FitOptions, metricRecord, ensureSyntheticData } from './fit';
@@ -76,6 +76,11 @@ export interface CrossValidateResult {
   markdown: string;
 }
 
+/** The flat metrics of an evaluation (binary: metricRecord; multi-class: the per-class record, dice = mean over the foreground classes). */
+function evaluationRecord(r: EvaluateResult): Record<string, number> {
+  return r.classSummary ? multiClassRecord(r.classSummary) : metricRecord(r.summary);
+}
+
 /** Mean and sample standard deviation (n - 1; 0 for one value) of each key present in every record. */
 export function meanStd(records: Record<string, number>[]): Record<string, MeanStd> {
   const out: Record<string, MeanStd> = {};
@@ -131,12 +136,15 @@ export function generateFolds(ids: readonly string[], k: number, seed: number, v
 }
 
 const fmt = (v: number | undefined, digits = 4): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+const perClassDice = (m: Record<string, number>, classes: number): string => Array.from({ length: classes - 1 }, (_, k) => `c${k + 1} ${fmt(m[`dice_c${k + 1}`])}`).join(', ');
 const METRIC_TITLES: Record<string, string> = {
   dice: 'Dice', iou: 'IoU', precision: 'precision', recall: 'recall', dice_img: 'Dice (per image)', iou_img: 'IoU (per image)', hd95_img: 'HD95 px (per image)',
 };
 
 function markdownReport(r: Omit<CrossValidateResult, 'json' | 'markdown'>, cfg: TrainConfig, data: string, extras: { tta: TtaMode; post: string }): string {
-  const cols = CV_TABLE_METRICS.filter((m) => r.folds.some((f) => m in f.metrics));
+  // Multi-class runs add each foreground class's pooled Dice (dice = their mean, precision / recall are binary only).
+  const perClass = cfg.classes >= 2 ? Array.from({ length: cfg.classes - 1 }, (_, k) => `dice_c${k + 1}`) : [];
+  const cols = [...CV_TABLE_METRICS, ...perClass].filter((m) => r.folds.some((f) => m in f.metrics));
   const head = `| fold | train / val / held out | ${cols.map((c) => METRIC_TITLES[c] ?? c).join(' | ')} |`;
   const sep = `|---|---|${cols.map(() => '---:').join('|')}|`;
   const rows = r.folds.map((f) => `| ${f.fold} | ${f.counts.train} / ${f.counts.val} / ${f.counts.heldOut} | ${cols.map((c) => fmt(f.metrics[c], c === 'hd95_img' ? 2 : 4)).join(' | ')} |`);
@@ -146,7 +154,7 @@ function markdownReport(r: Omit<CrossValidateResult, 'json' | 'markdown'>, cfg: 
   const lines = [
     `# ${r.folds.length}-fold cross-validation: ${cfg.model}`,
     '',
-    `Data ${data}, ${src}; ${cfg.epochs} epochs at ${cfg.size} px per fold, best checkpoint by validation Dice, evaluated on the held-out part at threshold 0.5` +
+    `Data ${data}, ${src}; ${cfg.epochs} epochs at ${cfg.size} px per fold, best checkpoint by validation Dice, evaluated on the held-out part ${cfg.classes >= 2 ? `(${cfg.classes} classes, argmax; Dice and IoU are means over the foreground classes)` : 'at threshold 0.5'}` +
       `${extras.tta !== 'none' ? `, TTA ${extras.tta}` : ''}${extras.post ? `, post-processing ${extras.post}` : ''}. ` +
       'Dice, IoU, precision and recall are global (pixels pooled over the held-out images); "per image" columns are means over the images.',
     '',
@@ -203,7 +211,7 @@ export async function crossValidate(config: FitOptions = {}, opts: CrossValidate
   const cfg = resolveConfig({ ...config, out: config.out ?? 'runs/cv' });
   const outDir = path.resolve(cfg.out);
   makeOutputFolder(outDir);
-  const data = cfg.data !== undefined ? path.resolve(cfg.data) : await ensureSyntheticData(path.join(outDir, 'data'), cfg.syntheticCount, Math.max(cfg.size, 32));
+  const data = cfg.data !== undefined ? path.resolve(cfg.data) : await ensureSyntheticData(path.join(outDir, 'data'), cfg.syntheticCount, Math.max(cfg.size, 32), cfg.classes);
   const ds = openDataset(data, { val: 0.2, seed: 0, trainList: cfg.trainList, valList: cfg.valList, testList: opts.testList });
   const foldSeed = opts.foldSeed ?? cfg.seed;
   const valFraction = opts.valFraction ?? 0.2;
@@ -231,11 +239,13 @@ export async function crossValidate(config: FitOptions = {}, opts: CrossValidate
     const r = await fit({ ...fitBase, data, trainList: lists.train, valList: lists.val, out: dir, log });
     const ev = await evaluate({
       checkpoint: r.checkpoint, data, valList: lists.heldOut, out: path.join(dir, 'eval-heldout.json'), hd95: opts.hd95 ?? true,
-      workers: cfg.workers, batch: cfg.batch, resizeMasks: cfg.resizeMasks, tta: opts.tta, post: opts.post,
+      workers: cfg.workers, batch: cfg.batch, resizeMasks: cfg.resizeMasks, tta: opts.tta, post: opts.post, classes: cfg.classes,
     });
-    const metrics = metricRecord(ev.summary);
+    const metrics = evaluationRecord(ev);
     folds.push({ fold: f + 1, dir, counts: { train: s.train.length, val: s.val.length, heldOut: s.heldOut.length }, checkpoint: r.checkpoint, bestEpoch: r.best.epoch, metrics });
-    log(`fold ${f + 1}/${k} held out: dice ${fmt(metrics.dice)} iou ${fmt(metrics.iou)} precision ${fmt(metrics.precision)} recall ${fmt(metrics.recall)} (best epoch ${r.best.epoch})`);
+    log(cfg.classes >= 2
+      ? `fold ${f + 1}/${k} held out: mean dice ${fmt(metrics.dice)} iou ${fmt(metrics.iou)} [${perClassDice(metrics, cfg.classes)}] (best epoch ${r.best.epoch})`
+      : `fold ${f + 1}/${k} held out: dice ${fmt(metrics.dice)} iou ${fmt(metrics.iou)} precision ${fmt(metrics.precision)} recall ${fmt(metrics.recall)} (best epoch ${r.best.epoch})`);
   }
   const summary = meanStd(folds.map((f) => f.metrics));
 
@@ -248,12 +258,12 @@ export async function crossValidate(config: FitOptions = {}, opts: CrossValidate
       const testFile = path.join(outDir, 'test.txt');
       writeList(testFile, testIds);
       const evalTest = (checkpoint: string | string[], out: string): Promise<EvaluateResult> => evaluate({
-        checkpoint, data, valList: testFile, out, hd95: opts.hd95 ?? true, workers: cfg.workers, batch: cfg.batch, resizeMasks: cfg.resizeMasks, tta: opts.tta, post: opts.post,
+        checkpoint, data, valList: testFile, out, hd95: opts.hd95 ?? true, workers: cfg.workers, batch: cfg.batch, resizeMasks: cfg.resizeMasks, tta: opts.tta, post: opts.post, classes: cfg.classes,
       });
       const ens = await evalTest(folds.map((f) => f.checkpoint), path.join(outDir, 'eval-test-ensemble.json'));
       const memberMetrics: Record<string, number>[] = [];
-      for (const f of folds) memberMetrics.push(metricRecord((await evalTest(f.checkpoint, path.join(f.dir, 'eval-test.json'))).summary));
-      ensemble = { test: testIds.length, metrics: metricRecord(ens.summary), members: meanStd(memberMetrics), memberMetrics };
+      for (const f of folds) memberMetrics.push(evaluationRecord(await evalTest(f.checkpoint, path.join(f.dir, 'eval-test.json'))));
+      ensemble = { test: testIds.length, metrics: evaluationRecord(ens), members: meanStd(memberMetrics), memberMetrics };
       log(`ensemble of ${k} fold models on ${testIds.length} test images: dice ${fmt(ensemble.metrics.dice)} iou ${fmt(ensemble.metrics.iou)} (single models ${fmt(ensemble.members.dice.mean)} ± ${fmt(ensemble.members.dice.std)})`);
     }
   }
@@ -263,13 +273,14 @@ export async function crossValidate(config: FitOptions = {}, opts: CrossValidate
   const json = path.join(outDir, 'cv.json');
   const markdown = path.join(outDir, 'cv.md');
   writeFileAtomic(json, JSON.stringify({
-    format: 'scalpel-cv', folds: k, model: cfg.model, data, epochs: cfg.epochs, size: cfg.size, seed: cfg.seed, source,
+    format: 'scalpel-cv', folds: k, model: cfg.model, ...(cfg.classes >= 2 ? { classes: cfg.classes } : {}), data, epochs: cfg.epochs, size: cfg.size, seed: cfg.seed, source,
     tta: opts.tta ?? 'none', post: postText || null, threshold: 0.5, std: 'sample standard deviation over the folds (n - 1)',
     perFold: folds, mean: Object.fromEntries(Object.entries(summary).map(([m, v]) => [m, v.mean])),
     stdev: Object.fromEntries(Object.entries(summary).map(([m, v]) => [m, v.std])), ensemble,
   }, null, 1) + '\n');
   writeFileAtomic(markdown, markdownReport(partial, cfg, data, { tta: opts.tta ?? 'none', post: postText }));
-  for (const m of ['dice', 'iou', 'precision', 'recall'] as const) if (summary[m]) log(`${m.padEnd(9)} ${fmt(summary[m].mean)} ± ${fmt(summary[m].std)} (mean ± sample std over ${k} folds)`);
+  // Multi-class: dice / iou are the foreground means, then each class's Dice; precision / recall are binary only.
+  for (const m of cfg.classes >= 2 ? ['dice', 'iou', ...Array.from({ length: cfg.classes - 1 }, (_, k) => `dice_c${k + 1}`)] : ['dice', 'iou', 'precision', 'recall']) if (summary[m]) log(`${m.padEnd(9)} ${fmt(summary[m].mean)} ± ${fmt(summary[m].std)} (mean ± sample std over ${k} folds)`);
   log(`cross-validation report: ${markdown}`);
   return { ...partial, json, markdown };
 }

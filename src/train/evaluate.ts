@@ -4,11 +4,11 @@ import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import { Tensor, tensor } from '../tensor';
 import { noGrad } from '../autograd/engine';
-import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, PostSpec, binarize, perCaseCsv, formatPostSpec, openDataset, parsePostSpec, postprocessMask, readImage, resizeBilinear, writeMaskPng } from '../data';
+import { DataError, DataLoader, IMAGE_EXTENSIONS, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, MultiClassSummary, PostSpec, argmaxClasses, binarize, perCaseCsv, formatPostSpec, multiClassCsv, openDataset, parsePostSpec, postprocessClasses, postprocessMask, readImage, resizeBilinear, writeClassPng, writeMaskPng } from '../data';
 import { writeFileAtomic } from '../io/atomic';
-import { ModelMeta } from './checkpoint';
+import { ModelMeta, metaClasses } from './checkpoint';
 import { Ensemble, ensembleProbabilities, loadEnsemble, normalizeFor, resolveCheckpoints } from './ensemble';
-import { overlay } from './plot';
+import { overlay, overlayClasses } from './plot';
 import { UserError, makeOutputFolder } from './errors';
 import { parseTtaMode, TtaMode } from './tta';
 import { checkWindowOptions, slidingWindowProbabilities } from './sliding-window';
@@ -51,6 +51,12 @@ export interface EvaluateOptions {
   post?: string | PostSpec;
   /** Test-time augmentation: 'none' (default), 'flips' or 'd4' (see src/train/tta.ts); probabilities are averaged, then thresholded at 0.5. */
   tta?: TtaMode;
+  /**
+   * The classes the checkpoint must segment (default: whatever it was trained with); a checkpoint
+   * trained with another number is an error. With classes >= 2 the masks are class-index PNGs, the
+   * prediction is the argmax of the (averaged) softmax probabilities, and the metrics are per class.
+   */
+  classes?: number;
 }
 
 export interface EvaluateResult {
@@ -67,6 +73,25 @@ export interface EvaluateResult {
   /** The post-processing applied ('' = none). */
   post: string;
   tta: TtaMode;
+  /** The checkpoint's classes (1 = binary). */
+  classes: number;
+  /**
+   * classes >= 2: per-class Dice / IoU (per image and pooled; means over the foreground classes).
+   * `summary` then holds the binary metrics of the foreground (any class > 0) against the background.
+   */
+  classSummary: MultiClassSummary | null;
+}
+
+/** Checks a classes option (1..256 integer) and that it matches the checkpoint's; UserErrors name both. */
+export function checkClassesOption(classes: number | undefined, meta: ModelMeta, checkpoint: string): number {
+  const trained = metaClasses(meta);
+  if (classes === undefined) return trained;
+  if (!(Number.isInteger(classes) && classes >= 1 && classes <= 256)) throw new UserError(`--classes must be an integer from 1 to 256, got ${classes}`);
+  if (classes !== trained) {
+    const what = (k: number) => (k >= 2 ? `${k} classes` : 'binary segmentation (1 class)');
+    throw new UserError(`${checkpoint} was trained for ${what(trained)}, but --classes ${classes} asks for ${what(classes)}: drop --classes or pass --classes ${trained}`);
+  }
+  return trained;
 }
 
 function resolveTta(tta: TtaMode | undefined): TtaMode {
@@ -122,8 +147,18 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
   const checkpoints = resolveCheckpoints(opts.checkpoint);
   const ens = loadEnsemble(checkpoints);
   const meta = ens.meta;
+  let classes: number;
+  try {
+    classes = checkClassesOption(opts.classes, meta, checkpoints[0]);
+  } catch (e) {
+    ens.dispose();
+    throw e;
+  }
   let loader: DataLoader | null = null;
+  // Multi-class: this accumulator gets the class maps, scoring the foreground (any class) against the background.
   const acc = new MetricAccumulator({ logits: true, hd95: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance });
+  const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes, { surface: opts.hd95 ?? true, nsdTolerance: opts.nsdTolerance }) : null;
+  const mcIds: string[] = [];
   let csvFile: string | null = null;
   let ds: ReturnType<typeof openDataset>;
   let split: 'train' | 'val' | 'test';
@@ -147,9 +182,24 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     // Un-normalised images: each model of an ensemble normalises with its own statistics.
     loader = new DataLoader(ds, ids, {
       batchSize: opts.batch ?? 8, size: [meta.size, meta.size], channels: meta.channels, shuffle: false, augment: null,
-      workers: opts.workers ?? 1, resizeMasks: opts.resizeMasks ?? false,
+      workers: opts.workers ?? 1, resizeMasks: opts.resizeMasks ?? false, classes,
     });
     for await (const b of loader.epoch(0)) {
+      if (mcAcc) {
+        // Argmax of the softmax probabilities (averaged over the TTA transforms and the ensemble's models).
+        const shape: [number, number, number, number] = [b.size, b.channels, b.height, b.width];
+        const hw = b.height * b.width;
+        let labels = argmaxClasses(ensembleProbabilities(ens, b.images, shape, tta).data, b.size, classes, b.height, b.width);
+        if (post) {
+          const cleaned = new Uint8Array(labels.length);
+          for (let k = 0; k < b.size; k++) cleaned.set(postprocessClasses(labels.subarray(k * hw, (k + 1) * hw), b.height, b.width, classes, post), k * hw);
+          labels = cleaned;
+        }
+        mcAcc.add(labels, b.masks, b.size, b.height, b.width);
+        mcIds.push(...b.ids);
+        acc.add(labels, b.masks, b.size, b.height, b.width, b.ids);
+        continue;
+      }
       const scores = batchScores(ens, b.images, [b.size, b.channels, b.height, b.width], tta);
       // 0/1 masks go through the accumulator's logit threshold unchanged (1 > 0, 0 is not).
       acc.add(post ? postprocessBatch(scores, b.size, b.height, b.width, post) : scores, b.masks, b.size, b.height, b.width, b.ids);
@@ -159,11 +209,17 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateResult> {
     ens.dispose();
   }
   const summary = acc.summary();
+  const classSummary = mcAcc ? mcAcc.summary() : null;
   if (file !== null) {
-    writeFileAtomic(file, JSON.stringify({ checkpoint: path.resolve(checkpoints[0]), checkpoints: checkpoints.map((c) => path.resolve(c)), data: ds.root, fold: ds.fold ?? null, split, list: ds.listFiles?.[split] ?? null, model: meta.model, epoch: meta.epoch, size: meta.size, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary }, null, 1) + '\n');
+    const head = { checkpoint: path.resolve(checkpoints[0]), checkpoints: checkpoints.map((c) => path.resolve(c)), data: ds.root, fold: ds.fold ?? null, split, list: ds.listFiles?.[split] ?? null, model: meta.model, epoch: meta.epoch, size: meta.size };
+    const body = classSummary
+      // Per class (index = class, 0 = background) and the means over the foreground classes; 'foreground' scores any class against the background.
+      ? { ...head, prediction: 'argmax of the softmax probabilities', tta, post: post ? formatPostSpec(post) : null, ...classSummary, foreground: summary }
+      : { ...head, threshold: 0.5, tta, post: post ? formatPostSpec(post) : null, ...summary };
+    writeFileAtomic(file, JSON.stringify(body, null, 1) + '\n');
   }
-  if (csvFile !== null) writeFileAtomic(csvFile, perCaseCsv(acc.records));
-  return { split, count: summary.count, summary, meta, checkpoints, file, csvFile, post: post ? formatPostSpec(post) : '', tta };
+  if (csvFile !== null) writeFileAtomic(csvFile, mcAcc ? multiClassCsv(mcIds, mcAcc.records) : perCaseCsv(acc.records));
+  return { split, count: summary.count, summary, meta, checkpoints, file, csvFile, post: post ? formatPostSpec(post) : '', tta, classes, classSummary };
 }
 
 /** A metrics table (global and per-image mean +- sample std) for the terminal. */
@@ -177,6 +233,27 @@ export function formatMetricsTable(s: MetricSummary): string {
     rows.push([`nsd@${s.nsdTolerance}px`, s.global.nsd.toFixed(4), s.perImage.nsd.toFixed(4) + sd(s.perImageStd?.nsd, 4)]);
   }
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
+  const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  ');
+  return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+/**
+ * A per-class table: one row per class (0 = background) and the mean over the foreground classes:
+ * Dice and IoU pooled and per-image mean, and when computed the per-image mean HD95, ASSD and NSD.
+ */
+export function formatClassTable(s: MultiClassSummary): string {
+  const p = s.perImage;
+  const surface = p.hd95 !== undefined && p.assd !== undefined && p.nsd !== undefined;
+  const head = ['class', 'dice', 'dice per-image', 'iou', 'iou per-image'];
+  const rows: string[][] = [surface ? [...head, 'hd95 px', 'assd px', 'nsd'] : head];
+  const surf = (hd: number, as: number, ns: number) => (surface ? (Number.isFinite(hd) ? [hd.toFixed(2), as.toFixed(2), ns.toFixed(4)] : ['-', '-', '-']) : []);
+  for (let c = 0; c < s.classes; c++) {
+    rows.push([c === 0 ? '0 (background)' : String(c), s.global.dice[c].toFixed(4), p.dice[c].toFixed(4), s.global.iou[c].toFixed(4), p.iou[c].toFixed(4),
+      ...(surface ? surf(p.hd95![c], p.assd![c], p.nsd![c]) : [])]);
+  }
+  rows.push([`mean (1..${s.classes - 1})`, s.global.meanDice.toFixed(4), p.meanDice.toFixed(4), s.global.meanIou.toFixed(4), p.meanIou.toFixed(4),
+    ...(surface ? surf(p.meanHd95!, p.meanAssd!, p.meanNsd!) : [])]);
+  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  ');
   return [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
@@ -198,9 +275,15 @@ export interface PredictOptions {
   window?: number;
   /** Overlap of the windows as a fraction of their side, in [0, 1) (default 0.5; needs window). */
   overlap?: number;
+  /** The classes the checkpoint must segment (see EvaluateOptions.classes). */
+  classes?: number;
 }
 
-/** Writes `<out>/<id>.png` (0/255 mask at the input's size) and `<out>/<id>_overlay.png` per image. */
+/**
+ * Writes `<out>/<id>.png` (0/255 mask at the input's size; with a multi-class checkpoint an 8-bit
+ * class-index map 0..classes-1: the probabilities resized bilinearly to the input's size, then the
+ * argmax) and `<out>/<id>_overlay.png` per image.
+ */
 export async function predict(opts: PredictOptions): Promise<{ count: number; files: string[] }> {
   const inDir = path.resolve(opts.input);
   if (!fs.existsSync(inDir) || !fs.statSync(inDir).isDirectory()) throw new UserError(`${opts.input}: input folder not found`);
@@ -223,12 +306,31 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
   const files: string[] = [];
   try {
     if (meta.task !== 'segmentation') throw new UserError(`${checkpoints[0]}: an ${meta.task} checkpoint cannot predict masks`);
+    const classes = checkClassesOption(opts.classes, meta, checkpoints[0]);
     const outDir = path.resolve(opts.out);
     makeOutputFolder(outDir);
     for (const name of names) {
       const id = name.slice(0, name.length - path.extname(name).length);
       const full = await readImage(path.join(inDir, name), { channels: meta.channels });
       const C = meta.channels, S = meta.size, n = S * S;
+      const maskFile = path.join(outDir, `${id}.png`);
+      const ovFile = path.join(outDir, `${id}_overlay.png`);
+      if (classes >= 2) {
+        // Probabilities [classes, H, W] at the image's size (blended windows, or resized bilinearly), then the argmax.
+        let probs: Float32Array;
+        if (windowOpts) {
+          probs = slidingWindowProbabilities((t, shape) => ensembleProbabilities(ens, t, shape, tta), full.data, C, full.height, full.width, { ...windowOpts, batch: 4 }).data;
+        } else {
+          const x = resizeBilinear(full.data, C, full.height, full.width, S, S);
+          probs = resizeBilinear(ensembleProbabilities(ens, x, [1, C, S, S], tta).data, classes, S, S, full.height, full.width);
+        }
+        let labels = argmaxClasses(probs, 1, classes, full.height, full.width);
+        if (post) labels = postprocessClasses(labels, full.height, full.width, classes, post);
+        await writeClassPng(maskFile, labels, full.width, full.height);
+        await overlayClasses(full.data, C, full.height, full.width, labels).save(ovFile);
+        files.push(maskFile, ovFile);
+        continue;
+      }
       let up: Float32Array;
       if (windowOpts) {
         // Windows at the image's resolution; each window's probabilities as below, blended.
@@ -243,8 +345,6 @@ export async function predict(opts: PredictOptions): Promise<{ count: number; fi
       let mask: Uint8Array = new Uint8Array(up.length);
       for (let i = 0; i < up.length; i++) mask[i] = up[i] > 0.5 ? 1 : 0;
       if (post) mask = postprocessMask(mask, full.height, full.width, post);
-      const maskFile = path.join(outDir, `${id}.png`);
-      const ovFile = path.join(outDir, `${id}_overlay.png`);
       await writeMaskPng(maskFile, mask, full.width, full.height);
       await overlay(full.data, C, full.height, full.width, mask).save(ovFile);
       files.push(maskFile, ovFile);

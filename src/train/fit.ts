@@ -17,16 +17,16 @@ import { optimize as optimizeForInference } from '../nn/inference';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { recoverTransactions, writeFileAtomic } from '../io/atomic';
-import { DataLoader, Dataset, MetricAccumulator, MetricSummary, Rng, openDataset, generateSyntheticDataset, readImage, readMask } from '../data';
+import { DataLoader, Dataset, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, Rng, argmaxClasses, multiClassRecord, oneHot, openDataset, generateSyntheticDataset, readClassMask, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig, deepSupervisionWeightsFor } from './config';
 import { createModel } from './models';
 import { upkern } from '../models/upkern';
 import { loadPth } from '../nn/pth';
 import { loadSafetensors } from '../nn/safetensors';
 import { ModelMeta, TrainState, checkpointPaths, loadTrainState, resolveStateFile, saveCheckpoint, loadModelFile } from './checkpoint';
-import { plotCurves, overlay } from './plot';
+import { plotCurves, overlay, overlayClasses } from './plot';
 import { UserError, makeOutputFolder } from './errors';
-import { bceDiceTerms, buildLoss, deepSupervisionLoss, formatLossTerms, parseLossSpec } from './losses';
+import { buildLoss, defaultLossTerms, deepSupervisionLoss, formatLossTerms, parseLossSpec } from './losses';
 
 export type Task = 'segmentation' | 'autoencoder';
 
@@ -64,14 +64,19 @@ export interface FitResult {
 /** Keys of TrainConfig a resumed run may change (everything else comes from the checkpoint). */
 const RESUME_OVERRIDABLE = ['epochs', 'earlyStop', 'timeLimit', 'workers', 'progress', 'verbose', 'overlays', 'hd95', 'device'] as const;
 
-export async function ensureSyntheticData(dir: string, count: number, size: number): Promise<string> {
+/**
+ * The built-in synthetic dataset in `dir`, generated unless its marker says it is there already.
+ * classes >= 2: the multi-class variant (class-index masks, see generateSyntheticDataset).
+ */
+export async function ensureSyntheticData(dir: string, count: number, size: number, classes = 1): Promise<string> {
   const marker = path.join(dir, '.complete');
-  const want = `${count}x${size}`;
+  // The binary marker keeps its old form, so existing binary sets are reused.
+  const want = classes >= 2 ? `${count}x${size}x${classes}classes` : `${count}x${size}`;
   if (fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() === want) return dir;
   // Generate into a temporary sibling and rename, so an interrupted run never leaves half a dataset.
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
-  await generateSyntheticDataset(tmp, { count, size, seed: 2024 });
+  await generateSyntheticDataset(tmp, { count, size, seed: 2024, ...(classes >= 2 ? { classes } : {}) });
   fs.writeFileSync(path.join(tmp, '.complete'), want + '\n');
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(dir), { recursive: true });
@@ -83,7 +88,7 @@ export async function openTrainingData(cfg: TrainConfig): Promise<Dataset> {
   let root = cfg.data;
   if (root === undefined) {
     const dir = cfg.syntheticDir ?? path.join(cfg.out, 'data');
-    root = await ensureSyntheticData(dir, cfg.syntheticCount, Math.max(cfg.size, 32));
+    root = await ensureSyntheticData(dir, cfg.syntheticCount, Math.max(cfg.size, 32), cfg.classes);
   }
   return openDataset(root, { fold: cfg.fold, val: 0.2, seed: 0, trainList: cfg.trainList, valList: cfg.valList });
 }
@@ -123,7 +128,7 @@ function makeSchedule(cfg: TrainConfig, opt: Optimizer, itersPerEpoch: number): 
 
 /** Per-channel mean/std of the (unaugmented) training images and the background/foreground ratio. */
 async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, needPw: boolean): Promise<{ mean: number[]; std: number[]; posWeight: number }> {
-  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks });
+  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks, classes: cfg.classes });
   const C = cfg.channels;
   const s = new Float64Array(C), s2 = new Float64Array(C);
   let n = 0, fg = 0, tot = 0;
@@ -351,6 +356,9 @@ async function fitLocked(
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
   // In the checkpoints' modelOptions too, so evaluate / predict rebuild the extra heads.
   if (cfg.deepSupervision) modelOptions.deepSupervision = true;
+  // One output channel per class (only set for classes >= 2, so binary checkpoints stay as they were).
+  const classes = task === 'segmentation' ? cfg.classes : 1;
+  if (classes >= 2) modelOptions.numClasses = classes;
   const model = createModel(cfg.model, modelOptions);
   if (cfg.encoder !== undefined) attachEncoder(model, cfg, !resumed, log);
   else if (cfg.freezeEncoder && cfg.model !== 'nexnet-ssl') throw new UserError('--freeze-encoder needs --encoder <checkpoint>');
@@ -368,7 +376,8 @@ async function fitLocked(
     posWeight = resumed.state.posWeight ?? undefined;
   } else {
     const needNorm = cfg.normalize === 'dataset' && task === 'segmentation';
-    const needPw = cfg.posWeight === 'auto' && task === 'segmentation';
+    // pos_weight is a binary BCE weight: not computed for multi-class runs.
+    const needPw = cfg.posWeight === 'auto' && task === 'segmentation' && classes < 2;
     if (typeof cfg.normalize === 'object') normalize = cfg.normalize;
     if (needNorm || needPw) {
       const st = await trainingStats(ds, cfg, needNorm, needPw);
@@ -379,10 +388,10 @@ async function fitLocked(
 
   const trainLoader = new DataLoader(ds, ds.ids.train, {
     batchSize: cfg.batch, size, channels: cfg.channels, shuffle: true, seed: cfg.seed, augment: cfg.augment,
-    normalize: normalize ?? undefined, workers: cfg.workers, cache: true, dropLast: ds.ids.train.length > cfg.batch, resizeMasks: cfg.resizeMasks,
+    normalize: normalize ?? undefined, workers: cfg.workers, cache: true, dropLast: ds.ids.train.length > cfg.batch, resizeMasks: cfg.resizeMasks, classes,
   });
   const valLoader = new DataLoader(ds, ds.ids.val, {
-    batchSize: cfg.batch, size, channels: cfg.channels, shuffle: false, augment: null, normalize: normalize ?? undefined, workers: cfg.workers, cache: true, resizeMasks: cfg.resizeMasks,
+    batchSize: cfg.batch, size, channels: cfg.channels, shuffle: false, augment: null, normalize: normalize ?? undefined, workers: cfg.workers, cache: true, resizeMasks: cfg.resizeMasks, classes,
   });
   const nb = trainLoader.numBatches;
   const optimizer = makeOptimizer(cfg, params);
@@ -412,13 +421,13 @@ async function fitLocked(
     if (cfg.verbose) log(`resuming ${path.relative(process.cwd(), outDir) || '.'} at epoch ${startEpoch + 1}/${cfg.epochs}`);
   }
 
-  const lossTerms = cfg.loss !== undefined ? parseLossSpec(cfg.loss) : bceDiceTerms(cfg.bceWeight, cfg.diceWeight);
-  const segLoss = task === 'segmentation' ? buildLoss(lossTerms, { posWeight }) : F.mseLoss;
+  const lossTerms = cfg.loss !== undefined ? parseLossSpec(cfg.loss) : defaultLossTerms(cfg.bceWeight, cfg.diceWeight, classes);
+  const segLoss = task === 'segmentation' ? buildLoss(lossTerms, classes >= 2 ? { classes } : { posWeight }) : F.mseLoss;
   const showBar = cfg.progress ?? Boolean(process.stderr.isTTY);
   if (cfg.verbose && !resumed) {
     const pw = posWeight !== undefined ? `, pos_weight ${posWeight.toFixed(2)}` : '';
     log(`${task === 'autoencoder' ? 'pretraining' : 'training'} ${cfg.model} (${(model.numParameters() / 1e6).toFixed(3)} M params) on ${ds.root}${ds.fold ? ` fold ${ds.fold}` : ''}${ds.listFiles ? ` (lists ${Object.values(ds.listFiles).map((f) => path.basename(f)).join(', ')})` : ''}: ` +
-      `${ds.ids.train.length} train / ${ds.ids.val.length} val images at ${cfg.size}px, batch ${cfg.batch}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.schedule}${task === 'segmentation' ? `, loss ${formatLossTerms(lossTerms)}` : ''}${pw}; out ${outDir}`);
+      `${ds.ids.train.length} train / ${ds.ids.val.length} val images at ${cfg.size}px${classes >= 2 ? `, ${classes} classes` : ''}, batch ${cfg.batch}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.schedule}${task === 'segmentation' ? `, loss ${formatLossTerms(lossTerms)}` : ''}${pw}; out ${outDir}`);
   }
 
   const lossOf = (out: Tensor, y: Tensor): Tensor => (task === 'autoencoder' ? F.mseLoss(out, y) : segLoss(out, y));
@@ -441,12 +450,14 @@ async function fitLocked(
     const shape = [b.size, b.channels, b.height, b.width];
     const dev = { device: cfg.device };
     if (task === 'autoencoder') return [tensor(noisy(b.images, noiseStd, dataRng), shape, dev), tensor(b.images, shape, dev)];
+    // Multi-class losses take one-hot targets [B, classes, H, W] of the class-index masks.
+    if (classes >= 2) return [tensor(b.images, shape, dev), tensor(oneHot(b.masks, b.size, classes, b.height, b.width), [b.size, classes, b.height, b.width], dev)];
     return [tensor(b.images, shape, dev), tensor(b.masks, [b.size, 1, b.height, b.width], dev)];
   };
 
   const paths = { best: checkpointPaths(outDir, 'best'), last: checkpointPaths(outDir, 'last') };
   const baseMeta = (epoch: number, tag: string, metrics?: Record<string, number>): ModelMeta => ({
-    model: cfg.model, modelOptions, size: cfg.size, channels: cfg.channels, normalize, epoch, metrics, task, tag,
+    model: cfg.model, modelOptions, size: cfg.size, channels: cfg.channels, normalize, epoch, metrics, task, tag, ...(classes >= 2 ? { classes } : {}),
   });
 
   let stoppedEarly = false;
@@ -498,6 +509,7 @@ async function fitLocked(
       // Fused conv -> BN -> activation for the validation forwards (model.train() drops the plan).
       optimizeForInference(model, [1, cfg.channels, cfg.size, cfg.size]);
       const acc = new MetricAccumulator({ logits: true, hd95: cfg.hd95 });
+      const mcAcc = classes >= 2 ? new MultiClassMetricAccumulator(classes, { surface: cfg.hd95 }) : null;
       let vLoss = 0, vSeen = 0;
       for await (const b of valLoader.epoch(0)) {
         const [x, y] = inputsOf(b);
@@ -505,7 +517,8 @@ async function fitLocked(
           noGrad(() => tidy(() => {
             const out = model.forward(x) as Tensor;
             vLoss += lossOf(out, y).item() * b.size;
-            if (task === 'segmentation') acc.add(out.toArray() as Float32Array, b.masks, b.size, b.height, b.width);
+            if (mcAcc) mcAcc.add(argmaxClasses(out.toArray() as Float32Array, b.size, classes, b.height, b.width), b.masks, b.size, b.height, b.width);
+            else if (task === 'segmentation') acc.add(out.toArray() as Float32Array, b.masks, b.size, b.height, b.width);
           }));
         } finally {
           x.dispose();
@@ -515,7 +528,8 @@ async function fitLocked(
       }
       model.train();
       const valS = (performance.now() - v0) / 1000;
-      const metrics: Record<string, number> = task === 'segmentation' ? metricRecord(acc.summary()) : { mse: vLoss / vSeen };
+      // Multi-class: dice / iou are the means over the foreground classes (so the best checkpoint is chosen by them), per class in dice_c<k> etc.
+      const metrics: Record<string, number> = mcAcc ? multiClassRecord(mcAcc.summary()) : task === 'segmentation' ? metricRecord(acc.summary()) : { mse: vLoss / vSeen };
       const monitor = task === 'segmentation' ? metrics.dice : -metrics.mse;
       const rec: EpochRecord = {
         epoch: epoch + 1, lr: lrUsed, train_loss: lossSum / seen, val_loss: vLoss / vSeen, ...metrics,
@@ -555,8 +569,9 @@ async function fitLocked(
       }
 
       if (cfg.verbose) {
+        const perClass = classes >= 2 ? ` [${Array.from({ length: classes - 1 }, (_, k) => `c${k + 1} ${metrics[`dice_c${k + 1}`].toFixed(4)}`).join(', ')}]` : '';
         const m = task === 'segmentation'
-          ? `val dice ${metrics.dice.toFixed(4)} (per-image ${metrics.dice_img.toFixed(4)}) iou ${metrics.iou.toFixed(4)}`
+          ? `val ${classes >= 2 ? 'mean ' : ''}dice ${metrics.dice.toFixed(4)}${perClass} (per-image ${metrics.dice_img.toFixed(4)}) iou ${metrics.iou.toFixed(4)}`
           : `val mse ${metrics.mse.toExponential(3)}`;
         log(`epoch ${String(epoch + 1).padStart(String(cfg.epochs).length)}/${cfg.epochs}  loss ${rec.train_loss.toFixed(4)}  val loss ${rec.val_loss.toFixed(4)}  ${m}  lr ${lrUsed.toExponential(2)}  ` +
           `${fmtTime(trainS)} (${rec.img_s.toFixed(1)} img/s, data wait ${(waitShare * 100).toFixed(1)}%) + val ${fmtTime(valS)}${improved ? '  * best' : ''}`);
@@ -586,7 +601,7 @@ async function fitLocked(
 
   // Prediction overlays of a few validation images with the best weights.
   if (task === 'segmentation' && cfg.overlays > 0 && fs.existsSync(paths.best.model)) {
-    await writeOverlays(model, paths.best.model, ds, cfg, normalize, path.join(outDir, 'overlays'));
+    await writeOverlays(model, paths.best.model, ds, cfg, normalize, path.join(outDir, 'overlays'), classes);
   }
   optimizer.dispose();
   model.dispose();
@@ -599,7 +614,7 @@ async function fitLocked(
   return { outDir, best, history, epochsRun: epoch - startEpoch, stoppedEarly, checkpoint: paths.best.model, config: cfg };
 }
 
-async function writeOverlays(model: Module, bestFile: string, ds: Dataset, cfg: TrainConfig, normalize: { mean: number[]; std: number[] } | null, dir: string): Promise<void> {
+async function writeOverlays(model: Module, bestFile: string, ds: Dataset, cfg: TrainConfig, normalize: { mean: number[]; std: number[] } | null, dir: string, classes: number): Promise<void> {
   const { weights } = loadModelFile(bestFile);
   model.loadStateDict(weights);
   Object.values(weights).forEach((t) => t.dispose());
@@ -607,14 +622,23 @@ async function writeOverlays(model: Module, bestFile: string, ds: Dataset, cfg: 
   makeOutputFolder(dir);
   for (const id of ds.ids.val.slice(0, cfg.overlays)) {
     const img = await readImage(ds.imagePath(id), { channels: cfg.channels, size: [cfg.size, cfg.size] });
+    if (classes >= 2) {
+      const truth = (await readClassMask(ds.maskPath(id), classes, [cfg.size, cfg.size])).data;
+      const pred = predictMask(model, img.data, cfg.channels, cfg.size, cfg.size, normalize, classes);
+      await overlayClasses(img.data, cfg.channels, cfg.size, cfg.size, pred, truth).save(path.join(dir, `${id}.png`));
+      continue;
+    }
     const truth = await readMask(ds.maskPath(id), [cfg.size, cfg.size]);
     const pred = predictMask(model, img.data, cfg.channels, cfg.size, cfg.size, normalize);
     await overlay(img.data, cfg.channels, cfg.size, cfg.size, pred, truth).save(path.join(dir, `${id}.png`));
   }
 }
 
-/** Runs the model on one CHW image (0..1, already at the model's size); returns the 0/1 mask (logit > 0). */
-export function predictMask(model: Module, image: Float32Array, channels: number, h: number, w: number, normalize: { mean: number[]; std: number[] } | null): Uint8Array {
+/**
+ * Runs the model on one CHW image (0..1, already at the model's size); returns the 0/1 mask
+ * (logit > 0), or with classes >= 2 the class-index map (argmax over the output channels).
+ */
+export function predictMask(model: Module, image: Float32Array, channels: number, h: number, w: number, normalize: { mean: number[]; std: number[] } | null, classes = 1): Uint8Array {
   const x = new Float32Array(image);
   if (normalize) {
     const n = h * w;
@@ -622,6 +646,7 @@ export function predictMask(model: Module, image: Float32Array, channels: number
   }
   const device = model.parameters()[0]?.device ?? 'cpu';
   const logits = noGrad(() => tidy(() => (model.forward(tensor(x, [1, channels, h, w], { device })) as Tensor).toArray() as Float32Array));
+  if (classes >= 2) return argmaxClasses(logits, 1, classes, h, w);
   const out = new Uint8Array(h * w);
   for (let i = 0; i < out.length; i++) out[i] = logits[i] > 0 ? 1 : 0;
   return out;

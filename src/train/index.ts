@@ -1,13 +1,13 @@
 /** Training, evaluation and prediction on top of the engine and the data pipeline. */
 export { fit, predictMask, ensureSyntheticData } from './fit';
 export type { FitOptions, FitResult, EpochRecord, Task } from './fit';
-export { evaluate, predict, formatMetricsTable } from './evaluate';
+export { evaluate, predict, formatMetricsTable, formatClassTable, checkClassesOption } from './evaluate';
 export type { EvaluateOptions, EvaluateResult, PredictOptions } from './evaluate';
 export { RECIPES, LIMITS, DEEP_SUPERVISION_MODELS, deepSupervisionWeightsFor, defaultConfig, resolveConfig } from './config';
-export { deepSupervisionWeights, nnunetDeepSupervisionWeights, downsampleTarget, deepSupervisionLoss } from './losses';
+export { deepSupervisionWeights, nnunetDeepSupervisionWeights, downsampleTarget, deepSupervisionLoss, checkLossForClasses } from './losses';
 export type { TrainConfig } from './config';
 export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder } from './models';
-export { loadModelCheckpoint, loadTrainState, checkpointPaths } from './checkpoint';
+export { loadModelCheckpoint, loadTrainState, checkpointPaths, metaClasses } from './checkpoint';
 export type { ModelMeta, TrainState } from './checkpoint';
 export { Canvas, plotCurves, overlay } from './plot';
 export { UserError } from './errors';

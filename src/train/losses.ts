@@ -5,20 +5,26 @@
  *   focal:gamma=2,alpha=0.25+dice
  *   tversky:alpha=0.3,beta=0.7
  *   ohem:ratio=0.25+0.5*dice
+ * Multi-class (--classes N >= 2, logits [B, N, H, W] against one-hot targets):
+ *   ce+dice                           (the default: softmax cross-entropy + softmax Dice over the foreground classes)
+ *   ce:weights=0.2/1/3+dice           (class-weighted cross-entropy, one weight per class, '/'-separated)
  * Grammar: terms joined by '+'; a term is [weight*]name[:key=value,key=value...].
  * A BCE or OHEM term without its own pos-weight uses the run's --pos-weight (a number or 'auto').
  */
 import { Tensor } from '../tensor';
 import * as F from '../nn/functional';
 import { UserError } from './errors';
+import { softmaxCrossEntropy, softmaxDiceLoss } from './multiclass-losses';
 
-export type LossName = 'bce' | 'dice' | 'focal' | 'tversky' | 'ohem';
+export type LossName = 'bce' | 'dice' | 'focal' | 'tversky' | 'ohem' | 'ce';
 
 export interface LossTerm {
   name: LossName;
   weight: number;
   /** Parameters by their spec names (pos-weight, smooth, gamma, alpha, beta, ratio). */
   params: Record<string, number>;
+  /** ce:weights=w0/w1/...: one cross-entropy weight per class. */
+  classWeights?: number[];
 }
 
 /** Each loss's parameters: [name, check, description]. */
@@ -28,7 +34,11 @@ const PARAMS: Record<LossName, [string, (v: number) => boolean, string][]> = {
   focal: [['gamma', (v) => v >= 0, 'a non-negative number'], ['alpha', (v) => v >= 0 && v <= 1, 'a number in [0, 1]']],
   tversky: [['alpha', (v) => v >= 0, 'a non-negative number'], ['beta', (v) => v >= 0, 'a non-negative number'], ['smooth', (v) => v >= 0, 'a non-negative number']],
   ohem: [['ratio', (v) => v > 0 && v <= 1, 'a number in (0, 1]'], ['pos-weight', (v) => v > 0, 'a positive number']],
+  // 'weights' is a list, parsed apart from the numeric parameters (see parseLossSpec).
+  ce: [['weights', () => true, "one non-negative weight per class joined by '/', e.g. 0.2/1/1"]],
 };
+/** The terms that work with one sigmoid channel only (--classes 1); 'dice' is generalised to softmax Dice. */
+const BINARY_ONLY: LossName[] = ['bce', 'focal', 'tversky', 'ohem'];
 export const LOSS_NAMES = Object.keys(PARAMS) as LossName[];
 
 const isNumber = (s: string) => /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(s.trim());
@@ -54,6 +64,7 @@ export function parseLossSpec(spec: string): LossTerm[] {
     if (!(name in PARAMS)) throw new UserError(`--loss '${spec}': unknown loss '${name}' (expected ${LOSS_NAMES.join(', ')})`);
     const allowed = PARAMS[name as LossName];
     const params: Record<string, number> = {};
+    let classWeights: number[] | undefined;
     if (colon >= 0) {
       for (const kv of body.slice(colon + 1).split(',')) {
         const eq = kv.indexOf('=');
@@ -61,15 +72,46 @@ export function parseLossSpec(spec: string): LossTerm[] {
         const p = allowed.find(([k]) => k === key);
         if (!p) throw new UserError(`--loss '${spec}': ${name} has no parameter '${key}' (it takes ${allowed.map(([k]) => k).join(', ')})`);
         const value = eq < 0 ? '' : kv.slice(eq + 1).trim();
+        if (key === 'weights') {
+          const ws = value.split('/').map((v) => v.trim());
+          if (ws.length < 2 || !ws.every((v) => isNumber(v) && Number(v) >= 0) || !ws.some((v) => Number(v) > 0)) {
+            throw new UserError(`--loss '${spec}': ce weights must be ${p[2]} (at least one positive), got '${value}'`);
+          }
+          if (classWeights) throw new UserError(`--loss '${spec}': ce weights is given twice`);
+          classWeights = ws.map(Number);
+          continue;
+        }
         if (key === 'pos-weight' && value === 'auto') throw new UserError(`--loss '${spec}': pos-weight=auto is set for the run with --pos-weight auto, which ${name} terms use when they name no pos-weight`);
         if (!isNumber(value) || !p[1](Number(value))) throw new UserError(`--loss '${spec}': ${name} ${key} must be ${p[2]}, got '${value}'`);
         if (key in params) throw new UserError(`--loss '${spec}': ${name} ${key} is given twice`);
         params[key] = Number(value);
       }
     }
-    terms.push({ name: name as LossName, weight, params });
+    terms.push(classWeights ? { name: name as LossName, weight, params, classWeights } : { name: name as LossName, weight, params });
   }
   return terms;
+}
+
+/**
+ * Checks that the terms fit the number of classes: sigmoid-only losses (bce, focal, tversky, ohem)
+ * need classes 1, ce needs classes >= 2, and ce's weights need one per class.
+ */
+export function checkLossForClasses(terms: LossTerm[], classes: number): void {
+  for (const t of terms) {
+    if (classes >= 2 && BINARY_ONLY.includes(t.name)) {
+      throw new UserError(`--loss: '${t.name}' is a binary loss (one sigmoid channel) and cannot train --classes ${classes}; multi-class losses are ce (softmax cross-entropy, optionally ce:weights=w0/w1/...) and dice (softmax Dice), e.g. --loss ce+dice`);
+    }
+    if (classes < 2 && t.name === 'ce') throw new UserError(`--loss: 'ce' (softmax cross-entropy) needs --classes 2 or more; for binary segmentation use bce`);
+    if (t.classWeights && t.classWeights.length !== classes) {
+      throw new UserError(`--loss: ce has ${t.classWeights.length} class weights (${t.classWeights.join('/')}) for --classes ${classes}: give one per class, background first`);
+    }
+  }
+}
+
+/** The default loss terms of a run: BCE + Dice for one class, CE + softmax Dice for more, with the --bce-weight / --dice-weight weights. */
+export function defaultLossTerms(bceWeight: number, diceWeight: number, classes: number): LossTerm[] {
+  const terms = bceDiceTerms(bceWeight, diceWeight);
+  return classes >= 2 ? terms.map((t) => (t.name === 'bce' ? { ...t, name: 'ce' as LossName } : t)) : terms;
 }
 
 /** The terms of today's BCE + Dice from the --bce-weight / --dice-weight settings (zero weights dropped). */
@@ -84,10 +126,16 @@ export function bceDiceTerms(bceWeight: number, diceWeight: number): LossTerm[] 
  * The loss function (logits, target) -> scalar of the terms. `posWeight` is the run's BCE
  * positive weight, used by BCE and OHEM terms that do not give their own.
  */
-export function buildLoss(terms: LossTerm[], { posWeight }: { posWeight?: number } = {}): (logits: Tensor, target: Tensor) => Tensor {
+export function buildLoss(terms: LossTerm[], { posWeight, classes = 1 }: { posWeight?: number; classes?: number } = {}): (logits: Tensor, target: Tensor) => Tensor {
   if (terms.length === 0) throw new UserError('the loss has no terms (the BCE and Dice weights are both 0?)');
+  checkLossForClasses(terms, classes);
   const fns = terms.map((t): ((x: Tensor, y: Tensor) => Tensor) => {
     const p = t.params;
+    // Multi-class: logits [B, C, H, W] against one-hot targets of the same shape.
+    if (classes >= 2) {
+      if (t.name === 'ce') return (x, y) => softmaxCrossEntropy(x, y, { weights: t.classWeights });
+      return (x, y) => softmaxDiceLoss(x, y, { smooth: p.smooth ?? 1 });
+    }
     switch (t.name) {
       case 'bce': return (x, y) => F.bceWithLogits(x, y, { posWeight: p['pos-weight'] ?? posWeight });
       case 'dice': return (x, y) => F.diceLoss(x, y, { smooth: p.smooth });
@@ -110,7 +158,7 @@ export function buildLoss(terms: LossTerm[], { posWeight }: { posWeight?: number
 /** A spec string for logs, e.g. '0.5*bce:pos-weight=3+dice'. */
 export function formatLossTerms(terms: LossTerm[]): string {
   return terms.map((t) => {
-    const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(',');
+    const params = [...Object.entries(t.params).map(([k, v]) => `${k}=${v}`), ...(t.classWeights ? [`weights=${t.classWeights.join('/')}`] : [])].join(',');
     return `${t.weight !== 1 ? `${t.weight}*` : ''}${t.name}${params ? `:${params}` : ''}`;
   }).join('+');
 }

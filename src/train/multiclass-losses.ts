@@ -2,7 +2,7 @@
  * Multi-class losses on logits [N, C, H, W] against one-hot targets of the same shape
  * (src/data/multiclass.ts oneHot), composed from existing ops (softmax over the class axis).
  */
-import { Tensor } from '../tensor';
+import { Tensor, tensor } from '../tensor';
 import * as F from '../nn/functional';
 
 function checkPair(logits: Tensor, target: Tensor, what: string): void {
@@ -11,10 +11,21 @@ function checkPair(logits: Tensor, target: Tensor, what: string): void {
   if (target.shape.join(',') !== logits.shape.join(',')) throw new Error(`${what}: one-hot target [${target.shape.join(', ')}] must have the logits' shape [${logits.shape.join(', ')}]`);
 }
 
-/** Mean over pixels of -sum_c t_c log softmax(x)_c. */
-export function softmaxCrossEntropy(logits: Tensor, target: Tensor): Tensor {
+/**
+ * Mean over pixels of -sum_c t_c log softmax(x)_c. With `weights` (one per class), PyTorch's
+ * weighted mean: sum over pixels of w_y * (-log p_y) divided by the sum of w_y, y the pixel's class
+ * (so the loss stays on the scale of the unweighted one whatever the weights' scale).
+ */
+export function softmaxCrossEntropy(logits: Tensor, target: Tensor, { weights }: { weights?: readonly number[] } = {}): Tensor {
   checkPair(logits, target, 'softmaxCrossEntropy');
-  return F.mean(F.sum(F.mul(F.logSoftmax(logits, 1), target), 1)).mul(-1);
+  if (weights === undefined) return F.mean(F.sum(F.mul(F.logSoftmax(logits, 1), target), 1)).mul(-1);
+  const C = logits.shape[1];
+  if (weights.length !== C || !weights.every((w) => Number.isFinite(w) && w >= 0)) throw new Error(`softmaxCrossEntropy: weights must be ${C} non-negative numbers (one per class), got [${weights.join(', ')}]`);
+  const w = tensor(Float64Array.from(weights), [1, C, 1, 1], { dtype: logits.dtype, device: logits.device });
+  const wt = F.mul(target, w);
+  const den = F.sum(wt);
+  if (!(den.item() > 0)) throw new Error('softmaxCrossEntropy: every pixel of the batch belongs to a class of weight 0');
+  return F.div(F.sum(F.mul(F.logSoftmax(logits, 1), wt)), den).mul(-1);
 }
 
 /**

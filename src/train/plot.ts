@@ -160,3 +160,33 @@ export function overlay(image: Float32Array, channels: number, h: number, w: num
   for (let i = 0; i < n; i++) if (edge(pred, i)) cv.set(i % w, (i / w) | 0, [1, 0.1, 0.1]);
   return cv;
 }
+
+/** Colours of the classes 1, 2, ... in class overlays (class k uses entry (k - 1) mod length). */
+export const CLASS_COLOURS: [number, number, number][] = [[1, 0.15, 0.15], [0.15, 0.45, 1], [1, 0.85, 0.1], [0.85, 0.2, 1], [0.1, 0.9, 0.9], [1, 0.55, 0.1]];
+
+/**
+ * A multi-class overlay: the grey image with each predicted foreground class filled in its colour
+ * (CLASS_COLOURS, 30 %) and outlined, and the truth's class borders (when given) in green.
+ */
+export function overlayClasses(image: Float32Array, channels: number, h: number, w: number, pred: Uint8Array, truth?: Uint8Array): Canvas {
+  const cv = new Canvas(w, h);
+  const n = h * w;
+  for (let i = 0; i < n; i++) {
+    let g = 0;
+    for (let c = 0; c < channels; c++) g += image[c * n + i];
+    g /= channels;
+    for (let c = 0; c < 3; c++) cv.data[c * n + i] = g;
+  }
+  // A foreground pixel on the image border or next to a pixel of another class.
+  const edge = (m: Uint8Array, i: number) => {
+    const v = m[i];
+    if (!v) return false;
+    const y = (i / w) | 0, x = i % w;
+    return y === 0 || x === 0 || y === h - 1 || x === w - 1 || m[i - 1] !== v || m[i + 1] !== v || m[i - w] !== v || m[i + w] !== v;
+  };
+  const colour = (k: number) => CLASS_COLOURS[(k - 1) % CLASS_COLOURS.length];
+  for (let i = 0; i < n; i++) if (pred[i]) cv.set(i % w, (i / w) | 0, colour(pred[i]), 0.3);
+  if (truth) for (let i = 0; i < n; i++) if (edge(truth, i)) cv.set(i % w, (i / w) | 0, [0.1, 1, 0.1]);
+  for (let i = 0; i < n; i++) if (edge(pred, i)) cv.set(i % w, (i / w) | 0, colour(pred[i]));
+  return cv;
+}
