@@ -352,6 +352,23 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// resetPeakMemory(backend): the peak restarts from the bytes in use now.
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
+  if (backend_available(be)) allocator(be).reset_peak();
+  return info.Env().Undefined();
+}
+
+// setCacheLimit(backend, bytes): cached blocks above `bytes` are freed (negative: no limit).
+Napi::Value SetCacheLimit(const Napi::CallbackInfo& info) {
+  const int b = info[0].As<Napi::Number>().Int32Value();
+  const double bytes = info[1].As<Napi::Number>().DoubleValue();
+  const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
+  if (backend_available(be)) allocator(be).set_cache_limit(bytes < 0 ? SIZE_MAX : static_cast<size_t>(bytes));
+  return info.Env().Undefined();
+}
+
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   const int b = info[0].As<Napi::Number>().Int32Value();
   const Backend be = static_cast<Backend>(b == 1 ? 1 : 0);
@@ -386,6 +403,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("memory", Napi::Function::New(env, Memory));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory));
+  exports.Set("setCacheLimit", Napi::Function::New(env, SetCacheLimit));
   exports.Set("mallocInUse", Napi::Function::New(env, MallocInUse));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));

@@ -22,6 +22,8 @@ export interface NativeAddon {
   backendInfo(backend: number): { available: boolean; emulated: boolean; deviceCount: number; deviceName: string; reason: string };
   memory(backend: number): { storages?: number; bytesInUse?: number; bytesCached?: number; peakBytesInUse?: number };
   emptyCache(backend: number): void;
+  resetPeakMemory(backend: number): void;
+  setCacheLimit(backend: number, bytes: number): void;
   synchronize(backend: number): void;
   setNumThreads(n: number): void;
   numThreads(): number;

@@ -69,7 +69,7 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
   }
   void* p = mem_->raw_alloc(sz);
   if (!p) {
-    empty_cache();  // give cached blocks back and try once more before failing
+    empty_cache();  // under pressure: give every cached block back and try once more
     p = mem_->raw_alloc(sz);
     if (!p) throw KernelError("out of memory allocating " + std::to_string(bytes) + " bytes");
   }
@@ -86,6 +86,28 @@ void CachingAllocator::free(void* p, size_t block_bytes) {
   stats_.bytes_in_use -= block_bytes;
   stats_.bytes_cached += block_bytes;
   stats_.live_storages--;
+  if (static_cast<size_t>(stats_.bytes_cached) > cache_limit_) trim_locked(cache_limit_);
+}
+
+void CachingAllocator::trim_locked(size_t limit) {
+  for (auto it = free_.rbegin(); it != free_.rend() && static_cast<size_t>(stats_.bytes_cached) > limit; ++it) {
+    while (!it->second.empty() && static_cast<size_t>(stats_.bytes_cached) > limit) {
+      mem_->raw_free(it->second.back());
+      it->second.pop_back();
+      stats_.bytes_cached -= it->first;
+    }
+  }
+}
+
+void CachingAllocator::set_cache_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lk(m_);
+  cache_limit_ = bytes;
+  trim_locked(bytes);
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lk(m_);
+  stats_.peak_bytes_in_use = stats_.bytes_in_use;
 }
 
 void CachingAllocator::empty_cache() {

@@ -47,6 +47,9 @@ class CachingAllocator {
   void free(void* p, size_t block_bytes);
   void empty_cache();
   MemoryStats stats();
+  void reset_peak();
+  // Cached (freed, kept for reuse) bytes above this are given back at once, largest blocks first.
+  void set_cache_limit(size_t bytes);
   DeviceMemory* memory() { return mem_; }
 
  private:
@@ -54,6 +57,8 @@ class CachingAllocator {
   DeviceMemory* mem_;
   std::mutex m_;
   std::map<size_t, std::vector<void*>> free_;  // by block size, for best fit
+  size_t cache_limit_ = SIZE_MAX;
+  void trim_locked(size_t limit);
   MemoryStats stats_;
 };
 

@@ -179,6 +179,8 @@ function trainOptions(cmd: Command): Command {
       "resolution, each against the mask downsampled to its size by nearest sampling, weighted nnU-Net's way (1/2^i, the 1/16 head zeroed, normalised: 8/15, 4/15, 2/15, 1/15, 0); " +
       'validation, evaluate and predict use the full-resolution head only. Kept in the run state and the checkpoints')
     .option('--resize-masks', 'stretch a mask whose size differs from its image (default: an error naming both files)')
+    .option('--activation-checkpointing', "keep only each model stage's input for backward and recompute the stage there (less training memory, " +
+      'about one extra forward per step, same results)')
     .option('--overlays <n>', 'validation overlays to draw at the end', int('--overlays'))
     .option('--no-progress', 'no progress bar')
     .option('--quiet', 'no per-epoch lines');
@@ -224,6 +226,7 @@ function toFitOptions(o: Record<string, unknown>): FitOptions {
     syntheticCount: o.syntheticCount as number | undefined,
     resume: o.resume as string | undefined,
     hd95: o.hd95 as boolean | undefined,
+    activationCheckpointing: o.activationCheckpointing as boolean | undefined,
     resizeMasks: o.resizeMasks as boolean | undefined,
     overlays: o.overlays as number | undefined,
     progress: o.progress === false ? false : undefined,
@@ -246,6 +249,7 @@ export function buildProgram(): Command {
     .option('--encoder <ckpt>', 'pretrained autoencoder checkpoint (nexnet-ssl)')
     .option('--freeze-encoder', 'freeze the pretrained autoencoder (nexnet-ssl)')
     .option('--upkern <ckpt>', 'UpKern: start from a trained checkpoint of the same network with smaller kernels (e.g. mednext-s k3 for --model-opts \'{"kernelSize":5}\'); kernels resampled bilinearly, the rest copied')
+    .option('--loss <spec>', LOSS_HELP, parseLoss)
     .option('--init-weights <file>', 'start from these weights: a PyTorch checkpoint (.pth/.pt, torch.save; read without Python by a restricted unpickler that ' +
       'accepts tensors and dicts only) or a .safetensors file; loaded strictly (every entry of the model, nothing else); not applied on --resume')
     .option('--init-key <key>', "with --init-weights FILE.pth: the checkpoint's entry holding the state dict (default: the file itself when it is one, else the first of " +

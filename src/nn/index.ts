@@ -3,3 +3,4 @@ export type { LoadReport } from './module';
 export * from './layers';
 export * as init from './init';
 export * as F from './functional';
+export { checkpoint, checkpointed, checkpointModules, isRecomputing } from './checkpoint';

@@ -6,7 +6,7 @@ export type { Device } from './device';
 export { cuda, availableDevices } from './device';
 export * from './create';
 export { manualSeed, Generator, defaultGenerator } from './random';
-export { memory, emptyCache } from './storage';
+export { memory, emptyCache, resetPeakMemory, setCacheLimit } from './storage';
 export type { MemoryInfo } from './storage';
 export { keep } from './scope';
 export { opTable, defineOp, apply, apply1, applyInto, timeOp, observeOps } from './op';

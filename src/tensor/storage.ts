@@ -98,3 +98,28 @@ export function emptyCache(): void {
   native.emptyCache(0);
   if (native.backendInfo(1).available) native.emptyCache(1);
 }
+
+/** Restarts the allocators' peakBytesInUse (sc.memory()) from the bytes in use now. */
+export function resetPeakMemory(): void {
+  native.resetPeakMemory(0);
+  if (native.backendInfo(1).available) native.resetPeakMemory(1);
+}
+
+/**
+ * Bounds what the allocators keep cached for reuse (freed blocks): above `bytes`, blocks are
+ * given back to the system (or the GPU driver) at once, largest first. null: no bound (the
+ * default; a training loop then reuses the same blocks every step without new page faults).
+ * Also set by the environment variable SCALPEL_CACHE_LIMIT_MB at start-up.
+ */
+export function setCacheLimit(bytes: number | null): void {
+  if (bytes !== null && !(Number.isFinite(bytes) && bytes >= 0)) throw new Error(`setCacheLimit: expected a number of bytes >= 0 or null, got ${bytes}`);
+  native.setCacheLimit(0, bytes ?? -1);
+  if (native.backendInfo(1).available) native.setCacheLimit(1, bytes ?? -1);
+}
+
+const envLimit = process.env.SCALPEL_CACHE_LIMIT_MB;
+if (envLimit !== undefined && envLimit !== '') {
+  const mb = Number(envLimit);
+  if (!(Number.isFinite(mb) && mb >= 0)) throw new Error(`SCALPEL_CACHE_LIMIT_MB must be a number of megabytes >= 0, got ${JSON.stringify(envLimit)}`);
+  setCacheLimit(mb * 2 ** 20);
+}

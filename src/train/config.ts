@@ -106,6 +106,12 @@ export interface TrainConfig {
   resume?: string;
   /** Compute HD95 during validation (slower). */
   hd95: boolean;
+  /**
+   * Activation checkpointing: each stage of the model (its direct children with parameters)
+   * keeps only its input for backward and is recomputed there; less memory, about one more
+   * forward per step. Results are the same as without.
+   */
+  activationCheckpointing: boolean;
   /** Stretch masks whose size differs from their image's (default: that is an error). */
   resizeMasks: boolean;
   /** Number of validation images to draw prediction overlays for. */
@@ -194,6 +200,7 @@ export function defaultConfig(): TrainConfig {
     workers: 1,
     device: 'cpu',
     hd95: false,
+    activationCheckpointing: false,
     deepSupervision: false,
     resizeMasks: false,
     overlays: 4,
@@ -294,6 +301,7 @@ export function validateConfig(c: TrainConfig): void {
   }
   if (c.nesterov && !(c.momentum > 0)) throw new UserError('nesterov needs momentum > 0');
   if (typeof c.deepSupervision !== 'boolean') throw new UserError(`invalid deepSupervision: expected true or false, got ${JSON.stringify(c.deepSupervision)}`);
+  if (typeof c.activationCheckpointing !== 'boolean') throw new UserError(`invalid activationCheckpointing: expected true or false, got ${JSON.stringify(c.activationCheckpointing)}`);
   if (c.deepSupervision && !DEEP_SUPERVISION_MODELS.includes(c.model)) {
     throw new UserError(`--deep-supervision: model '${c.model}' has no deep-supervision heads (models with them: ${DEEP_SUPERVISION_MODELS.join(', ')})`);
   }

@@ -12,7 +12,7 @@ import * as cliProgress from 'cli-progress';
 import { Tensor, tensor, defaultGenerator, manualSeed } from '../tensor';
 import { noGrad } from '../autograd/engine';
 import * as F from '../nn/functional';
-import { Module } from '../nn';
+import { Module, checkpointModules } from '../nn';
 import { optimize as optimizeForInference } from '../nn/inference';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
@@ -365,6 +365,7 @@ async function fitLocked(
   if (cfg.upkern !== undefined && !resumed) initFromSmallerKernels(model, cfg, log);
   if (cfg.initWeights !== undefined && !resumed) initFromWeightsFile(model, cfg, log);
   if (cfg.device !== 'cpu') model.to(cfg.device);
+  if (cfg.activationCheckpointing) log(`activation checkpointing: ${checkpointModules(model).join(', ')}`);
   const params = model.parameters().filter((p) => p.requiresGrad);
   if (params.length === 0) throw new UserError(`model '${cfg.model}' has no trainable parameters`);
 

@@ -126,4 +126,15 @@ export const nn2Cases: OpCase[] = [
     run: ([a, b]) => sc.F.mseLoss(a, b, { reduction }),
     ref: ([a, b]) => N.reduceAll(R.zip(a, b, (x, y) => (x - y) ** 2), reduction),
   })),
+  {
+    // The recomputation in backward must give the plain composition's gradients for the input
+    // and for the parameter the function closes over (w is found by watching fn's ops).
+    name: 'checkpoint of gelu(x w) * x-sum', ops: ['checkpoint', 'bmm', 'unary', 'binary', 'reduce'],
+    inputs: [{ shape: [3, 4] }, { shape: [4, 5] }],
+    run: ([x, w]) => sc.checkpoint((a) => sc.F.gelu(a.matmul(w)).mul(a.sum(1, true)), x),
+    ref: ([x, w]) => {
+      const h = R.map(R.matmul(x, w), R.gelu), s = R.reduce(x, [1], true, 0, (acc, v) => acc + v);
+      return R.ref(h.shape.slice(), (i) => h.data[i] * s.data[Math.floor(i / 5)]);
+    },
+  },
 ];
