@@ -16,5 +16,5 @@ export { cat, stack, split, pad } from '../tensor/ops/concat';
 export type { PadMode } from '../tensor/ops/concat';
 export { batchNorm, layerNorm, groupNorm } from '../tensor/ops/norm';
 export type { BatchNormOptions } from '../tensor/ops/norm';
-export { dropout, dropout2d } from '../tensor/ops/dropout';
+export { dropout, dropout2d, dropPath } from '../tensor/ops/dropout';
 export type { DropoutOptions } from '../tensor/ops/dropout';

@@ -891,6 +891,8 @@ EXPECTED_PARAMS = {
     "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
     "attunet": 34878573, "unext": 1471921,
     "mednext-s": 5472034, "mednext-b": 10447426, "mednext-m": 17418242, "mednext-l": 61556386,
+    # 3 input channels, 1 class; at 150 classes (ADE20K): 3,752,694 / 13,715,798 / 27,461,974.
+    "segformer-b0": 3714401, "segformer-b1": 13677505, "segformer-b2": 27347393,
 }
 
 
