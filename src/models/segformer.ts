@@ -34,7 +34,7 @@ import { copyInto } from '../nn/module';
 import { normal } from '../nn/init';
 import { fill_ } from '../tensor/ops/elementwise';
 import { noGrad } from '../autograd/engine';
-import { BatchNorm2d, Conv2d, Dropout2d, LayerNorm, Lambda, Linear, ModuleList, ReLU } from '../nn/layers';
+import { BatchNorm2d, Conv2d, Dropout2d, GELU, LayerNorm, Lambda, Linear, ModuleList, ReLU } from '../nn/layers';
 
 export type SegFormerVariant = 'b0' | 'b1' | 'b2';
 
@@ -114,8 +114,9 @@ class DWConv extends Module {
     super();
     this.dwconv = this.add('dwconv', new Conv2d(c, c, 3, { padding: 1, groups: c }));
   }
+  /** Tokens [B, H*W, C] in, the convolved map [B, C, H, W] out. */
   forward(t: Tensor, h: number, w: number): Tensor {
-    return toTokens(this.dwconv.forward(toMap(t, h, w)));
+    return this.dwconv.forward(toMap(t, h, w));
   }
 }
 
@@ -123,15 +124,20 @@ class DWConv extends Module {
 class MixFFN extends Module {
   readonly fc1: Linear;
   readonly dwconv: DWConv;
+  readonly act: Lambda;
   readonly fc2: Linear;
   constructor(c: number, hidden: number) {
     super();
     this.fc1 = this.add('fc1', new Linear(c, hidden));
     this.dwconv = this.add('dwconv', new DWConv(hidden));
+    this.act = this.add('act', GELU());
     this.fc2 = this.add('fc2', new Linear(hidden, c));
   }
   forward(t: Tensor, h: number, w: number): Tensor {
-    return this.fc2.forward(F.gelu(this.dwconv.forward(this.fc1.forward(t), h, w)));
+    // GELU on the conv's (contiguous) map, before the tokens view: the same values, a contiguous
+    // elementwise pass, and sc.inference.optimize can run it in the conv's epilogue.
+    const m = this.act.forward(this.dwconv.forward(this.fc1.forward(t), h, w));
+    return this.fc2.forward(toTokens(m));
   }
 }
 
