@@ -390,6 +390,21 @@ describe('models: SegFormer', () => {
     assert.throws(() => sc.tidy(() => m.forward(sc.zeros([1, 1, 64, 64]))), /SegFormer: expected 3 input channels, got \[1, 1, 64, 64\]/);
     m.dispose();
   });
+  it('segformer-b0 at 512x512 with 150 classes: 8.39 GMAC, the paper\'s 8.4 G (ADE20K Table 1)', function () {
+    this.timeout(120000);
+    const m = sc.models.create('segformer-b0', { numClasses: 150 });
+    const s = sc.summary(m, [3, 512, 512]);
+    console.log(`      segformer-b0: ${s.totals.gmac.toFixed(3)} GMAC at 512, 150 classes`);
+    assert.ok(Math.abs(s.totals.gmac - 8.4) <= 0.01 * 8.4, `GMAC ${s.totals.gmac}`);
+    // The attention module's own row is the fused op (q k^T and P v): stage 1 at 512 has 128*128
+    // queries, 16*16 keys, d = 32; with its children: q and proj on the full map, the 8x8 stride-8
+    // reduction conv, kv on the reduced map.
+    const attn = s.rows.find((r) => r.path === 'backbone.block1.0.attn')!;
+    assert.equal(attn.macs, 128 * 128 * 256 * (32 + 32));
+    const children = 128 * 128 * 32 * 32 * 2 + 16 * 16 * 32 * (32 * 64) + 16 * 16 * 32 * 64;
+    assert.equal(attn.totalMacs, attn.macs + children);
+    m.dispose();
+  });
   it('drop path and decoder dropout act in training only; eval is deterministic', function () {
     this.timeout(60000);
     sc.manualSeed(3);
