@@ -21,6 +21,7 @@
 #include "cuda/compat.cuh"
 #include "cuda/common.cuh"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -303,6 +304,8 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
   const T scale = (T)at.num("scale");
   const T *q = in[0].ptr<T>(), *k = in[1].ptr<T>(), *v = in[2].ptr<T>(), *o = in[3].ptr<T>();
   const T *lse = in[4].ptr<T>(), *go = in[5].ptr<T>();
+  if (BH * ((std::max(g.Lq, g.Lk) + kRows - 1) / kRows) > 0x7fffffff)
+    throw KernelError("scaled_dot_product_attention_backward: too many rows for one launch");
   cu::Scratch delta(sizeof(T) * (size_t)(BH * g.Lq));
   if (g.Lq > 0) {
     Geo g1 = g;
