@@ -131,6 +131,28 @@ describe('scaledDotProductAttention', () => {
   }));
 });
 
+describe('dropPath', () => {
+  it('drops whole samples with probability p and scales the kept ones by 1/(1-p); identity in eval', () => sc.tidy(() => {
+    const x = sc.ones([64, 3, 5], { requiresGrad: true });
+    const y = F.dropPath(x, 0.25, true, { seed: 7 });
+    const v = y.toArray() as Float32Array;
+    let kept = 0;
+    for (let n = 0; n < 64; n++) {
+      const s = v.subarray(n * 15, (n + 1) * 15);
+      assert.ok(s.every((e) => e === 0) || s.every((e) => Math.abs(e - 1 / 0.75) < 1e-6), `sample ${n} is not all dropped or all kept`);
+      if (s[0] !== 0) kept++;
+    }
+    assert.ok(kept > 32 && kept < 64, `kept ${kept} of 64`);
+    // The gradient goes through the same per-sample mask.
+    y.sum().backward();
+    const g = x.grad!.toArray() as Float32Array;
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - v[i]) < 1e-6);
+    const e = F.dropPath(x, 0.25, false);
+    assert.deepEqual(Array.from(e.toArray() as Float32Array), Array.from(x.toArray() as Float32Array));
+    assert.throws(() => F.dropPath(x, 1), /dropPath: p must be in \[0, 1\), got 1/);
+  }));
+});
+
 describe('masa', () => {
   const params = (C: number, seed: number) => {
     const [wq, bq, wk, bk, wv, bv] = [[C, C], [C], [C, C], [C], [C, C], [C]].map((s, i) => rand(s, seed + i).mul(0.5));
