@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as sc from '../src';
 import { conv2dOp, conv2dBackwardInputOp, conv2dBackwardWeightOp } from '../src/tensor/ops/conv';
 import { bmmOp } from '../src/tensor/ops/linalg';
-import { decayAttentionOp, decayAttentionBackwardOp } from '../src/tensor/ops/attention';
+import { decayAttentionOp, decayAttentionBackwardOp, sdpaOp, sdpaBackwardOp } from '../src/tensor/ops/attention';
 import { tpenOp } from '../src/tensor/ops/tpen';
 import { softmaxOp, reduceOp } from '../src/tensor/ops/reduce';
 import { binaryOp, unaryOp } from '../src/tensor/ops/elementwise';
@@ -84,6 +84,16 @@ sc.tidy(() => {
   const attAttrs = { gamma: 0.8, height: 1, width: L };
   time('decay_attention', `[${B}, ${L}, ${D}]`, decayAttentionOp as never, [q, k, v], attAttrs, 4 * B * L * L * D);
   time('decay_attention_backward', `[${B}, ${L}, ${D}]`, decayAttentionBackwardOp as never, [q, k, v, r([B, L, D])], attAttrs, 8 * B * L * L * D);
+  // Scaled dot-product attention (the backward gets a log-sum-exp near its true size, log Lk,
+  // so no exponential overflows): SegFormer-B0 stage 1 at 256 px, batch 8 (4096 queries, 64
+  // reduced keys, d 32) and a ViT-B/16-like block at 224 px (196 tokens, 12 heads, d 64).
+  for (const [B2, Hh, Lq, Lk, Dh] of [[8, 1, 4096, 64, 32], [8, 12, 196, 196, 64]]) {
+    const sq = r([B2, Hh, Lq, Dh]), sk = r([B2, Hh, Lk, Dh]), sv = r([B2, Hh, Lk, Dh]);
+    const flops = 4 * B2 * Hh * Lq * Lk * Dh;
+    const label = `q [${B2}, ${Hh}, ${Lq}, ${Dh}], k/v L ${Lk}`;
+    time('scaled_dot_product_attention', label, sdpaOp as never, [sq, sk, sv], { scale: 1 / Math.sqrt(Dh) }, flops);
+    time('scaled_dot_product_attention_backward', label, sdpaBackwardOp as never, [sq, sk, sv, r([B2, Hh, Lq, Dh]), r([B2, Hh, Lq]).add(Math.log(Lk)), r([B2, Hh, Lq, Dh])], { scale: 1 / Math.sqrt(Dh) }, 2.5 * flops);
+  }
   time('tpen', '[8, 32, 224, 224] order 3', tpenOp as never, [r([8, 32, 224, 224]), r([3, 32])], {}, null, 3 * 8 * 32 * 224 * 224 * 4);
   const big = r([8, 64, 256, 256]);
   time('unary gelu', '[8, 64, 256, 256]', unaryOp as never, [big], { op: 'gelu' }, null);

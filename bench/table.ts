@@ -12,9 +12,13 @@ const anySc: any = sc;
 const threads = Number(arg('threads', String(sc.getNumThreads())));
 sc.setNumThreads(threads);
 const runs = Number(arg('runs', '5'));
-const MODELS: [string, string, number][] = [
+// [name, label, input size, create options (default: 3 channels, 1 class)]
+const MODELS: [string, string, number, Record<string, unknown>?][] = [
   ['unet', 'UNet', 256], ['unetpp', 'UNet++', 256], ['attunet', 'Attention U-Net', 256], ['unext', 'UNeXt', 256], ['cmunext-s', 'CMUNeXt-S', 256], ['cmunext', 'CMUNeXt', 256], ['cmunext-l', 'CMUNeXt-L', 256],
   ['nexnet', 'NExNet Seg (no SSL)', 224], ['nexnet-ssl', 'NExNet Seg (SSL, AE attached)', 224],
+  // SegFormer as its paper's Table 1 counts it: ADE20K, 150 classes, 512x512.
+  ['segformer-b0', 'SegFormer-B0 (150 classes)', 512, { numClasses: 150 }], ['segformer-b1', 'SegFormer-B1 (150 classes)', 512, { numClasses: 150 }],
+  ['segformer-b2', 'SegFormer-B2 (150 classes)', 512, { numClasses: 150 }],
 ];
 const selected = arg('models')?.split(',');
 
@@ -27,6 +31,10 @@ const PAPER: Record<string, { params?: number; gflops?: number; time?: string; s
   // The CMUNeXt benchmark's BUSI table at 256 (as issue 10 quotes it; "GFLOPs" there are GMACs).
   attunet: { params: 34.87, gflops: 66.63, source: 'CMUNeXt benchmark (BUSI table)' },
   unext: { params: 1.47, gflops: 0.58, source: 'UNeXt paper / CMUNeXt benchmark' },
+  // SegFormer Table 1 (ADE20K, 512x512; its "Flops" are MACs as counted by mmcv).
+  'segformer-b0': { params: 3.8, gflops: 8.4, source: 'SegFormer Table 1 (ADE20K 512x512)' },
+  'segformer-b1': { params: 13.7, gflops: 15.9, source: 'SegFormer Table 1 (ADE20K 512x512)' },
+  'segformer-b2': { params: 27.5, gflops: 62.4, source: 'SegFormer Table 1 (ADE20K 512x512)' },
 };
 
 function summarize(model: any, shape: number[]): { params: number; gmac: number; via: string } {
@@ -58,12 +66,12 @@ function main() {
   console.log(`efficiency table: devices ${devices.join(', ')}, ${threads} CPU thread(s), loadavg ${loadavg().join(' ')}`);
   if (!anySc.models?.create) console.log('sc.models.create is not in this build (branch models not merged yet): scalpel columns are empty');
   const rows: any[] = [];
-  for (const [name, label, s] of MODELS) {
+  for (const [name, label, s, opts] of MODELS) {
     if (selected && !selected.includes(name)) continue;
     const row: any = { model: name, label, size: s, paper: PAPER[name] ?? null, times: {} as Record<string, number | null> };
     try {
       if (!anySc.models?.create) throw new Error('no sc.models');
-      const model = anySc.models.create(name);
+      const model = anySc.models.create(name, opts ?? {});
       model.eval();
       const sm = summarize(model, [1, 3, s, s]);
       row.params = sm.params;

@@ -33,6 +33,17 @@ describe('cli', function () {
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+  it('train --model segformer-b0 for 1 epoch at 32 px, then evaluate the rebuilt checkpoint', () => {
+    const segRun = path.join(tmp, 'segformer');
+    const t = scalpel('train', '--model', 'segformer-b0', '--data', data, '--size', '32', '--epochs', '1', '--batch', '4', '--workers', '0', '--out', segRun, '--no-progress');
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout, /training segformer-b0 \(3\.714 M params\)/);
+    assert.match(t.stdout, /epoch 1\/1 .*val dice/);
+    const e = scalpel('evaluate', '--checkpoint', segRun, '--data', data, '--split', 'val', '--json', path.join(tmp, 'seg-eval.json'));
+    assert.equal(e.code, 0, e.stderr);
+    assert.ok(JSON.parse(fs.readFileSync(path.join(tmp, 'seg-eval.json'), 'utf8')).count > 0);
+  });
+
   it('train 1 epoch, then evaluate and predict with the checkpoint', () => {
     const t = scalpel('train', '--model', 'tiny', '--model-opts', '{"width":4}', '--data', data, '--size', '32', '--epochs', '1', '--batch', '4', '--workers', '0', '--out', run, '--no-progress');
     assert.equal(t.code, 0, t.stderr);

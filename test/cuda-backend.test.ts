@@ -49,6 +49,14 @@ describe('cuda backend', function () {
     assert.deepEqual(missing, [], `kernels registered on cpu but not on cuda: ${missing.join(', ')}`);
   });
 
+  it('scaledDotProductAttention names mixed devices', () => {
+    sc.tidy(() => {
+      const q = sc.randn([1, 1, 4, 2]);
+      assert.throws(() => sc.F.scaledDotProductAttention(q, q.to('cuda'), q), /q is on cpu but k is on cuda; move them to one device/);
+      assert.throws(() => sc.F.scaledDotProductAttention(q.to('cuda'), q.to('cuda'), q), /q is on cuda but v is on cpu/);
+    });
+  });
+
   it('to(cuda) and back round-trips values, dtypes and strided views', () => {
     sc.tidy(() => {
       const vals = Float32Array.from({ length: 24 }, (_, i) => i * 0.5 - 3);

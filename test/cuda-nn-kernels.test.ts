@@ -165,6 +165,39 @@ describe('NN CUDA kernels vs CPU (native addon)', function () {
         });
       }
 
+      // Scaled dot-product attention: Lq != Lk, D != Dv, a feature size over one warp, key
+      // counts over several 32-row tiles, and a head dim whose tiles must shrink to fit shared memory.
+      const sdpaCases: Array<{ B: number; H: number; Lq: number; Lk: number; D: number; Dv: number }> = [
+        { B: 2, H: 3, Lq: 7, Lk: 5, D: 4, Dv: 6 },
+        { B: 1, H: 2, Lq: 70, Lk: 33, D: 33, Dv: 8 },
+        { B: 1, H: 1, Lq: 1, Lk: 1, D: 3, Dv: 2 },
+        { B: 2, H: 1, Lq: 64, Lk: 16, D: 32, Dv: 32 },   // SegFormer-B0 stage-1 shape, scaled down
+        { B: 1, H: 1, Lq: 5, Lk: 40, D: 200, Dv: 150 },  // tiles of fewer than 32 rows
+      ];
+      const sdpaIns = (c: typeof sdpaCases[number], seed: number) => {
+        const [qs, ks, vs] = [[c.B, c.H, c.Lq, c.D], [c.B, c.H, c.Lk, c.D], [c.B, c.H, c.Lk, c.Dv]];
+        return [qs, ks, vs].map((shape, i) => ({ data: rand(numel(shape), dt, seed + i, -2, 2), shape }));
+      };
+      it('scaled_dot_product_attention forward (output and row log-sum-exp)', function () {
+        for (const c of sdpaCases) {
+          compare('scaled_dot_product_attention', dt, sdpaIns(c, 41), [{ shape: [c.B, c.H, c.Lq, c.Dv] }, { shape: [c.B, c.H, c.Lq] }], { scale: 1 / Math.sqrt(c.D) });
+        }
+      });
+      it('scaled_dot_product_attention backward', function () {
+        // With one key, dq and dk are exactly zero (P = 1, dS = dO.v - dO.o = 0) and both
+        // backends return rounding noise there, which a relative comparison cannot judge.
+        for (const c of sdpaCases.filter((x) => x.Lk > 1)) {
+          const ins = sdpaIns(c, 51);
+          const attrs = { scale: 0.8 / Math.sqrt(c.D) };
+          // The backward reads the forward's output and log-sum-exp: take them from the CPU.
+          const [o, lse] = runOn(CPU, 'scaled_dot_product_attention', dt, ins, [{ shape: [c.B, c.H, c.Lq, c.Dv] }, { shape: [c.B, c.H, c.Lq] }], attrs) as Arr[];
+          compare('scaled_dot_product_attention_backward', dt,
+            [...ins, { data: o, shape: [c.B, c.H, c.Lq, c.Dv] }, { data: lse, shape: [c.B, c.H, c.Lq] },
+              { data: rand(c.B * c.H * c.Lq * c.Dv, dt, 59), shape: [c.B, c.H, c.Lq, c.Dv] }],
+            [{ shape: ins[0].shape }, { shape: ins[1].shape }, { shape: ins[2].shape }], attrs);
+        }
+      });
+
       const tpenCases = [
         { N: 2, C: 3, H: 5, W: 7, K: 3 },
         { N: 1, C: 5, H: 9, W: 11, K: 6 },

@@ -17,6 +17,9 @@ const EXPECTED: Record<string, number> = {
   unext: 1471921,
   // MedNeXt 2-D at kernel 3, counted from the authors' code: issue 10 quotes 5.47/10.45/17.42/61.56 M.
   'mednext-s': 5472034, 'mednext-b': 10447426, 'mednext-m': 17418242, 'mednext-l': 61556386,
+  // SegFormer at 3 input channels and 1 class (the paper's 3.8 / 13.7 / 27.5 M are for 150 classes:
+  // see 'models: SegFormer' below).
+  'segformer-b0': 3714401, 'segformer-b1': 13677505, 'segformer-b2': 27347393,
 };
 
 /** Parses a "name [d0, d1, ...]" state-dict list (lines starting with '#' are comments). */
@@ -89,7 +92,7 @@ const relClose = (a: number, b: number, tol: number, what: string) =>
 describe('models: registry', () => {
   it('lists every model with a description and default input size', () => {
     const names = sc.models.list().map((m) => m.name);
-    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
+    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l', 'cmunext-s', 'cmunext', 'cmunext-l', 'segformer-b0', 'segformer-b1', 'segformer-b2', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
     for (const m of sc.models.list()) {
       assert.ok(m.description.length > 10);
       assert.equal(m.inputSize.length, 3);
@@ -193,7 +196,7 @@ describe('models: parameter counts and state-dict names', () => {
 });
 
 describe('models: PyTorch fixtures (det_init, eval)', () => {
-  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext'], ['mednext-s', 'mednext_s']];
+  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext'], ['mednext-s', 'mednext_s'], ['segformer-b0', 'segformer_b0']];
   for (const [name, file] of cases) {
     const fx = path.join(FIX, `${file}_forward.json`);
     it(`${name}: logits match ${file}_forward.json (1e-4 relative, or as close to float64 as PyTorch float32)`, function () {
@@ -358,6 +361,81 @@ describe('models: forward + backward at small sizes', () => {
   });
 });
 
+describe('models: SegFormer', () => {
+  // tools/pytorch/models.py SegFormer at 150 classes (ADE20K); the paper rounds these to 3.8 / 13.7 / 27.5 M.
+  const at150: Record<string, number> = { 'segformer-b0': 3752694, 'segformer-b1': 13715798, 'segformer-b2': 27461974 };
+  for (const [name, n] of Object.entries(at150)) {
+    it(`${name}: ${n.toLocaleString('en-US')} parameters at 150 classes, only the prediction layer changes`, () => {
+      const m = sc.models.create(name, { numClasses: 150 });
+      try {
+        assert.equal(m.numParameters(), n);
+        const want = readParamsList(path.join(FIX, 'params', `${name}.params.txt`)).entries.map(([k, shape]): [string, number[]] =>
+          [k, k === 'decode_head.linear_pred.weight' ? [150, ...shape.slice(1)] : k === 'decode_head.linear_pred.bias' ? [150] : shape]);
+        assert.deepEqual(stateList(m), want);
+      } finally {
+        m.dispose();
+      }
+    });
+  }
+  it('names the authors\' modules: spatial-reduction attention, Mix-FFN, decoder', () => {
+    const m = sc.models.create('segformer-b0');
+    const names = Object.keys(m.stateDict());
+    for (const k of ['backbone.patch_embed1.proj.weight', 'backbone.block1.0.attn.q.weight', 'backbone.block1.0.attn.kv.weight',
+      'backbone.block1.0.attn.sr.weight', 'backbone.block1.0.attn.norm.bias', 'backbone.block1.1.mlp.dwconv.dwconv.weight',
+      'backbone.norm4.weight', 'decode_head.linear_c4.proj.weight', 'decode_head.linear_fuse.conv.weight',
+      'decode_head.linear_fuse.bn.running_var', 'decode_head.linear_pred.weight']) assert.ok(names.includes(k), k);
+    // Stage 4 (ratio 1) has no reduction conv; the fuse conv has no bias.
+    assert.ok(!names.includes('backbone.block4.0.attn.sr.weight') && !names.includes('decode_head.linear_fuse.conv.bias'));
+    assert.deepEqual(m.stateDict()['backbone.block1.0.attn.sr.weight'].shape, [32, 32, 8, 8]);
+    assert.deepEqual(m.stateDict()['decode_head.linear_fuse.conv.weight'].shape, [256, 1024, 1, 1]);
+    m.dispose();
+  });
+  it('rejects H or W not a multiple of 32 and a wrong channel count, naming the shape', () => {
+    const m = sc.models.create('segformer-b0');
+    assert.throws(() => sc.tidy(() => m.forward(sc.zeros([1, 3, 48, 64]))), /SegFormer: expected an input \[N, C, H, W\] with H and W positive multiples of 32 \(the encoder's 1\/32 stage\), got \[1, 3, 48, 64\]/);
+    assert.throws(() => sc.tidy(() => m.forward(sc.zeros([1, 3, 64]))), /multiples of 32.*got \[1, 3, 64\]/);
+    assert.throws(() => sc.tidy(() => m.forward(sc.zeros([1, 1, 64, 64]))), /SegFormer: expected 3 input channels, got \[1, 1, 64, 64\]/);
+    m.dispose();
+  });
+  it('segformer-b0 at 512x512 with 150 classes: 8.39 GMAC, the paper\'s 8.4 G (ADE20K Table 1)', function () {
+    this.timeout(120000);
+    const m = sc.models.create('segformer-b0', { numClasses: 150 });
+    const s = sc.summary(m, [3, 512, 512]);
+    console.log(`      segformer-b0: ${s.totals.gmac.toFixed(3)} GMAC at 512, 150 classes`);
+    assert.ok(Math.abs(s.totals.gmac - 8.4) <= 0.01 * 8.4, `GMAC ${s.totals.gmac}`);
+    // The attention module's own row is the fused op (q k^T and P v): stage 1 at 512 has 128*128
+    // queries, 16*16 keys, d = 32; with its children: q and proj on the full map, the 8x8 stride-8
+    // reduction conv, kv on the reduced map.
+    const attn = s.rows.find((r) => r.path === 'backbone.block1.0.attn')!;
+    assert.equal(attn.macs, 128 * 128 * 256 * (32 + 32));
+    const children = 128 * 128 * 32 * 32 * 2 + 16 * 16 * 32 * (32 * 64) + 16 * 16 * 32 * 64;
+    assert.equal(attn.totalMacs, attn.macs + children);
+    m.dispose();
+  });
+  it('drop path and decoder dropout act in training only; eval is deterministic', function () {
+    this.timeout(60000);
+    sc.manualSeed(3);
+    const m = sc.models.create('segformer-b0');
+    const x = sc.rand([2, 3, 64, 64]);
+    sc.tidy(() => {
+      m.train();
+      // Each training forward draws new masks: the outputs differ.
+      const a = (m.forward(x) as sc.Tensor).toArray() as Float32Array;
+      const b = (m.forward(x) as sc.Tensor).toArray() as Float32Array;
+      assert.ok(a.some((v, i) => v !== b[i]), 'training forwards differ');
+      m.eval();
+      const c = sc.noGrad(() => (m.forward(x) as sc.Tensor).toArray() as Float32Array);
+      const d = sc.noGrad(() => (m.forward(x) as sc.Tensor).toArray() as Float32Array);
+      assert.deepEqual(Array.from(c), Array.from(d));
+    });
+    // The stochastic-depth rates rise linearly from 0 to 0.1 over the 8 blocks of B0.
+    const rates = (m as sc.models.SegFormer).backbone.blocks.flatMap((l) => l.items.map((b) => b.dropPathRate));
+    rates.forEach((r, i) => assert.ok(Math.abs(r - (0.1 * i) / 7) < 1e-12, `block ${i}: ${r}`));
+    x.dispose();
+    m.dispose();
+  });
+});
+
 function overfit(name: string, size: number, steps: number, lr: number): number {
   sc.manualSeed(0);
   const m = sc.models.create(name);
@@ -406,11 +484,11 @@ describe('models: overfitting two images', () => {
     console.log(`      cmunext-s: Dice ${dice.toFixed(4)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.ok(dice > 0.95, `Dice ${dice}`);
   });
-  for (const [name, size] of [['unet-bilinear', 64], ['unet', 64], ['unetpp', 64], ['cmunext', 64], ['nexnet', 64]] as [string, number][]) {
+  for (const [name, size] of [['unet-bilinear', 64], ['unet', 64], ['unetpp', 64], ['cmunext', 64], ['nexnet', 64], ['segformer-b0', 64]] as [string, number][]) {
     it(`${name} reaches Dice > 0.95 (SCALPEL_HEAVY_TESTS=1)`, function () {
       if (!HEAVY) this.skip();
       this.timeout(1800000);
-      const dice = overfit(name, size, 300, name.startsWith('nexnet') ? 1e-3 : 3e-3);
+      const dice = overfit(name, size, 300, name.startsWith('nexnet') || name.startsWith('segformer') ? 1e-3 : 3e-3);
       console.log(`      ${name}: Dice ${dice.toFixed(4)}`);
       assert.ok(dice > 0.95, `Dice ${dice}`);
     });

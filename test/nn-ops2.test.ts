@@ -76,6 +76,83 @@ describe('decay attention properties', () => {
   }));
 });
 
+describe('scaledDotProductAttention', () => {
+  it('equals softmax(q k^T * scale) v composed from matmul and softmax, at larger sizes, float32 vs float64', function () {
+    if (!hasBmm) this.skip();
+    sc.tidy(() => {
+      // [2, 3, 150, 16] queries against 40 keys, Dv 24: several query blocks of the CPU kernel.
+      const [q, k, v] = [[2, 3, 150, 16], [2, 3, 40, 16], [2, 3, 40, 24]].map((shape, i) => rand(shape, 20 + i));
+      const want = F.matmul(F.softmax(F.matmul(q, F.transpose(k, 2, 3)).mul(0.3), -1), v);
+      const got = F.scaledDotProductAttention(q, k, v, { scale: 0.3 });
+      assert.ok(maxAbsDiff(got, want) < 1e-12, `float64: max abs diff ${maxAbsDiff(got, want)}`);
+      const got32 = F.scaledDotProductAttention(q.to('float32'), k.to('float32'), v.to('float32'), { scale: 0.3 });
+      assert.ok(maxAbsDiff(got32.to('float64'), want) < 1e-5);
+      // The default scale is 1 / sqrt(D).
+      const def = F.scaledDotProductAttention(q, k, v);
+      const want2 = F.matmul(F.softmax(F.matmul(q, F.transpose(k, 2, 3)).mul(1 / 4), -1), v);
+      assert.ok(maxAbsDiff(def, want2) < 1e-12);
+    });
+  });
+
+  it('keeps only the row log-sum-exp for backward and gives the composite gradients', function () {
+    if (!hasBmm) this.skip();
+    sc.tidy(() => {
+      const mk = (shape: number[], seed: number) => rand(shape, seed, 'float64', true);
+      const [q, k, v] = [mk([1, 2, 9, 4], 31), mk([1, 2, 5, 4], 32), mk([1, 2, 5, 3], 33)];
+      const w = rand([1, 2, 9, 3], 34);
+      const y = F.scaledDotProductAttention(q, k, v);
+      // Saved for backward: the [B, H, Lq] log-sum-exp only (no [Lq, Lk] probabilities).
+      assert.deepEqual(Object.keys(y.gradFn!.saved), ['lse']);
+      assert.deepEqual((y.gradFn!.saved.lse as T).shape, [1, 2, 9]);
+      y.mul(w).sum().backward();
+      const fused = [q, k, v].map((t) => t.grad!.toArray().slice());
+      [q, k, v].forEach((t) => { t.grad = null; });
+      F.matmul(F.softmax(F.matmul(q, F.transpose(k, 2, 3)).mul(0.5), -1), v).mul(w).sum().backward();
+      [q, k, v].forEach((t, i) => {
+        const c = t.grad!.toArray();
+        for (let j = 0; j < c.length; j++) assert.ok(Math.abs(Number(c[j]) - Number(fused[i][j])) < 1e-12, `input ${i} [${j}]`);
+      });
+    });
+  });
+
+  it('names bad shapes, dtypes and scales', () => sc.tidy(() => {
+    const q = rand([1, 2, 6, 4], 1);
+    const k = rand([1, 2, 3, 4], 2);
+    const v = rand([1, 2, 3, 5], 3);
+    assert.throws(() => F.scaledDotProductAttention(rand([2, 6, 4], 1), k, v), /q must be 4-D \[B, H, L, D\], got q \[2, ?6, ?4\]/);
+    assert.throws(() => F.scaledDotProductAttention(q, rand([1, 2, 3, 5], 2), v), /k must be \[B, H, Lk, D\] = \[1, 2, Lk, 4\] for q \[1, ?2, ?6, ?4\], got k \[1, ?2, ?3, ?5\]/);
+    assert.throws(() => F.scaledDotProductAttention(q, rand([1, 3, 3, 4], 2), v), /k must be \[B, H, Lk, D\]/);
+    assert.throws(() => F.scaledDotProductAttention(q, k, rand([1, 2, 4, 5], 3)), /v must be \[B, H, Lk, Dv\] = \[1, 2, 3, Dv\] for k \[1, ?2, ?3, ?4\], got v \[1, ?2, ?4, ?5\]/);
+    assert.throws(() => F.scaledDotProductAttention(q, k.to('float32'), v), /dtypes differ \(q float64, k float32\)/);
+    assert.throws(() => F.scaledDotProductAttention(q.to('int32'), k, v), /expected float32 or float64 tensors, got q int32/);
+    assert.throws(() => F.scaledDotProductAttention(q, rand([1, 2, 0, 4], 2), rand([1, 2, 0, 5], 3)), /at least one key \(Lk >= 1\)/);
+    assert.throws(() => F.scaledDotProductAttention(q, k, v, { scale: NaN }), /scale must be a finite number, got NaN/);
+    assert.throws(() => F.scaledDotProductAttention(q, null as unknown as T, v), /k must be a Tensor, got null/);
+  }));
+});
+
+describe('dropPath', () => {
+  it('drops whole samples with probability p and scales the kept ones by 1/(1-p); identity in eval', () => sc.tidy(() => {
+    const x = sc.ones([64, 3, 5], { requiresGrad: true });
+    const y = F.dropPath(x, 0.25, true, { seed: 7 });
+    const v = y.toArray() as Float32Array;
+    let kept = 0;
+    for (let n = 0; n < 64; n++) {
+      const s = v.subarray(n * 15, (n + 1) * 15);
+      assert.ok(s.every((e) => e === 0) || s.every((e) => Math.abs(e - 1 / 0.75) < 1e-6), `sample ${n} is not all dropped or all kept`);
+      if (s[0] !== 0) kept++;
+    }
+    assert.ok(kept > 32 && kept < 64, `kept ${kept} of 64`);
+    // The gradient goes through the same per-sample mask.
+    y.sum().backward();
+    const g = x.grad!.toArray() as Float32Array;
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - v[i]) < 1e-6);
+    const e = F.dropPath(x, 0.25, false);
+    assert.deepEqual(Array.from(e.toArray() as Float32Array), Array.from(x.toArray() as Float32Array));
+    assert.throws(() => F.dropPath(x, 1), /dropPath: p must be in \[0, 1\), got 1/);
+  }));
+});
+
 describe('masa', () => {
   const params = (C: number, seed: number) => {
     const [wq, bq, wk, bk, wv, bv] = [[C, C], [C], [C, C], [C], [C, C], [C]].map((s, i) => rand(s, seed + i).mul(0.5));

@@ -114,7 +114,7 @@ describe('onnx export', function () {
     two.forward(x).forEach((h, i) => assert.ok(relDiff(out[`output_${i}`].data, h.toArray() as Float32Array) < 1e-4, `head ${i}`));
   });
 
-  it('the ops no built-in model uses map too: pools, pads, norms, softmax, resizes, slices, elementwise', async function () {
+  it('the ops no built-in model uses map too: pools, pads, norms, softmax, resizes, slices, elementwise, attention', async function () {
     if (!ort) {
       console.log(`      skipped: ${ortMissing}`);
       this.skip();
@@ -141,6 +141,8 @@ describe('onnx export', function () {
           x.sigmoid().div(x.square().add(1)).sub(x.relu()).add(x.mul(sc.fullOf([1, 4, 1, 1], 0.25).mul(2))),
           sc.F.adaptiveAvgPool2d(x, 1).expand(1, 4, 8, 8),
           x.permute(0, 1, 3, 2).contiguous().reshape([1, 4, 8, 8]),
+          // Attention with Lq 8 != Lk 3 and D 5 != Dv 8, an explicit scale: [1, 4, 8, 8].
+          sc.F.scaledDotProductAttention(x.narrow(3, 0, 5), x.narrow(2, 0, 3).narrow(3, 2, 5), x.narrow(2, 4, 3), { scale: 0.6 }),
         ];
         return sc.F.cat(parts, 1);
       }

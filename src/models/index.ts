@@ -7,6 +7,7 @@ import { UNetPlusPlus } from './unetpp';
 import { AttUNet } from './attunet';
 import { UNeXt } from './unext';
 import { MedNeXt, type MedNeXtSize } from './mednext';
+import { SegFormer } from './segformer';
 
 export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
 export type { CMUNeXtConfig } from './cmunext';
@@ -19,6 +20,8 @@ export { AttUNet } from './attunet';
 export { UNeXt } from './unext';
 export { MedNeXt, MEDNEXT_SIZES } from './mednext';
 export type { MedNeXtOptions, MedNeXtSize } from './mednext';
+export { SegFormer, SegFormerHead, MixVisionTransformer, SEGFORMER_VARIANTS } from './segformer';
+export type { SegFormerConfig, SegFormerVariant } from './segformer';
 export { upkern } from './upkern';
 export type { UpKernReport } from './upkern';
 export type { UNetPPOptions } from './unetpp';
@@ -72,6 +75,9 @@ const REGISTRY: Entry[] = [
   { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
   { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
   { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },
+  { name: 'segformer-b0', description: 'SegFormer with the MiT-B0 encoder (dims 32/64/160/256, depths 2/2/2/2, spatial-reduction attention) and the all-MLP decoder (E = 256); 1/4-resolution logits upsampled bilinearly to the input (3.714 M params at 1 class, 3.753 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b0') },
+  { name: 'segformer-b1', description: 'SegFormer with the MiT-B1 encoder (dims 64/128/320/512, depths 2/2/2/2) and the all-MLP decoder (E = 256); 1/4-resolution logits upsampled bilinearly to the input (13.678 M params at 1 class, 13.716 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b1') },
+  { name: 'segformer-b2', description: 'SegFormer with the MiT-B2 encoder (dims 64/128/320/512, depths 3/4/6/3) and the all-MLP decoder (E = 768); 1/4-resolution logits upsampled bilinearly to the input (27.347 M params at 1 class, 27.462 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b2') },
   { name: 'nexnet', description: 'NExNet Seg: NEx blocks with T-PEN and decomposed MaSA (17.04 M params)', inputSize: [3, 224, 224], options: NEX, build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, NEX), ssl: false }) },
   { name: 'nexnet-ae', description: 'NExNet denoising U-Net autoencoder for SSL pretraining (22.37 M params; output = sigmoid image)', inputSize: [3, 224, 224], options: ['gamma', 'decomposed'], build: (o) => new NExNetAE(o.inChannels, pick(o, ['gamma', 'decomposed'])) },
   { name: 'nexnet-ssl', description: 'NExNet Seg with the autoencoder attached, encoder frozen by default (41.76 M params)', inputSize: [3, 224, 224], options: [...NEX, 'freezeEncoder'], build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, [...NEX, 'freezeEncoder']), ssl: true }) },

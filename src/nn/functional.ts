@@ -5,7 +5,7 @@ export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze,
 export { matmul, bmm, linear } from '../tensor/ops/linalg';
 export { conv2d, conv2dFused, convTranspose2d } from '../tensor/ops/conv';
 export type { Conv2dFusedOptions, Conv2dOptions, FusedActivation } from '../tensor/ops/conv';
-export { decayAttention, masa } from '../tensor/ops/attention';
+export { decayAttention, masa, scaledDotProductAttention } from '../tensor/ops/attention';
 export type { MasaParams } from '../tensor/ops/attention';
 export { tpen } from '../tensor/ops/tpen';
 export { bceWithLogits, diceLoss, tverskyLoss, focalLoss, ohemBce, mseLoss } from '../tensor/ops/losses';
@@ -16,5 +16,5 @@ export { cat, stack, split, pad } from '../tensor/ops/concat';
 export type { PadMode } from '../tensor/ops/concat';
 export { batchNorm, layerNorm, groupNorm } from '../tensor/ops/norm';
 export type { BatchNormOptions } from '../tensor/ops/norm';
-export { dropout, dropout2d } from '../tensor/ops/dropout';
+export { dropout, dropout2d, dropPath } from '../tensor/ops/dropout';
 export type { DropoutOptions } from '../tensor/ops/dropout';

@@ -265,6 +265,15 @@ function emit(g: GraphBuilder, r: OpRecord, opset: number): void {
       }
       return out(g.node('Concat', r.path, blocks, { axis: 1 }));
     }
+    case 'scaled_dot_product_attention': {
+      // softmax(q k^T * scale) v with 4-D [B, H, L, D] operands (MatMul broadcasts over B, H).
+      const [q, k, v] = r.inputs;
+      const [kt] = g.node('Transpose', r.path, [g.name(k)], { perm: [0, 1, 3, 2] });
+      const [s] = g.node('MatMul', r.path, [g.name(q), kt]);
+      const [ss] = g.node('Mul', r.path, [s, g.constFloat([a.scale], [], q.dtype)]);
+      const [p] = g.node('Softmax', r.path, [ss], { axis: -1 });
+      return out(g.node('MatMul', r.path, [p, g.name(v)]));
+    }
     case 'decay_attention': {
       // softmax(q k^T / sqrt(D)) * decay mask (constant at the traced shape), then times v.
       const [q, k, v] = r.inputs;

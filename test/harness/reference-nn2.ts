@@ -131,3 +131,27 @@ export function ohemBce(x: Ref, t: Ref, ratio: number, pw: number): Ref {
   const k = Math.max(1, Math.ceil(ratio * losses.length));
   return ref([], () => losses.slice(0, k).reduce((a, b) => a + b, 0) / k);
 }
+
+/** softmax(q k^T * scale) v per (b, h) on [B, H, L, D] refs, straight from the definition. */
+export function sdpa(q: Ref, k: Ref, v: Ref, scale: number): Ref {
+  const [B, H, Lq, D] = q.shape;
+  const [Lk, Dv] = [k.shape[2], v.shape[3]];
+  const out = new Float64Array(B * H * Lq * Dv);
+  for (let bh = 0; bh < B * H; bh++) {
+    for (let n = 0; n < Lq; n++) {
+      const s: number[] = [];
+      for (let m = 0; m < Lk; m++) {
+        let d = 0;
+        for (let i = 0; i < D; i++) d += q.data[(bh * Lq + n) * D + i] * k.data[(bh * Lk + m) * D + i];
+        s.push(d * scale);
+      }
+      const mx = Math.max(...s);
+      const e = s.map((z) => Math.exp(z - mx));
+      const z = e.reduce((a, b) => a + b, 0);
+      for (let m = 0; m < Lk; m++) {
+        for (let j = 0; j < Dv; j++) out[(bh * Lq + n) * Dv + j] += (e[m] / z) * v.data[(bh * Lk + m) * Dv + j];
+      }
+    }
+  }
+  return { shape: [B, H, Lq, Dv], data: out };
+}

@@ -348,7 +348,7 @@ def main():
     ap = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--out", default=os.path.join(root, "test", "fixtures"))
-    ap.add_argument("--models", default="cmunext-s,cmunext,nexnet,unet-bilinear,unet,attunet,unext,mednext-s")
+    ap.add_argument("--models", default="cmunext-s,cmunext,nexnet,unet-bilinear,unet,attunet,unext,mednext-s,segformer-b0")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

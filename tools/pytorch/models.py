@@ -710,12 +710,189 @@ def upkern(dst, src):
     return dst
 
 
+# SegFormer MiT-B0/B1/B2 (Xie et al., NeurIPS 2021) with the state-dict names of NVlabs/SegFormer
+# (mmseg/models/backbones/mix_transformer.py, decode_heads/segformer_head.py, configs
+# local_configs/segformer/B0..B2), written here from reading that code:
+#   backbone.patch_embed{s}  s = 1..4: proj (conv 7x7 s4 p3 for s = 1, else 3x3 s2 p1), norm
+#                            (LayerNorm, eps 1e-5: the authors' OverlapPatchEmbed uses the default)
+#   backbone.block{s}.{j}    norm1 (LN eps 1e-6), attn.q (Linear C->C), attn.kv (Linear C->2C),
+#                            attn.proj, [attn.sr (conv r x r stride r), attn.norm (LN eps 1e-5)
+#                            when r > 1], norm2 (LN eps 1e-6), mlp.fc1 (C->4C), mlp.dwconv.dwconv
+#                            (depthwise 3x3), mlp.fc2 (4C->C)
+#   backbone.norm{s}         LN eps 1e-6 after each stage
+#   decode_head.linear_c{4,3,2,1}.proj (Linear C_s -> E), linear_fuse.conv (1x1, 4E->E, no bias),
+#   linear_fuse.bn (BN), linear_pred (1x1 E->classes).
+# The authors' BaseDecodeHead also registers conv_seg (1x1 128 -> classes), which SegFormerHead
+# never uses; it is left out here (and in scalpel), so it has no parameters to train or count.
+# Forward: per stage tokens -> blocks -> norm -> map; head: per-stage Linear, bilinear
+# (align_corners False) to 1/4, cat([c4, c3, c2, c1]), conv+BN+ReLU, Dropout2d(0.1), linear_pred;
+# the 1/4 logits are resized bilinearly (align_corners False) to the input size as the authors'
+# EncoderDecoder does. Drop path rates rise linearly from 0 to 0.1 over all blocks.
+
+SEGFORMER_VARIANTS = {
+    "segformer-b0": dict(dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), embed=256),
+    "segformer-b1": dict(dims=(64, 128, 320, 512), depths=(2, 2, 2, 2), embed=256),
+    "segformer-b2": dict(dims=(64, 128, 320, 512), depths=(3, 4, 6, 3), embed=768),
+}
+SEGFORMER_HEADS = (1, 2, 5, 8)
+SEGFORMER_SR = (8, 4, 2, 1)
+
+
+def _drop_path(x, p, training):
+    if p == 0.0 or not training:
+        return x
+    keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device) < (1 - p)
+    return x * keep.to(x.dtype) / (1 - p)
+
+
+class _SRAttention(nn.Module):
+    def __init__(self, c, heads, sr):
+        super().__init__()
+        self.heads, self.sr_ratio = heads, sr
+        self.q = nn.Linear(c, c)
+        self.kv = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+        if sr > 1:
+            self.sr = nn.Conv2d(c, c, sr, stride=sr)
+            self.norm = nn.LayerNorm(c)
+
+    def forward(self, x, h, w):
+        b, n, c = x.shape
+        d = c // self.heads
+        q = self.q(x).reshape(b, n, self.heads, d).transpose(1, 2)
+        src = x
+        if self.sr_ratio > 1:
+            m = self.sr(x.transpose(1, 2).reshape(b, c, h, w))
+            src = self.norm(m.flatten(2).transpose(1, 2))
+        kv = self.kv(src).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+        a = torch.softmax((q @ kv[0].transpose(-2, -1)) * d ** -0.5, dim=-1)
+        return self.proj((a @ kv[1]).transpose(1, 2).reshape(b, n, c))
+
+
+class _DWWrap(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dwconv = nn.Conv2d(c, c, 3, 1, 1, groups=c)
+
+
+class _MixFFN(nn.Module):
+    def __init__(self, c, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(c, hidden)
+        self.dwconv = _DWWrap(hidden)
+        self.fc2 = nn.Linear(hidden, c)
+
+    def forward(self, x, h, w):
+        y = self.fc1(x)
+        b, n, k = y.shape
+        y = self.dwconv.dwconv(y.transpose(1, 2).reshape(b, k, h, w)).flatten(2).transpose(1, 2)
+        return self.fc2(F.gelu(y))
+
+
+class _MiTBlock(nn.Module):
+    def __init__(self, c, heads, sr, drop_path):
+        super().__init__()
+        self.drop_path = drop_path
+        self.norm1 = nn.LayerNorm(c, eps=1e-6)
+        self.attn = _SRAttention(c, heads, sr)
+        self.norm2 = nn.LayerNorm(c, eps=1e-6)
+        self.mlp = _MixFFN(c, 4 * c)
+
+    def forward(self, x, h, w):
+        x = x + _drop_path(self.attn(self.norm1(x), h, w), self.drop_path, self.training)
+        return x + _drop_path(self.mlp(self.norm2(x), h, w), self.drop_path, self.training)
+
+
+class _OverlapEmbed(nn.Module):
+    def __init__(self, cin, cout, k, stride):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+        self.norm = nn.LayerNorm(cout)
+
+    def forward(self, x):
+        m = self.proj(x)
+        return self.norm(m.flatten(2).transpose(1, 2)), m.shape[2], m.shape[3]
+
+
+class _MiT(nn.Module):
+    def __init__(self, in_channels, dims, depths):
+        super().__init__()
+        rates = torch.linspace(0, 0.1, sum(depths)).tolist()
+        for s in range(4):
+            cin = in_channels if s == 0 else dims[s - 1]
+            k, st = (7, 4) if s == 0 else (3, 2)
+            setattr(self, f"patch_embed{s + 1}", _OverlapEmbed(cin, dims[s], k, st))
+        for s in range(4):
+            first = sum(depths[:s])
+            setattr(self, f"block{s + 1}", nn.ModuleList([
+                _MiTBlock(dims[s], SEGFORMER_HEADS[s], SEGFORMER_SR[s], rates[first + j]) for j in range(depths[s])]))
+            setattr(self, f"norm{s + 1}", nn.LayerNorm(dims[s], eps=1e-6))
+
+    def forward(self, x):
+        feats = []
+        for s in range(1, 5):
+            t, h, w = getattr(self, f"patch_embed{s}")(x)
+            for blk in getattr(self, f"block{s}"):
+                t = blk(t, h, w)
+            t = getattr(self, f"norm{s}")(t)
+            x = t.reshape(t.shape[0], h, w, -1).permute(0, 3, 1, 2)
+            feats.append(x)
+        return feats
+
+
+class _LinearEmbed(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.proj = nn.Linear(cin, cout)
+
+
+class _ConvBN(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+
+class _SegFormerHead(nn.Module):
+    def __init__(self, dims, embed, num_classes):
+        super().__init__()
+        for s in (4, 3, 2, 1):
+            setattr(self, f"linear_c{s}", _LinearEmbed(dims[s - 1], embed))
+        self.linear_fuse = _ConvBN(4 * embed, embed)
+        self.linear_pred = nn.Conv2d(embed, num_classes, 1)
+
+    def forward(self, feats):
+        size = feats[0].shape[2:]
+        ups = []
+        for s in (4, 3, 2, 1):
+            f = feats[s - 1]
+            e = getattr(self, f"linear_c{s}").proj(f.flatten(2).transpose(1, 2))
+            e = e.transpose(1, 2).reshape(f.shape[0], -1, f.shape[2], f.shape[3])
+            ups.append(e if s == 1 else F.interpolate(e, size=size, mode="bilinear", align_corners=False))
+        y = F.relu(self.linear_fuse.bn(self.linear_fuse.conv(torch.cat(ups, 1))))
+        return self.linear_pred(F.dropout2d(y, 0.1, self.training))
+
+
+class SegFormer(nn.Module):
+    def __init__(self, variant="segformer-b0", in_channels=3, num_classes=1):
+        super().__init__()
+        v = SEGFORMER_VARIANTS[variant]
+        self.backbone = _MiT(in_channels, v["dims"], v["depths"])
+        self.decode_head = _SegFormerHead(v["dims"], v["embed"], num_classes)
+
+    def forward(self, x):
+        y = self.decode_head(self.backbone(x))
+        return F.interpolate(y, size=x.shape[2:], mode="bilinear", align_corners=False)
+
+
 EXPECTED_PARAMS = {
     "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
     "unet": 31043521, "unet-bilinear": 17267393,
     "nexnet": 17036999, "nexnet-ae": 22367619, "nexnet-ssl": 41763914,
     "attunet": 34878573, "unext": 1471921,
     "mednext-s": 5472034, "mednext-b": 10447426, "mednext-m": 17418242, "mednext-l": 61556386,
+    # 3 input channels, 1 class; at 150 classes (ADE20K): 3,752,694 / 13,715,798 / 27,461,974.
+    "segformer-b0": 3714401, "segformer-b1": 13677505, "segformer-b2": 27347393,
 }
 
 
@@ -736,6 +913,8 @@ def build(name, **kw):
         return AttUNet(**kw)
     if name == "unext":
         return UNeXt(**kw)
+    if name in SEGFORMER_VARIANTS:
+        return SegFormer(name, **kw)
     if name.startswith("mednext-"):
         return MedNeXt(size=name[-1].upper(), **kw)
     raise KeyError(name)

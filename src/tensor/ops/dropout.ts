@@ -54,3 +54,13 @@ export function dropout2d(x: Tensor, p = 0.5, training = true, opts: DropoutOpti
   if (x.ndim < 3) throw new Error(`dropout2d: input must be [N, C, H, W] (at least 3-D), got ${shapeStr(x.shape)}`);
   return dropoutImpl('dropout2d', x, p, training, x.shape.slice(2).reduce((a, b) => a * b, 1), opts);
 }
+
+/**
+ * Stochastic depth ("drop path", timm's DropPath): zeroes each sample of the batch (dim 0)
+ * with probability p and scales the others by 1/(1-p); identity unless training. The same
+ * dropout kernel with one mask entry per sample (a group spans all of a sample's elements).
+ */
+export function dropPath(x: Tensor, p: number, training = true, opts: DropoutOptions = {}): Tensor {
+  if (x.ndim < 1 || x.shape[0] < 1) throw new Error(`dropPath: input must have a batch dimension, got ${shapeStr(x.shape)}`);
+  return dropoutImpl('dropPath', x, p, training, Math.max(1, x.size / x.shape[0]), opts);
+}

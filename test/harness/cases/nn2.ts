@@ -15,6 +15,18 @@ const attentionCases: [string, number, number, number, number, number][] = [
   ['2-D 2x3 gamma 1', 1, 4, 1, 2, 3],
 ];
 
+const sdpaOps = ['scaled_dot_product_attention', 'scaled_dot_product_attention_backward'];
+const sdpaCases: [string, number, number, number, number, number, number, number | undefined][] = [
+  // name, B, H, Lq, Lk, D, Dv, scale (undefined: the default 1/sqrt(D))
+  ['Lq = Lk, D = Dv', 2, 2, 5, 5, 4, 4, undefined],
+  ['Lq != Lk, D != Dv (spatial reduction)', 1, 3, 7, 3, 4, 6, undefined],
+  ['one query, explicit scale', 2, 1, 1, 9, 3, 2, 0.7],
+  ['one key (softmax of one score)', 1, 2, 4, 1, 3, 5, undefined],
+  // Past one 64-row query block and one 64-row key block of the CPU kernel, over the 128-row
+  // query chunk of its backward, and over several 32-row CUDA tiles.
+  ['block boundaries Lq 130 Lk 66', 1, 1, 130, 66, 2, 3, 0.9],
+];
+
 const masaParams = (C: number) => [[C, C], [C], [C, C], [C], [C, C], [C]].map((shape) => ({ shape }));
 
 export const nn2Cases: OpCase[] = [
@@ -30,6 +42,21 @@ export const nn2Cases: OpCase[] = [
     inputs: [0, 1, 2].map(() => ({ shape: [2, 6, 4], noncontig: true })),
     run: ([q, k, v]) => sc.F.decayAttention(q.mul(2), k, v, { gamma: 0.85, height: 2, width: 3 }),
     ref: ([q, k, v]) => N.decayAttention(R.map(q, (x) => 2 * x), k, v, 0.85, 2, 3),
+  },
+  ...sdpaCases.map(([label, B, H, Lq, Lk, D, Dv, scale]): OpCase => ({
+    name: `scaled_dot_product_attention ${label}`,
+    ops: sdpaOps,
+    inputs: [{ shape: [B, H, Lq, D] }, { shape: [B, H, Lk, D] }, { shape: [B, H, Lk, Dv] }],
+    run: ([q, k, v]) => sc.F.scaledDotProductAttention(q, k, v, scale === undefined ? {} : { scale }),
+    ref: ([q, k, v]) => N.sdpa(q, k, v, scale ?? 1 / Math.sqrt(D)),
+  })),
+  {
+    name: 'scaled_dot_product_attention non-contiguous inputs, scaled scores up to ~40',
+    ops: sdpaOps,
+    inputs: [{ shape: [2, 2, 6, 5], noncontig: true }, { shape: [2, 2, 4, 5], noncontig: true }, { shape: [2, 2, 4, 3], noncontig: true }],
+    // Large scores: a softmax without the max subtraction would lose the small probabilities.
+    run: ([q, k, v]) => sc.F.scaledDotProductAttention(q.mul(3), k, v, { scale: 2 }),
+    ref: ([q, k, v]) => N.sdpa(R.map(q, (x) => 3 * x), k, v, 2),
   },
   // End to end through the q/k/v Linear layers (these need the bmm kernel).
   ...[true, false].map((decomposed): OpCase => ({
