@@ -7,6 +7,7 @@ import { UNetPlusPlus } from './unetpp';
 import { AttUNet } from './attunet';
 import { UNeXt } from './unext';
 import { MedNeXt, type MedNeXtSize } from './mednext';
+import { TransUNet } from './transunet';
 
 export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
 export type { CMUNeXtConfig } from './cmunext';
@@ -19,6 +20,8 @@ export { AttUNet } from './attunet';
 export { UNeXt } from './unext';
 export { MedNeXt, MEDNEXT_SIZES } from './mednext';
 export type { MedNeXtOptions, MedNeXtSize } from './mednext';
+export { TransUNet, StdConv2d } from './transunet';
+export type { TransUNetOptions } from './transunet';
 export { upkern } from './upkern';
 export type { UpKernReport } from './upkern';
 export type { UNetPPOptions } from './unetpp';
@@ -43,6 +46,8 @@ export interface CreateOptions {
   tpenOrder?: number;
   /** nexnet-ssl: freeze the attached autoencoder (true). */
   freezeEncoder?: boolean;
+  /** transunet: the square input side its position embedding is sized for, a multiple of 16 (256). */
+  imgSize?: number;
 }
 
 export interface ModelInfo {
@@ -72,6 +77,7 @@ const REGISTRY: Entry[] = [
   { name: 'cmunext-s', description: 'CMUNeXt-S, dims 8..128 (0.418 M params, 1.01 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-s']) },
   { name: 'cmunext', description: 'CMUNeXt, dims 16..256 (3.149 M params, 7.23 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS.cmunext) },
   { name: 'cmunext-l', description: 'CMUNeXt-L, dims 32..512 (8.287 M params, 16.85 GMAC at 256)', inputSize: [3, 256, 256], options: [], build: (o) => new CMUNeXt(o.inChannels, o.numClasses, CMUNEXT_VARIANTS['cmunext-l']) },
+  { name: 'transunet', description: 'TransUNet R50-ViT-B/16 (Beckschen/TransUNet, n_skip 3): ResNet-50 trunk with weight-standardised convs + GroupNorm, 12-layer ViT-B on the 1/16 map, cascaded upsampler (105.32 M params at 256); input must be imgSize x imgSize (option imgSize, default 256, a multiple of 16)', inputSize: [3, 256, 256], options: ['imgSize'], build: (o) => new TransUNet(o.inChannels, o.numClasses, { imgSize: o.imgSize }) },
   { name: 'nexnet', description: 'NExNet Seg: NEx blocks with T-PEN and decomposed MaSA (17.04 M params)', inputSize: [3, 224, 224], options: NEX, build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, NEX), ssl: false }) },
   { name: 'nexnet-ae', description: 'NExNet denoising U-Net autoencoder for SSL pretraining (22.37 M params; output = sigmoid image)', inputSize: [3, 224, 224], options: ['gamma', 'decomposed'], build: (o) => new NExNetAE(o.inChannels, pick(o, ['gamma', 'decomposed'])) },
   { name: 'nexnet-ssl', description: 'NExNet Seg with the autoencoder attached, encoder frozen by default (41.76 M params)', inputSize: [3, 224, 224], options: [...NEX, 'freezeEncoder'], build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, [...NEX, 'freezeEncoder']), ssl: true }) },
@@ -95,6 +101,7 @@ const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
   tpenOrder: [(v) => positiveInt(v) && (v as number) <= 5, 'an integer in 1..5'],
   freezeEncoder: [(v) => typeof v === 'boolean', 'a boolean'],
   filters: [(v) => Array.isArray(v) && v.length === 5 && v.every(positiveInt), 'an array of 5 positive integers'],
+  imgSize: [(v) => positiveInt(v) && (v as number) % 16 === 0, 'a positive multiple of 16'],
 };
 
 /** The available models: name, one-line description, default input size and extra options. */
