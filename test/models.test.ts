@@ -89,7 +89,7 @@ const relClose = (a: number, b: number, tol: number, what: string) =>
 describe('models: registry', () => {
   it('lists every model with a description and default input size', () => {
     const names = sc.models.list().map((m) => m.name);
-    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l', 'cmunext-s', 'cmunext', 'cmunext-l', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
+    assert.deepEqual(names, ['unet', 'unet-bilinear', 'unetpp', 'attunet', 'unext', 'mednext-s', 'mednext-b', 'mednext-m', 'mednext-l', 'cmunext-s', 'cmunext', 'cmunext-l', 'transunet', 'nexnet', 'nexnet-ae', 'nexnet-ssl']);
     for (const m of sc.models.list()) {
       assert.ok(m.description.length > 10);
       assert.equal(m.inputSize.length, 3);
@@ -186,14 +186,15 @@ describe('models: parameter counts and state-dict names', () => {
 });
 
 describe('models: PyTorch fixtures (det_init, eval)', () => {
-  const cases: [string, string][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext'], ['mednext-s', 'mednext_s']];
-  for (const [name, file] of cases) {
+  // TransUNet's position embedding fixes its input size at construction: built for the fixture's 64 px.
+  const cases: [string, string, sc.models.CreateOptions?][] = [['cmunext-s', 'cmunext_s'], ['cmunext', 'cmunext'], ['nexnet', 'nexnet'], ['unet-bilinear', 'unet_bilinear'], ['unet', 'unet'], ['attunet', 'attunet'], ['unext', 'unext'], ['mednext-s', 'mednext_s'], ['transunet', 'transunet', { imgSize: 64 }]];
+  for (const [name, file, opts] of cases) {
     const fx = path.join(FIX, `${file}_forward.json`);
     it(`${name}: logits match ${file}_forward.json (1e-4 relative, or as close to float64 as PyTorch float32)`, function () {
       if (!fs.existsSync(fx)) this.skip();
       this.timeout(120000);
       const ref = JSON.parse(fs.readFileSync(fx, 'utf8'));
-      const m = sc.models.create(name);
+      const m = sc.models.create(name, opts);
       detInit(m);
       m.eval();
       const y = sc.tidy(() => sc.noGrad(() => (m.forward(sinInput(ref.input.shape)) as sc.Tensor)));

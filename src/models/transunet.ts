@@ -102,10 +102,9 @@ class NamedSequential extends Module {
 class ResNetV2 extends Module {
   readonly root: NamedSequential;
   readonly body: NamedSequential;
-  readonly width = 64;
-  constructor(units: [number, number, number] = [3, 4, 9]) {
+  constructor(units: readonly number[], readonly width: number) {
     super();
-    const w = this.width;
+    const w = width;
     this.root = this.add('root', new NamedSequential([
       ['conv', new StdConv2d(3, w, 7, { stride: 2, padding: 3 })],
       ['gn', new GroupNorm(32, w, { eps: 1e-6 })],
@@ -148,15 +147,15 @@ class Embeddings extends Module {
   readonly patch_embeddings: Conv2d;
   readonly position_embeddings: Tensor;
   readonly dropout: Lambda;
-  constructor(readonly imgSize: number, hidden: number, dropout: number) {
+  constructor(readonly imgSize: number, c: TransUNetConfig) {
     super();
     // patches.grid = imgSize / 16 (as the authors' train.py and the benchmark set it), so the
     // patch is imgSize / 16 / grid = 1 pixel of the ResNet's 1/16 map.
     const grid = imgSize / 16;
-    this.hybrid_model = this.add('hybrid_model', new ResNetV2());
-    this.patch_embeddings = this.add('patch_embeddings', new Conv2d(this.hybrid_model.width * 16, hidden, 1));
-    this.position_embeddings = this.param('position_embeddings', zeros([1, grid * grid, hidden]));
-    this.dropout = this.add('dropout', Dropout(dropout));
+    this.hybrid_model = this.add('hybrid_model', new ResNetV2(c.resnetUnits, c.width));
+    this.patch_embeddings = this.add('patch_embeddings', new Conv2d(c.width * 16, c.hidden, 1));
+    this.position_embeddings = this.param('position_embeddings', zeros([1, grid * grid, c.hidden]));
+    this.dropout = this.add('dropout', Dropout(c.dropout));
   }
   forward(x: Tensor): [Tensor, Tensor[]] {
     const [h, features] = this.hybrid_model.forward(x);
@@ -265,11 +264,10 @@ class Encoder extends Module {
 class Transformer extends Module {
   readonly embeddings: Embeddings;
   readonly encoder: Encoder;
-  constructor(imgSize: number) {
+  constructor(imgSize: number, c: TransUNetConfig) {
     super();
-    // ViT-B/16: hidden 768, 12 layers, 12 heads, MLP 3072, dropout 0.1, attention dropout 0.
-    this.embeddings = this.add('embeddings', new Embeddings(imgSize, 768, 0.1));
-    this.encoder = this.add('encoder', new Encoder(768, 12, 12, 3072, 0.1, 0));
+    this.embeddings = this.add('embeddings', new Embeddings(imgSize, c));
+    this.encoder = this.add('encoder', new Encoder(c.hidden, c.layers, c.heads, c.mlp, c.dropout, c.attentionDropout));
   }
   forward(x: Tensor): [Tensor, Tensor[]] {
     const [tokens, features] = this.embeddings.forward(x);
@@ -300,12 +298,15 @@ class DecoderBlock extends Module {
 class DecoderCup extends Module {
   readonly conv_more: Sequential;
   readonly blocks: ModuleList<DecoderBlock>;
-  constructor(hidden: number, readonly nSkip = 3) {
+  readonly nSkip: number;
+  constructor(c: TransUNetConfig) {
     super();
-    const outs = [256, 128, 64, 16], ins = [512, 256, 128, 64];
-    // skip_channels [512, 256, 64, 16] with the entries past n_skip set to 0, as the authors do.
-    const skips = [512, 256, 64, 16].map((c, i) => (i < nSkip ? c : 0));
-    this.conv_more = this.add('conv_more', conv2dReLU(hidden, 512));
+    this.nSkip = c.nSkip;
+    const outs = c.decoderChannels, ins = [c.headChannels, ...outs.slice(0, -1)];
+    // skip_channels [512, 256, 64, 16] (the ResNet's 8w, 4w, w at width w = 64; the fourth has no
+    // feature map behind it) with the entries past n_skip set to 0, as the authors do.
+    const skips = [8 * c.width, 4 * c.width, c.width, 16].map((ch, i) => (i < c.nSkip ? ch : 0));
+    this.conv_more = this.add('conv_more', conv2dReLU(c.hidden, c.headChannels));
     this.blocks = this.add('blocks', new ModuleList(outs.map((o, i) => new DecoderBlock(ins[i], o, skips[i]))));
   }
   forward(tokens: Tensor, features: Tensor[]): Tensor {
@@ -319,9 +320,38 @@ class DecoderCup extends Module {
   }
 }
 
+/**
+ * The architecture's hyper-parameters, as the authors' configuration holds them. The model is
+ * R50-ViT-B/16 (R50_VIT_B16); smaller settings exist for fast tests of the same code paths.
+ */
+export interface TransUNetConfig {
+  /** ViT width, depth, heads, MLP width, dropout (embeddings and MLP) and attention dropout. */
+  hidden: number;
+  layers: number;
+  heads: number;
+  mlp: number;
+  dropout: number;
+  attentionDropout: number;
+  /** ResNetV2 bottleneck units per block and base width (GroupNorm(32): a multiple of 32). */
+  resnetUnits: readonly [number, number, number];
+  width: number;
+  /** DecoderCup: conv_more's output channels, the four blocks' outputs, skips used (0..3). */
+  headChannels: number;
+  decoderChannels: readonly [number, number, number, number];
+  nSkip: number;
+}
+
+/** get_r50_b16_config() with n_skip 3: ViT-B/16 (768, 12 layers, 12 heads, MLP 3072), ResNet-50 (3, 4, 9) x 64. */
+export const R50_VIT_B16: Readonly<TransUNetConfig> = Object.freeze({
+  hidden: 768, layers: 12, heads: 12, mlp: 3072, dropout: 0.1, attentionDropout: 0,
+  resnetUnits: [3, 4, 9] as const, width: 64, headChannels: 512, decoderChannels: [256, 128, 64, 16] as const, nSkip: 3,
+});
+
 export interface TransUNetOptions {
   /** Square input side the position embedding is sized for: a multiple of 16 (default 256). */
   imgSize?: number;
+  /** Overrides of R50_VIT_B16 (tests use a narrow, shallow setting); the default is the paper's model. */
+  config?: Partial<TransUNetConfig>;
 }
 
 export class TransUNet extends Module {
@@ -329,16 +359,29 @@ export class TransUNet extends Module {
   readonly decoder: DecoderCup;
   readonly segmentation_head: Sequential;
   readonly imgSize: number;
+  readonly config: Readonly<TransUNetConfig>;
   constructor(readonly inChannels = 3, readonly numClasses = 1, opts: TransUNetOptions = {}) {
     super();
     const s = opts.imgSize ?? 256;
     if (!Number.isInteger(s) || s < 16 || s % 16 !== 0) throw new Error(`TransUNet: imgSize must be a positive multiple of 16 (the ViT runs on the ResNet's 1/16 map), got ${JSON.stringify(opts.imgSize)}`);
     // The ResNet root takes RGB; a grey input is repeated to three channels in forward, as the authors do.
     if (inChannels !== 1 && inChannels !== 3) throw new Error(`TransUNet: inChannels must be 3 or 1 (a grey image is repeated to RGB, as in the authors' forward), got ${inChannels}`);
+    const c: TransUNetConfig = { ...R50_VIT_B16, ...(opts.config ?? {}) };
+    const posInt = (v: number) => Number.isInteger(v) && v > 0;
+    for (const k of ['hidden', 'layers', 'heads', 'mlp', 'width', 'headChannels'] as const) {
+      if (!posInt(c[k])) throw new Error(`TransUNet: config.${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
+    }
+    if (c.width % 32 !== 0) throw new Error(`TransUNet: config.width must be a multiple of 32 (GroupNorm with 32 groups), got ${c.width}`);
+    if (c.hidden % c.heads !== 0) throw new Error(`TransUNet: config.hidden ${c.hidden} is not divisible by config.heads ${c.heads}`);
+    if (c.resnetUnits.length !== 3 || !c.resnetUnits.every(posInt)) throw new Error(`TransUNet: config.resnetUnits must be three positive integers, got ${JSON.stringify(c.resnetUnits)}`);
+    if (c.decoderChannels.length !== 4 || !c.decoderChannels.every(posInt)) throw new Error(`TransUNet: config.decoderChannels must be four positive integers, got ${JSON.stringify(c.decoderChannels)}`);
+    if (!Number.isInteger(c.nSkip) || c.nSkip < 0 || c.nSkip > 3) throw new Error(`TransUNet: config.nSkip must be 0..3 (the ResNet has three skip maps), got ${JSON.stringify(c.nSkip)}`);
+    if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`TransUNet: config.dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+    this.config = c;
     this.imgSize = s;
-    this.transformer = this.add('transformer', new Transformer(s));
-    this.decoder = this.add('decoder', new DecoderCup(768));
-    this.segmentation_head = this.add('segmentation_head', new Sequential(new Conv2d(16, numClasses, 3, { padding: 1 }), Identity()));
+    this.transformer = this.add('transformer', new Transformer(s, c));
+    this.decoder = this.add('decoder', new DecoderCup(c));
+    this.segmentation_head = this.add('segmentation_head', new Sequential(new Conv2d(c.decoderChannels[3], numClasses, 3, { padding: 1 }), Identity()));
   }
   forward(x: Tensor): Tensor {
     const s = this.imgSize;
