@@ -20,7 +20,7 @@ export { AttUNet } from './attunet';
 export { UNeXt } from './unext';
 export { MedNeXt, MEDNEXT_SIZES } from './mednext';
 export type { MedNeXtOptions, MedNeXtSize } from './mednext';
-export { TransUNet, StdConv2d, R50_VIT_B16 } from './transunet';
+export { TransUNet, StdConv2d, R50_VIT_B16, standardizeWeight } from './transunet';
 export type { TransUNetOptions, TransUNetConfig } from './transunet';
 export { upkern } from './upkern';
 export type { UpKernReport } from './upkern';

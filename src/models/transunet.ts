@@ -24,6 +24,13 @@ import { zeros } from '../tensor/create';
 
 type Pair = number | [number, number];
 
+/** Per output channel of a conv weight [out, ...]: (w - mean) / sqrt(var + 1e-5), biased variance (a layerNorm over the rest). */
+export function standardizeWeight(w: Tensor): Tensor {
+  const [o, ...rest] = w.shape;
+  const per = rest.reduce((a, b) => a * b, 1);
+  return F.reshape(F.layerNorm(F.reshape(w, [o, per]), [per], null, null, 1e-5), w.shape);
+}
+
 /**
  * StdConv2d (the authors' weight-standardised convolution, as in BiT): each output channel's
  * weight is normalised to zero mean and unit (biased) variance, eps 1e-5, on every forward, then
@@ -42,13 +49,8 @@ export class StdConv2d extends Module {
     this.weight = this.param('weight', defaultWeight(shape));
     this.bias = this.param('bias', cfg.bias ? defaultBias(outChannels, fanIn(shape)) : null);
   }
-  standardizedWeight(): Tensor {
-    const [o, ...rest] = this.weight.shape;
-    const per = rest.reduce((a, b) => a * b, 1);
-    return F.reshape(F.layerNorm(F.reshape(this.weight, [o, per]), [per], null, null, 1e-5), this.weight.shape);
-  }
   forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.standardizedWeight(), this.bias, { stride: this.cfg.stride, padding: this.cfg.padding });
+    return F.conv2d(x, standardizeWeight(this.weight), this.bias, { stride: this.cfg.stride, padding: this.cfg.padding });
   }
 }
 
