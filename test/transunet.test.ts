@@ -48,6 +48,27 @@ describe('transunet', function () {
     }
   });
 
+  it('sc.summary at 256 px: 38.384 GMAC (the CMUNeXt benchmark: 38.52), as a PyTorch hook count of the reference', function () {
+    const m = sc.models.create('transunet');
+    try {
+      const s = sc.summary(m, [3, 256, 256]);
+      console.log(`      transunet at 3x256x256: ${s.totals.gmac.toFixed(3)} GMAC`);
+      // Convolutions (StdConv2d 5.106 G + Conv2d 10.327 G) + linear layers (21.743 G) + attention
+      // products (12 layers x 2 x 12 heads x 256 x 256 x 64 = 1.208 G), counted by forward hooks
+      // on tools/pytorch/models.py TransUNet; the published 38.52 G is 0.35 % above (a counter
+      // that also counts biases, norms or upsampling).
+      assert.equal(s.totals.macs, 38384418816);
+      assert.equal(s.totals.params, 105322001);
+      assert.deepEqual(s.outputShape, [1, 1, 256, 256]);
+      const att = s.rows.find((r) => r.path === 'transformer.encoder.layer.0.attn')!;
+      // Its own ops are the two attention products; with the four projections below it:
+      assert.equal(att.macs, 2 * 12 * 256 * 256 * 64);
+      assert.equal(att.totalMacs, 4 * 256 * 768 * 768 + 2 * 12 * 256 * 256 * 64);
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('imgSize sizes the position embedding; bad sizes and options are clear errors', () => {
     const m = sc.models.create('transunet', { imgSize: 32, inChannels: 1, numClasses: 3 }) as sc.models.TransUNet;
     try {
