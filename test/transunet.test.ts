@@ -98,6 +98,13 @@ describe('transunet', function () {
     assert.throws(() => new sc.models.TransUNet(3, 1, { config: { hidden: 100, heads: 12 } }), /config.hidden 100 is not divisible by config.heads 12/);
   });
 
+  it('training and summary at --size N build it for N (withImageSize); other models are left alone', () => {
+    assert.deepEqual(sc.train.withImageSize('transunet', { inChannels: 3 }, 64), { inChannels: 3, imgSize: 64 });
+    assert.deepEqual(sc.train.withImageSize('transunet', { imgSize: 32 }, 64), { imgSize: 32 });
+    assert.deepEqual(sc.train.withImageSize('unet', { inChannels: 1 }, 64), { inChannels: 1 });
+    assert.deepEqual(sc.train.withImageSize('tiny', {}, 64), {});
+  });
+
   it('weight standardisation: StdConv2d is a conv with (w - mean) / sqrt(var + 1e-5) per output channel; its gradient checks in float64', () => {
     sc.manualSeed(3);
     const conv = new sc.models.StdConv2d(4, 6, 3, { padding: 1, stride: 2 });

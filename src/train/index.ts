@@ -6,7 +6,7 @@ export type { EvaluateOptions, EvaluateResult, PredictOptions } from './evaluate
 export { RECIPES, LIMITS, DEEP_SUPERVISION_MODELS, defaultConfig, resolveConfig } from './config';
 export { deepSupervisionWeights, deepSupervisionLoss } from './losses';
 export type { TrainConfig } from './config';
-export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder } from './models';
+export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder, withImageSize } from './models';
 export { loadModelCheckpoint, loadTrainState, checkpointPaths } from './checkpoint';
 export type { ModelMeta, TrainState } from './checkpoint';
 export { Canvas, plotCurves, overlay } from './plot';
