@@ -198,9 +198,6 @@ class Attention extends Module {
     const d = this.hidden / this.heads;
     const heads = (t: Tensor) => F.permute(F.reshape(t, [b, n, this.heads, d]), [0, 2, 1, 3]);
     const q = heads(this.query.forward(x)), k = heads(this.key.forward(x)), v = heads(this.value.forward(x));
-    // The R50-ViT-B/16 configuration's attention_dropout_rate is 0: the authors' dropout on the
-    // attention probabilities is the identity, so softmax(q k^T / sqrt(d)) v is exact.
-    if (this.attentionDropout !== 0) throw new Error(`TransUNet attention: attention dropout ${this.attentionDropout} is not supported (the configuration's rate is 0)`);
     const ctx = attention(q, k, v, 1 / Math.sqrt(d));
     const merged = F.reshape(F.permute(ctx, [0, 2, 1, 3]), [b, n, this.hidden]);
     return this.proj_dropout.forward(this.out.forward(merged));
@@ -379,6 +376,9 @@ export class TransUNet extends Module {
     if (c.decoderChannels.length !== 4 || !c.decoderChannels.every(posInt)) throw new Error(`TransUNet: config.decoderChannels must be four positive integers, got ${JSON.stringify(c.decoderChannels)}`);
     if (!Number.isInteger(c.nSkip) || c.nSkip < 0 || c.nSkip > 3) throw new Error(`TransUNet: config.nSkip must be 0..3 (the ResNet has three skip maps), got ${JSON.stringify(c.nSkip)}`);
     if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`TransUNet: config.dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+    // The configuration's attention_dropout_rate is 0: the authors' dropout on the attention
+    // probabilities is the identity, so softmax(q k^T / sqrt(d)) v is exact (and a fused kernel can run it).
+    if (c.attentionDropout !== 0) throw new Error(`TransUNet: config.attentionDropout must be 0 (dropout on the attention probabilities is not implemented; R50-ViT-B/16 uses 0), got ${JSON.stringify(c.attentionDropout)}`);
     this.config = c;
     this.imgSize = s;
     this.transformer = this.add('transformer', new Transformer(s, c));
