@@ -13,6 +13,8 @@
 //     with align_corners, concat with the skip, two conv3-BN-ReLU) to 256, 128, 64, 16 channels,
 //     skips from the ResNet at 1/8, 1/4 and 1/2 (512, 256, 64 channels; the last block has none);
 //   segmentation_head: conv3 16 -> classes.
+// (The benchmark's TransUnet wrapper holds this module as `net`: its checkpoints' names carry a
+// `net.` prefix to strip.)
 // 105,322,001 parameters at 256 px, 1 class; order as tools/pytorch/models.py (TransUNet), which is
 // checked against the authors' module.
 import { Tensor } from '../tensor/tensor';
