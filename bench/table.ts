@@ -15,6 +15,7 @@ const runs = Number(arg('runs', '5'));
 // [name, label, input size, create options (default: 3 channels, 1 class)]
 const MODELS: [string, string, number, Record<string, unknown>?][] = [
   ['unet', 'UNet', 256], ['unetpp', 'UNet++', 256], ['attunet', 'Attention U-Net', 256], ['unext', 'UNeXt', 256], ['cmunext-s', 'CMUNeXt-S', 256], ['cmunext', 'CMUNeXt', 256], ['cmunext-l', 'CMUNeXt-L', 256],
+  ['transunet', 'TransUNet (R50-ViT-B/16)', 256],
   ['nexnet', 'NExNet Seg (no SSL)', 224], ['nexnet-ssl', 'NExNet Seg (SSL, AE attached)', 224],
   // SegFormer as its paper's Table 1 counts it: ADE20K, 150 classes, 512x512.
   ['segformer-b0', 'SegFormer-B0 (150 classes)', 512, { numClasses: 150 }], ['segformer-b1', 'SegFormer-B1 (150 classes)', 512, { numClasses: 150 }],
@@ -23,8 +24,9 @@ const MODELS: [string, string, number, Record<string, unknown>?][] = [
 const selected = arg('models')?.split(',');
 
 // The papers' figures (/work/shared/design/models.md): NExNet Seg Table 4 (A100 GPU) and the
-// CMUNeXt paper's count for the base model.
-const PAPER: Record<string, { params?: number; gflops?: number; time?: string; source: string }> = {
+// CMUNeXt paper's count for the base model. A model quoted by two papers has one entry per source.
+type Paper = { params?: number; gflops?: number; time?: string; source: string };
+const PAPER: Record<string, Paper | Paper[]> = {
   unet: { params: 31.1, gflops: 68, time: '0.09 s (A100)', source: 'NExNet Seg Table 4' },
   'nexnet-ssl': { params: 30.4, gflops: 18, time: '0.06 s (A100)', source: 'NExNet Seg Table 4' },
   cmunext: { params: 3.14, gflops: 7.41, source: 'CMUNeXt paper' },
@@ -35,6 +37,17 @@ const PAPER: Record<string, { params?: number; gflops?: number; time?: string; s
   'segformer-b0': { params: 3.8, gflops: 8.4, source: 'SegFormer Table 1 (ADE20K 512x512)' },
   'segformer-b1': { params: 13.7, gflops: 15.9, source: 'SegFormer Table 1 (ADE20K 512x512)' },
   'segformer-b2': { params: 27.5, gflops: 62.4, source: 'SegFormer Table 1 (ADE20K 512x512)' },
+  // TransUNet: the CMUNeXt benchmark's BUSI table at 256 (GMACs), and NExNet Seg Table 4, whose
+  // 160 "GFLOPs" are counted differently (its input size is not stated beside the figure).
+  transunet: [
+    { params: 105.32, gflops: 38.52, source: 'CMUNeXt benchmark (BUSI table)' },
+    { params: 105, gflops: 160, time: '0.30 s (A100)', source: 'NExNet Seg Table 4' },
+  ],
+};
+const papersOf = (p: Paper | Paper[] | null | undefined): Paper[] => (p ? (Array.isArray(p) ? p : [p]) : []);
+const paperCol = (p: Paper | Paper[] | null | undefined, k: keyof Paper) => {
+  const v = papersOf(p).map((e) => e[k] ?? '-');
+  return v.length ? v.join(' / ') : '-';
 };
 
 function summarize(model: any, shape: number[]): { params: number; gmac: number; via: string } {
@@ -104,7 +117,7 @@ function main() {
     'GFLOPs as the papers count them (multiply-accumulates, G), counted by the engine over one forward pass.', '',
     mdTable(['Method', 'input', 'Params (M)', 'GFLOPs (GMAC)', ...devices.map((d) => `scalpel ${d} (ms)`), 'paper Params (M)', 'paper GFLOPs', 'paper time', 'paper source'],
       rows.map((r) => [r.label, `${r.size}x${r.size}`, fmt(r.params / 1e6, 3), fmt(r.gmac, 2), ...devices.map((d) => fmt(r.times[d], 1)),
-        r.paper?.params ?? '-', r.paper?.gflops ?? '-', r.paper?.time ?? '-', r.paper?.source ?? '-'])), '',
+        paperCol(r.paper, 'params'), paperCol(r.paper, 'gflops'), paperCol(r.paper, 'time'), paperCol(r.paper, 'source')])), '',
     'The NExNet paper reports 30.4 M / 18 G for NExNet Seg; this project counts the SSL model with the whole autoencoder attached (see /work/shared/design/models.md) and the plain model separately; its row of Table 4 is shown beside the SSL model. The papers time on an A100 GPU, scalpel here on the devices this machine has.',
   ].join('\n');
   console.log('\n' + md);

@@ -192,7 +192,9 @@ function measure(what: () => Meas, needMs: number): Meas {
 }
 
 function timeModel(name: string, size: number, trainBatch: number, runs: { warmup: number; min: number; max: number; budgetMs: number }): TimingRow {
-  const model = sc.models.create(name).to('cuda');
+  // A model whose input size is fixed at construction (TransUNet's position embedding) is built for this size.
+  const takesSize = sc.models.list().find((e) => e.name === name)?.options.includes('imgSize');
+  const model = sc.models.create(name, takesSize ? { imgSize: size } : {}).to('cuda');
   const params = model.parameters().reduce((a, p) => a + p.size, 0);
   const row: TimingRow = {
     model: name, size, params,

@@ -453,8 +453,8 @@ export function buildProgram(): Command {
       }
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const sc = require('../index') as Record<string, unknown>;
-      const { createModel } = await import('../train/models');
-      const model = createModel(name, { inChannels: o.channels, ...((o.modelOpts as object) ?? {}) });
+      const { createModel, withImageSize } = await import('../train/models');
+      const model = createModel(name, withImageSize(name, { inChannels: o.channels, ...((o.modelOpts as object) ?? {}) }, o.size as number));
       const summary = sc.summary as ((m: unknown, shape: number[]) => unknown) | undefined;
       const format = sc.formatSummary as ((s: unknown) => string) | undefined;
       if (typeof summary !== 'function' || typeof format !== 'function') {

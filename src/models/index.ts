@@ -8,6 +8,7 @@ import { AttUNet } from './attunet';
 import { UNeXt } from './unext';
 import { MedNeXt, type MedNeXtSize } from './mednext';
 import { SegFormer } from './segformer';
+import { TransUNet } from './transunet';
 
 export { CMUNeXt, CMUNEXT_VARIANTS } from './cmunext';
 export type { CMUNeXtConfig } from './cmunext';
@@ -22,6 +23,8 @@ export { MedNeXt, MEDNEXT_SIZES } from './mednext';
 export type { MedNeXtOptions, MedNeXtSize } from './mednext';
 export { SegFormer, SegFormerHead, MixVisionTransformer, SEGFORMER_VARIANTS } from './segformer';
 export type { SegFormerConfig, SegFormerVariant } from './segformer';
+export { TransUNet, StdConv2d, R50_VIT_B16, standardizeWeight } from './transunet';
+export type { TransUNetOptions, TransUNetConfig } from './transunet';
 export { upkern } from './upkern';
 export type { UpKernReport } from './upkern';
 export type { UNetPPOptions } from './unetpp';
@@ -46,6 +49,8 @@ export interface CreateOptions {
   tpenOrder?: number;
   /** nexnet-ssl: freeze the attached autoencoder (true). */
   freezeEncoder?: boolean;
+  /** transunet: the square input side its position embedding is sized for, a multiple of 16 (256). */
+  imgSize?: number;
 }
 
 export interface ModelInfo {
@@ -78,6 +83,7 @@ const REGISTRY: Entry[] = [
   { name: 'segformer-b0', description: 'SegFormer with the MiT-B0 encoder (dims 32/64/160/256, depths 2/2/2/2, spatial-reduction attention) and the all-MLP decoder (E = 256); 1/4-resolution logits upsampled bilinearly to the input (3.714 M params at 1 class, 3.753 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b0') },
   { name: 'segformer-b1', description: 'SegFormer with the MiT-B1 encoder (dims 64/128/320/512, depths 2/2/2/2) and the all-MLP decoder (E = 256); 1/4-resolution logits upsampled bilinearly to the input (13.678 M params at 1 class, 13.716 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b1') },
   { name: 'segformer-b2', description: 'SegFormer with the MiT-B2 encoder (dims 64/128/320/512, depths 3/4/6/3) and the all-MLP decoder (E = 768); 1/4-resolution logits upsampled bilinearly to the input (27.347 M params at 1 class, 27.462 M at 150); H and W multiples of 32', inputSize: [3, 256, 256], options: [], build: (o) => new SegFormer(o.inChannels, o.numClasses, 'b2') },
+  { name: 'transunet', description: 'TransUNet R50-ViT-B/16 (Beckschen/TransUNet, n_skip 3): ResNet-50 trunk with weight-standardised convs + GroupNorm, 12-layer ViT-B on the 1/16 map, cascaded upsampler (105.32 M params at 256); input must be imgSize x imgSize (option imgSize, default 256, a multiple of 16)', inputSize: [3, 256, 256], options: ['imgSize'], build: (o) => new TransUNet(o.inChannels, o.numClasses, { imgSize: o.imgSize }) },
   { name: 'nexnet', description: 'NExNet Seg: NEx blocks with T-PEN and decomposed MaSA (17.04 M params)', inputSize: [3, 224, 224], options: NEX, build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, NEX), ssl: false }) },
   { name: 'nexnet-ae', description: 'NExNet denoising U-Net autoencoder for SSL pretraining (22.37 M params; output = sigmoid image)', inputSize: [3, 224, 224], options: ['gamma', 'decomposed'], build: (o) => new NExNetAE(o.inChannels, pick(o, ['gamma', 'decomposed'])) },
   { name: 'nexnet-ssl', description: 'NExNet Seg with the autoencoder attached, encoder frozen by default (41.76 M params)', inputSize: [3, 224, 224], options: [...NEX, 'freezeEncoder'], build: (o) => new NExNetSeg(o.inChannels, o.numClasses, { ...pick(o, [...NEX, 'freezeEncoder']), ssl: true }) },
@@ -101,6 +107,7 @@ const CHECKS: Record<string, [(v: unknown) => boolean, string]> = {
   tpenOrder: [(v) => positiveInt(v) && (v as number) <= 5, 'an integer in 1..5'],
   freezeEncoder: [(v) => typeof v === 'boolean', 'a boolean'],
   filters: [(v) => Array.isArray(v) && v.length === 5 && v.every(positiveInt), 'an array of 5 positive integers'],
+  imgSize: [(v) => positiveInt(v) && (v as number) % 16 === 0, 'a positive multiple of 16'],
 };
 
 /** The available models: name, one-line description, default input size and extra options. */

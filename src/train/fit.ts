@@ -19,7 +19,7 @@ import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../n
 import { recoverTransactions, writeFileAtomic } from '../io/atomic';
 import { DataLoader, Dataset, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, Rng, argmaxClasses, multiClassRecord, oneHot, openDataset, generateSyntheticDataset, readClassMask, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig, deepSupervisionWeightsFor } from './config';
-import { createModel } from './models';
+import { createModel, withImageSize } from './models';
 import { upkern } from '../models/upkern';
 import { loadPth } from '../nn/pth';
 import { loadSafetensors } from '../nn/safetensors';
@@ -351,7 +351,7 @@ async function fitLocked(
 
   // Model: seeded initialisation.
   manualSeed(cfg.seed);
-  const modelOptions: Record<string, unknown> = { inChannels: cfg.channels, ...cfg.modelOptions };
+  const modelOptions: Record<string, unknown> = withImageSize(cfg.model, { inChannels: cfg.channels, ...cfg.modelOptions }, cfg.size);
   // nexnet-ssl freezes its autoencoder by default; here freezing is opt-in (--freeze-encoder).
   if (cfg.model === 'nexnet-ssl' && modelOptions.freezeEncoder === undefined) modelOptions.freezeEncoder = Boolean(cfg.freezeEncoder);
   // In the checkpoints' modelOptions too, so evaluate / predict rebuild the extra heads.

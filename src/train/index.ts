@@ -6,7 +6,7 @@ export type { EvaluateOptions, EvaluateResult, PredictOptions } from './evaluate
 export { RECIPES, LIMITS, DEEP_SUPERVISION_MODELS, deepSupervisionWeightsFor, defaultConfig, resolveConfig } from './config';
 export { deepSupervisionWeights, nnunetDeepSupervisionWeights, downsampleTarget, deepSupervisionLoss, checkLossForClasses } from './losses';
 export type { TrainConfig } from './config';
-export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder } from './models';
+export { createModel, modelNames, defaultModelName, tinySegNet, tinyAutoencoder, withImageSize } from './models';
 export { loadModelCheckpoint, loadTrainState, checkpointPaths, metaClasses } from './checkpoint';
 export type { ModelMeta, TrainState } from './checkpoint';
 export { Canvas, plotCurves, overlay } from './plot';

@@ -11,7 +11,7 @@ export type ModelOptions = Record<string, unknown>;
 
 interface ModelsModule {
   create(name: string, opts?: ModelOptions): Module;
-  list?: () => { name: string; description?: string }[];
+  list?: () => { name: string; description?: string; options?: string[] }[];
 }
 
 let modelsModule: ModelsModule | null | undefined;
@@ -105,6 +105,16 @@ export function createModel(name: string, opts: ModelOptions = {}): Module {
     if (/unknown model|unknown option|option '.*' must be/i.test(msg)) throw new UserError(msg);
     throw e;
   }
+}
+
+/**
+ * Options with the input side filled in for a model whose size is fixed at construction (option
+ * `imgSize`: TransUNet's position embedding) unless given: training at --size N builds it for N,
+ * and the checkpoint's modelOptions record it so evaluate / predict / export rebuild the same.
+ */
+export function withImageSize(name: string, opts: ModelOptions, size: number): ModelOptions {
+  const info = modelsApi()?.list?.().find((m) => m.name === name);
+  return info?.options?.includes('imgSize') && opts.imgSize === undefined ? { ...opts, imgSize: size } : opts;
 }
 
 /** The default segmentation model of the built-in demo: CMUNeXt-S when available, else 'tiny'. */

@@ -82,23 +82,27 @@ DOC_COMMON = (
 
 # ----------------------------------------------------------------------------- models
 
-FLOAT64_REFERENCE = {"attunet", "unext", "mednext-s"}
+FLOAT64_REFERENCE = {"attunet", "unext", "mednext-s", "transunet"}
+# Models whose size is fixed at construction: built for the fixture's 64 px input.
+FIXTURE_KWARGS = {"transunet": {"img_size": 64}}
 
 
 def model_fixture(name, out_dir):
     torch.manual_seed(0)
-    m = det_init(models.build(name)).eval()
+    kw = FIXTURE_KWARGS.get(name, {})
+    m = det_init(models.build(name, **kw)).eval()
     x = sin_input([1, 3, 64, 64])
     with torch.no_grad():
         y = m(x)
     obj = {
         "doc": DOC_COMMON.format(ver=torch.__version__) +
-        f"Model '{name}' (tools/pytorch/models.py build('{name}')), eval mode, det_init; input x "
+        f"Model '{name}' (tools/pytorch/models.py build('{name}'"
+        + "".join(f", {k}={v}" for k, v in kw.items()) + ")), eval mode, det_init; input x "
         "of shape [1,3,64,64], x[i] = float32(sin(0.37*i)*0.5 + 0.5) over the flat index i "
         "(float64 math). 'output' = the logits (row-major), 'stats' over the output in float64.",
         "model": name,
         "build_kwargs": ({"gamma": 0.9, "dropout": 0.0, "masa": "decomposed"}
-                         if name.startswith("nexnet") else {}),
+                         if name.startswith("nexnet") else kw),
         "params": models.count_params(m),
         "state_dict_entries": len(m.state_dict()),
         "input": {"shape": [1, 3, 64, 64], "formula": "sin(0.37*i)*0.5+0.5"},
@@ -109,7 +113,7 @@ def model_fixture(name, out_dir):
         # Deep nets under det_init (no trained scale; AttU-Net reaches ~190): PyTorch's own float32 output
         # is up to 4e-4 (relative) from its float64 one, so the float64 output is the reference.
         with torch.no_grad():
-            obj["output_float64"] = tens(det_init(models.build(name)).double().eval()(x.double()))
+            obj["output_float64"] = tens(det_init(models.build(name, **kw)).double().eval()(x.double()))
     fn = f"{name.replace('-', '_')}_forward.json"
     return fn, dump(os.path.join(out_dir, fn), obj)
 
@@ -348,7 +352,7 @@ def main():
     ap = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--out", default=os.path.join(root, "test", "fixtures"))
-    ap.add_argument("--models", default="cmunext-s,cmunext,nexnet,unet-bilinear,unet,attunet,unext,mednext-s,segformer-b0")
+    ap.add_argument("--models", default="cmunext-s,cmunext,nexnet,unet-bilinear,unet,attunet,unext,mednext-s,segformer-b0,transunet")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

@@ -80,6 +80,7 @@ MaSA (decomposed, the paper's form; single head, gamma is a constant, not a para
                  D[n, m] = gamma^(|y_n - y_m| + |x_n - x_m|), @ v.
 """
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -884,6 +885,226 @@ class SegFormer(nn.Module):
         y = self.decode_head(self.backbone(x))
         return F.interpolate(y, size=x.shape[2:], mode="bilinear", align_corners=False)
 
+# TransUNet R50-ViT-B/16 (Chen et al., 2021) as its authors define it (Beckschen/TransUNet
+# networks/vit_seg_modeling.py, vit_seg_modeling_resnet_skip.py, vit_seg_configs.py
+# get_r50_b16_config; the CMUNeXt benchmark repository FengheTan9/Medical-Image-Segmentation-
+# Benchmarks carries the same three files unchanged and builds it with img_size 256, n_skip 3 and
+# patches.grid = (256 / 16, 256 / 16)). Written here from reading that code. State-dict names:
+#   transformer.embeddings.position_embeddings [1, (S/16)^2, 768]     (own parameter: first)
+#   transformer.embeddings.hybrid_model.root.{conv: StdConv2d 3->64 k7 s2 p3, gn: GN(32, eps 1e-6)}
+#   transformer.embeddings.hybrid_model.body.block{1,2,3}.unit{1..n}  n = 3, 4, 9 (PreActBottleneck:
+#       gn1, conv1 (1x1), gn2, conv2 (3x3, stride on unit1 of blocks 2, 3), gn3, conv3 (1x1);
+#       unit1 also downsample (1x1 StdConv2d) + gn_proj (GroupNorm(C, C), eps 1e-5))
+#   transformer.embeddings.patch_embeddings  Conv2d 1024 -> 768, kernel = stride = S // 16 // grid = 1
+#   transformer.encoder.layer.{0..11}.{attention_norm, ffn_norm, ffn.fc1, ffn.fc2,
+#       attn.query, attn.key, attn.value, attn.out}   then transformer.encoder.encoder_norm
+#   decoder.conv_more.{0: conv3 768->512 no bias, 1: BN}
+#   decoder.blocks.{0..3}.conv{1,2}.{0: conv3 no bias, 1: BN}   (in 512/256/128/64 + skip
+#       512/256/64/0 -> 256/128/64/16)
+#   segmentation_head.0  conv3 16 -> classes (1 = Identity)
+
+class StdConv2d(nn.Conv2d):
+    """Conv2d with weight standardisation: per output channel, (w - mean) / sqrt(var + 1e-5)."""
+
+    def forward(self, x):
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        return F.conv2d(x, (w - mean) / torch.sqrt(var + 1e-5), self.bias, self.stride,
+                        self.padding, self.dilation, self.groups)
+
+
+class _PreActBottleneck(nn.Module):
+    def __init__(self, cin, cout, cmid, stride=1):
+        super().__init__()
+        self.gn1 = nn.GroupNorm(32, cmid, eps=1e-6)
+        self.conv1 = StdConv2d(cin, cmid, 1, bias=False)
+        self.gn2 = nn.GroupNorm(32, cmid, eps=1e-6)
+        self.conv2 = StdConv2d(cmid, cmid, 3, stride=stride, padding=1, bias=False)
+        self.gn3 = nn.GroupNorm(32, cout, eps=1e-6)
+        self.conv3 = StdConv2d(cmid, cout, 1, bias=False)
+        self.relu = nn.ReLU()
+        if stride != 1 or cin != cout:
+            self.downsample = StdConv2d(cin, cout, 1, stride=stride, bias=False)
+            self.gn_proj = nn.GroupNorm(cout, cout)
+
+    def forward(self, x):
+        res = self.gn_proj(self.downsample(x)) if hasattr(self, "downsample") else x
+        y = self.relu(self.gn1(self.conv1(x)))
+        y = self.relu(self.gn2(self.conv2(y)))
+        return self.relu(res + self.gn3(self.conv3(y)))
+
+
+class _ResNetV2(nn.Module):
+    def __init__(self, units=(3, 4, 9), width=64):
+        super().__init__()
+        self.width = width
+        self.root = nn.Sequential(OrderedDict([
+            ("conv", StdConv2d(3, width, 7, stride=2, padding=3, bias=False)),
+            ("gn", nn.GroupNorm(32, width, eps=1e-6)), ("relu", nn.ReLU())]))
+        blocks = []
+        cin = width
+        for b, (n, mult, stride) in enumerate(zip(units, (4, 8, 16), (1, 2, 2))):
+            cout, cmid = width * mult, width * mult // 4
+            us = [(f"unit{u}", _PreActBottleneck(cin if u == 1 else cout, cout, cmid, stride if u == 1 else 1))
+                  for u in range(1, n + 1)]
+            blocks.append((f"block{b + 1}", nn.Sequential(OrderedDict(us))))
+            cin = cout
+        self.body = nn.Sequential(OrderedDict(blocks))
+
+    def forward(self, x):
+        size = x.shape[2]
+        feats = []
+        x = self.root(x)
+        feats.append(x)
+        x = F.max_pool2d(x, 3, 2, 0)
+        for i in range(len(self.body) - 1):
+            x = self.body[i](x)
+            want = int(size / 4 / (i + 1))
+            # Zero-padded at the bottom / right to the expected size (the authors' quirk).
+            feats.append(F.pad(x, (0, want - x.shape[3], 0, want - x.shape[2])) if x.shape[2] != want else x)
+        return self.body[-1](x), feats[::-1]
+
+
+class _ViTAttention(nn.Module):
+    def __init__(self, hidden, heads, attn_drop):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.attn_dropout = nn.Dropout(attn_drop)
+        self.proj_dropout = nn.Dropout(attn_drop)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        d = c // self.heads
+        split = lambda t: t.view(b, n, self.heads, d).permute(0, 2, 1, 3)  # noqa: E731
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        p = self.attn_dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1))
+        o = (p @ v).permute(0, 2, 1, 3).reshape(b, n, c)
+        return self.proj_dropout(self.out(o))
+
+
+class _ViTMlp(nn.Module):
+    def __init__(self, hidden, mlp, drop):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, mlp)
+        self.fc2 = nn.Linear(mlp, hidden)
+        self.dropout = nn.Dropout(drop)
+        for fc in (self.fc1, self.fc2):  # the authors' _init_weights
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.normal_(fc.bias, std=1e-6)
+
+    def forward(self, x):
+        return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
+
+
+class _ViTBlock(nn.Module):
+    def __init__(self, hidden, heads, mlp, drop, attn_drop):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.ffn = _ViTMlp(hidden, mlp, drop)
+        self.attn = _ViTAttention(hidden, heads, attn_drop)
+
+    def forward(self, x):
+        x = x + self.attn(self.attention_norm(x))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class _ViTEmbeddings(nn.Module):
+    def __init__(self, img_size, hidden, drop):
+        super().__init__()
+        grid = img_size // 16                  # patches.grid = img_size / 16, as the benchmark sets it
+        patch = img_size // 16 // grid         # = 1: one token per pixel of the ResNet's 1/16 map
+        self.hybrid_model = _ResNetV2()
+        self.patch_embeddings = nn.Conv2d(self.hybrid_model.width * 16, hidden, patch, stride=patch)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, grid * grid, hidden))
+        self.dropout = nn.Dropout(drop)
+
+    def forward(self, x):
+        x, feats = self.hybrid_model(x)
+        x = self.patch_embeddings(x).flatten(2).transpose(-1, -2)
+        return self.dropout(x + self.position_embeddings), feats
+
+
+class _ViTEncoder(nn.Module):
+    def __init__(self, hidden, layers, heads, mlp, drop, attn_drop):
+        super().__init__()
+        self.layer = nn.ModuleList()
+        self.encoder_norm = nn.LayerNorm(hidden, eps=1e-6)
+        for _ in range(layers):
+            self.layer.append(_ViTBlock(hidden, heads, mlp, drop, attn_drop))
+
+    def forward(self, x):
+        for blk in self.layer:
+            x = blk(x)
+        return self.encoder_norm(x)
+
+
+class _ViTTransformer(nn.Module):
+    def __init__(self, img_size, hidden=768, layers=12, heads=12, mlp=3072, drop=0.1, attn_drop=0.0):
+        super().__init__()
+        self.embeddings = _ViTEmbeddings(img_size, hidden, drop)
+        self.encoder = _ViTEncoder(hidden, layers, heads, mlp, drop, attn_drop)
+
+    def forward(self, x):
+        e, feats = self.embeddings(x)
+        return self.encoder(e), feats
+
+
+def _conv2d_relu(cin, cout):
+    """The authors' Conv2dReLU: conv3 without bias, BN, ReLU (a Sequential: 0, 1, 2)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class _TUDecoderBlock(nn.Module):
+    def __init__(self, cin, cout, skip):
+        super().__init__()
+        self.conv1 = _conv2d_relu(cin + skip, cout)
+        self.conv2 = _conv2d_relu(cout, cout)
+        self.up = nn.UpsamplingBilinear2d(scale_factor=2)
+
+    def forward(self, x, skip=None):
+        x = self.up(x)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+class _DecoderCup(nn.Module):
+    def __init__(self, hidden=768, channels=(256, 128, 64, 16), skips=(512, 256, 64, 0), n_skip=3):
+        super().__init__()
+        self.n_skip = n_skip
+        self.conv_more = _conv2d_relu(hidden, 512)
+        ins = [512] + list(channels[:-1])
+        self.blocks = nn.ModuleList([_TUDecoderBlock(i, o, s) for i, o, s in zip(ins, channels, skips)])
+
+    def forward(self, h, feats):
+        b, n, c = h.shape
+        s = int(math.sqrt(n))
+        x = self.conv_more(h.permute(0, 2, 1).contiguous().view(b, c, s, s))
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, feats[i] if i < self.n_skip else None)
+        return x
+
+
+class TransUNet(nn.Module):
+    """VisionTransformer(get_r50_b16_config(), img_size) with n_skip 3, grid img_size / 16."""
+
+    def __init__(self, in_channels=3, num_classes=1, img_size=256):
+        super().__init__()
+        self.transformer = _ViTTransformer(img_size)
+        self.decoder = _DecoderCup()
+        self.segmentation_head = nn.Sequential(nn.Conv2d(16, num_classes, 3, padding=1), nn.Identity())
+
+    def forward(self, x):
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        h, feats = self.transformer(x)
+        return self.segmentation_head(self.decoder(h, feats))
+
 
 EXPECTED_PARAMS = {
     "cmunext-s": 417505, "cmunext": 3149185, "cmunext-l": 8286721,
@@ -893,6 +1114,8 @@ EXPECTED_PARAMS = {
     "mednext-s": 5472034, "mednext-b": 10447426, "mednext-m": 17418242, "mednext-l": 61556386,
     # 3 input channels, 1 class; at 150 classes (ADE20K): 3,752,694 / 13,715,798 / 27,461,974.
     "segformer-b0": 3714401, "segformer-b1": 13677505, "segformer-b2": 27347393,
+    # TransUNet R50-ViT-B/16 at 256 px: the CMUNeXt benchmark reports 105.32 M.
+    "transunet": 105322001,
 }
 
 
@@ -917,6 +1140,8 @@ def build(name, **kw):
         return SegFormer(name, **kw)
     if name.startswith("mednext-"):
         return MedNeXt(size=name[-1].upper(), **kw)
+    if name == "transunet":
+        return TransUNet(**kw)
     raise KeyError(name)
 
 
