@@ -9,7 +9,9 @@ import { isGradEnabled, setGradEnabled } from '../tensor/grad-mode';
 import { backward, detach } from './engine';
 import { shapeStr } from '../tensor/shape';
 
-type CheckpointFn = (...xs: Tensor[]) => Tensor;
+/** A checkpointed function returns one tensor, or an array of tensors and plain values. */
+type CheckpointResult = Tensor | readonly unknown[];
+type CheckpointFn<R extends CheckpointResult = CheckpointResult> = (...xs: Tensor[]) => R;
 type CheckpointAttrs = { fn: CheckpointFn; inputCount: number };
 
 let recomputing = 0;
@@ -23,10 +25,10 @@ export function isRecomputing(): boolean {
 
 export const checkpointOp = defineOp<CheckpointAttrs>({
   name: 'checkpoint',
-  backward({ inputs, attrs, saved }, [g]) {
+  backward({ inputs, attrs, saved }, grads) {
     const { fn, inputCount } = attrs;
     const params = inputs.slice(inputCount);
-    if (!g) return inputs.map(() => null);
+    if (grads.every((g) => !g)) return inputs.map(() => null);
     // Recompute with the random stream fn saw the first time (dropout masks), then put the
     // stream back where it is now.
     const now = defaultGenerator.getState();
@@ -39,17 +41,18 @@ export const checkpointOp = defineOp<CheckpointAttrs>({
         d.requiresGrad = x.requiresGrad;
         return d;
       });
-      const out = fn(...xs);
-      checkOutput(out, 'the recomputation');
+      const outs = tensorsOf(fn(...xs), 'the recomputation');
       // Gradients of the parameters accumulate into their .grad here (as the outer backward
       // would); the inputs' gradients are handed back to the outer backward.
-      if (out.requiresGrad) backward(out, g);
-      const grads: (Tensor | null)[] = xs.map((d) => {
+      const live = outs.map((o, i) => [o, grads[i]] as const).filter(([o, gi]) => gi && o.requiresGrad) as [Tensor, Tensor][];
+      if (live.length === 1) backward(live[0][0], live[0][1]);
+      else if (live.length > 1) backward(live.map(([o, gi]) => o.mul(gi).sum()).reduce((a, b) => a.add(b)));
+      const inputGrads: (Tensor | null)[] = xs.map((d) => {
         const dg = d.grad;
         d.grad = null;
         return dg;
       });
-      return [...grads, ...params.map(() => null)];
+      return [...inputGrads, ...params.map(() => null)];
     } finally {
       recomputing--;
       setGradEnabled(prevGrad);
@@ -58,8 +61,11 @@ export const checkpointOp = defineOp<CheckpointAttrs>({
   },
 });
 
-function checkOutput(out: unknown, where: string): asserts out is Tensor {
-  if (!(out instanceof Tensor)) throw new Error(`checkpoint: fn must return one Tensor, ${where} returned ${out === null ? 'null' : typeof out}`);
+/** The float tensors of fn's result, in order (the node's outputs). */
+function tensorsOf(r: unknown, where: string): Tensor[] {
+  if (r instanceof Tensor) return [r];
+  if (Array.isArray(r) && r.some((x) => x instanceof Tensor)) return r.filter((x): x is Tensor => x instanceof Tensor);
+  throw new Error(`checkpoint: fn must return a Tensor or an array holding tensors, ${where} returned ${r === null ? 'null' : Array.isArray(r) ? 'an array without tensors' : typeof r}`);
 }
 
 /**
@@ -70,7 +76,7 @@ function checkOutput(out: unknown, where: string): asserts out is Tensor {
  * fn draws the same masks in the recomputation (the default generator is rewound); a generator
  * passed explicitly to an op inside fn is not. BatchNorm2d updates its running statistics once.
  */
-export function checkpoint(fn: CheckpointFn, ...inputs: Tensor[]): Tensor {
+export function checkpoint<R extends CheckpointResult>(fn: CheckpointFn<R>, ...inputs: Tensor[]): R {
   if (typeof fn !== 'function') throw new Error('checkpoint: the first argument must be a function of tensors');
   inputs.forEach((x, i) => {
     if (!(x instanceof Tensor)) throw new Error(`checkpoint: input ${i} must be a Tensor, got ${x === null ? 'null' : typeof x}`);
@@ -90,29 +96,33 @@ export function checkpoint(fn: CheckpointFn, ...inputs: Tensor[]): Tensor {
     }
   });
   const prev = setGradEnabled(false);
-  let out: Tensor;
+  let result: R;
+  let outs: Tensor[];
   try {
-    out = tidy(() => {
+    result = tidy(() => {
       const r = fn(...inputs);
-      checkOutput(r, 'it');
+      tensorsOf(r, 'it');
       return r;
     });
+    outs = tensorsOf(result, 'it');
   } finally {
     setGradEnabled(prev);
     stop();
   }
   if (captured) {
-    out.dispose();
+    outs.forEach((o) => o.dispose());
     throw new Error(`checkpoint: fn reads a tensor ${shapeStr((captured as Tensor).shape)} that requires grad and was computed outside it; pass it to checkpoint as an input so its gradient can flow`);
   }
   const params = [...leaves];
-  if (!inputs.some((x) => x.requiresGrad) && params.length === 0) return out;
-  if (out.dtype !== 'float32' && out.dtype !== 'float64') return out;
+  if (!inputs.some((x) => x.requiresGrad) && params.length === 0) return result;
   // The node is recorded by hand: its inputs (and so what backward keeps) are fn's inputs and
   // the parameters it read, which are known only after fn ran.
-  const node: GradNode = { op: checkpointOp as never, inputs: [...inputs, ...params], outputs: [out], attrs: { fn, inputCount: inputs.length }, saved: { rng }, released: false };
-  out.requiresGrad = true;
-  out.gradFn = node;
-  out.outputIndex = 0;
-  return out;
+  const node: GradNode = { op: checkpointOp as never, inputs: [...inputs, ...params], outputs: outs, attrs: { fn, inputCount: inputs.length }, saved: { rng }, released: false };
+  outs.forEach((o, i) => {
+    if (o.dtype !== 'float32' && o.dtype !== 'float64') return;
+    o.requiresGrad = true;
+    o.gradFn = node;
+    o.outputIndex = i;
+  });
+  return result;
 }
