@@ -40,6 +40,7 @@ using conv::ConvP;
 template <int L>
 struct Vec {
   typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
+  typedef int32_t itype __attribute__((vector_size(sizeof(float) * L)));
 };
 
 struct Geometry {
@@ -126,10 +127,7 @@ SC_AI void tile(int64_t ntaps, const int64_t* __restrict toff, const float* cons
       } else if (ep.act == ConvAct::relu) {
         v = v > V{} ? v : V{};
       } else if (ep.act == ConvAct::gelu) {
-        alignas(64) float tmp[L];
-        *reinterpret_cast<V*>(tmp) = v;
-        for (int l = 0; l < L; ++l) tmp[l] = fastmath::gelu(tmp[l]);
-        v = *reinterpret_cast<const V*>(tmp);
+        v = fastmath::gelu_vec<V, typename Vec<L>::itype>(v);
       }
       if (affine) v = v * s + h;
       float* dst = yo[j] + oc * ystride;
