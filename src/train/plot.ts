@@ -137,11 +137,8 @@ export async function plotCurves(file: string, h: { trainLoss: number[]; valLoss
   await cv.save(file);
 }
 
-/**
- * Overlay: the grey image, the predicted mask tinted red, the predicted contour in red and the
- * ground-truth contour in green (when given). `image` is CHW (1 or 3 channels) in 0..1.
- */
-export function overlay(image: Float32Array, channels: number, h: number, w: number, pred: Uint8Array, truth?: Uint8Array): Canvas {
+/** The image (CHW, 1 or 3 channels, 0..1) as grey: the mean of its channels. */
+function greyCanvas(image: Float32Array, channels: number, h: number, w: number): Canvas {
   const cv = new Canvas(w, h);
   const n = h * w;
   for (let i = 0; i < n; i++) {
@@ -150,6 +147,16 @@ export function overlay(image: Float32Array, channels: number, h: number, w: num
     g /= channels;
     for (let c = 0; c < 3; c++) cv.data[c * n + i] = g;
   }
+  return cv;
+}
+
+/**
+ * Overlay: the grey image, the predicted mask tinted red, the predicted contour in red and the
+ * ground-truth contour in green (when given). `image` is CHW (1 or 3 channels) in 0..1.
+ */
+export function overlay(image: Float32Array, channels: number, h: number, w: number, pred: Uint8Array, truth?: Uint8Array): Canvas {
+  const cv = greyCanvas(image, channels, h, w);
+  const n = h * w;
   const edge = (m: Uint8Array, i: number) => {
     if (!m[i]) return false;
     const y = (i / w) | 0, x = i % w;
@@ -169,14 +176,8 @@ export const CLASS_COLOURS: [number, number, number][] = [[1, 0.15, 0.15], [0.15
  * (CLASS_COLOURS, 30 %) and outlined, and the truth's class borders (when given) in green.
  */
 export function overlayClasses(image: Float32Array, channels: number, h: number, w: number, pred: Uint8Array, truth?: Uint8Array): Canvas {
-  const cv = new Canvas(w, h);
+  const cv = greyCanvas(image, channels, h, w);
   const n = h * w;
-  for (let i = 0; i < n; i++) {
-    let g = 0;
-    for (let c = 0; c < channels; c++) g += image[c * n + i];
-    g /= channels;
-    for (let c = 0; c < 3; c++) cv.data[c * n + i] = g;
-  }
   // A foreground pixel on the image border or next to a pixel of another class.
   const edge = (m: Uint8Array, i: number) => {
     const v = m[i];
