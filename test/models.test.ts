@@ -485,12 +485,17 @@ describe('models: overfitting two images', () => {
     console.log(`      cmunext-s: Dice ${dice.toFixed(4)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.ok(dice > 0.95, `Dice ${dice}`);
   });
-  for (const [name, size] of [['unet-bilinear', 64], ['unet', 64], ['unetpp', 64], ['cmunext', 64], ['nexnet', 64], ['segformer-b0', 64]] as [string, number][]) {
+  const heavy: [string, number, number][] = [
+    ['unet-bilinear', 64, 3e-3], ['unet', 64, 3e-3], ['unetpp', 64, 3e-3], ['cmunext', 64, 3e-3], ['nexnet', 64, 1e-3], ['segformer-b0', 64, 1e-3],
+    ['attunet', 64, 3e-3], ['unext', 64, 3e-3], ['mednext-s', 64, 1e-3],
+  ];
+  for (const [name, size, lr] of heavy) {
     it(`${name} reaches Dice > 0.95 (SCALPEL_HEAVY_TESTS=1)`, function () {
       if (!HEAVY) this.skip();
       this.timeout(1800000);
-      const dice = overfit(name, size, 300, name.startsWith('nexnet') || name.startsWith('segformer') ? 1e-3 : 3e-3);
-      console.log(`      ${name}: Dice ${dice.toFixed(4)}`);
+      const t0 = Date.now();
+      const dice = overfit(name, size, 300, lr);
+      console.log(`      ${name}: Dice ${dice.toFixed(4)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       assert.ok(dice > 0.95, `Dice ${dice}`);
     });
   }
