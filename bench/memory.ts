@@ -29,7 +29,7 @@ for (let i = 0; i < steps; i++) {
     const logits = model.forward(x);
     const l = sc.F.add(sc.F.bceWithLogits(logits, target), sc.F.diceLoss(logits, target));
     afterForward = sc.memory().cpu.bytesInUse;
-    l.backward();
+    l.backward(null, { freeActivations: true });
   });
   opt.step();
   const m = sc.memory();

@@ -73,7 +73,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
       sc.tidy(() => {
         const logits = model.forward(xb);
         const l = sc.F.add(sc.F.bceWithLogits(logits, target), sc.F.diceLoss(logits, target));
-        l.backward();
+        l.backward(null, { freeActivations: true });
         loss = l.item();
       });
       opt.step();

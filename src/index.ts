@@ -9,6 +9,7 @@ import * as models from './models';
 export * from './tensor';
 export { noGrad, enableGrad, isGradEnabled, detach, backward } from './autograd/engine';
 export { checkpoint } from './autograd/checkpoint';
+export type { BackwardOptions } from './autograd/engine';
 export { gradcheck } from './autograd/gradcheck';
 export { F, nn, optim, models };
 /** sc.inference.optimize(model, example): fused conv -> BN -> activation chains for eval-mode inference. */

@@ -7,7 +7,7 @@ import * as sc from '../src';
 const MB = 2 ** 20;
 
 /** One training step's gradients, running statistics and loss, and the bytes kept after forward. */
-function step(model: sc.nn.Module, x: sc.Tensor, t: sc.Tensor) {
+function step(model: sc.nn.Module, x: sc.Tensor, t: sc.Tensor, backwardOpts: sc.BackwardOptions = {}) {
   model.train();
   for (const p of model.parameters()) p.grad?.dispose(), (p.grad = null);
   let keptAfterForward = 0, peakDuringBackward = 0, loss = 0;
@@ -17,8 +17,8 @@ function step(model: sc.nn.Module, x: sc.Tensor, t: sc.Tensor) {
     const out = model.forward(x) as sc.Tensor;
     const l = sc.F.add(sc.F.bceWithLogits(out, t), sc.F.diceLoss(out, t));
     keptAfterForward = sc.memory().cpu.bytesInUse - base;
-    l.backward();
     loss = l.item();
+    l.backward(null, backwardOpts);
   });
   peakDuringBackward = sc.memory().cpu.peakBytesInUse - base;
   const grads = model.namedParameters().map(([n, p]) => [n, p.grad ? Array.from(p.grad.toArray() as Float32Array) : null] as const);
@@ -157,6 +157,29 @@ describe('training memory', () => {
   });
 
   describe('backward', () => {
+    it('freeActivations: same gradients, a lower peak, and a freed intermediate says so when read', function () {
+      this.timeout(60000);
+      const [plain, freed] = twin('unet-bilinear');
+      sc.manualSeed(6);
+      const x = sc.randn([2, 3, 64, 64]);
+      const t = sc.rand([2, 1, 64, 64]).gt(0.6).to('float32');
+      step(plain, x, t); step(freed, x, t, { freeActivations: true }); // warm-up: .grad exists
+      const a = step(plain, x, t), b = step(freed, x, t, { freeActivations: true });
+      const g = maxRelDiff(a.grads, b.grads);
+      assert.equal(g.diff, 0, `gradient of ${g.name} differs by ${g.diff}`);
+      assert.ok(b.peakDuringBackward < a.peakDuringBackward - 0.25 * a.keptAfterForward,
+        `peak ${(b.peakDuringBackward / MB).toFixed(1)} MB with freeActivations vs ${(a.peakDuringBackward / MB).toFixed(1)} MB without (forward kept ${(a.keptAfterForward / MB).toFixed(1)} MB)`);
+      sc.tidy(() => {
+        const out = freed.forward(x) as sc.Tensor;
+        const hidden = out.mul(2);
+        const l = hidden.sum();
+        l.backward(null, { freeActivations: true });
+        assert.throws(() => hidden.toArray(), /used after dispose\(\) \(backward\(\{ freeActivations: true \}\) freed it/);
+        assert.ok(Number.isFinite(l.item()), 'the root stays');
+        assert.throws(() => l.backward(null, { retainGraph: true, freeActivations: true }), /exclude each other/);
+      });
+    });
+
     it('frees gradients as it goes: the peak during backward stays near what forward kept', function () {
       this.timeout(60000);
       sc.manualSeed(4);

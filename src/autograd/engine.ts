@@ -61,6 +61,14 @@ function topoOrder(root: GradNode): GradNode[] {
 export interface BackwardOptions {
   /** Keep the graph so backward can run through it again. */
   retainGraph?: boolean;
+  /**
+   * Dispose each intermediate tensor of the graph (every output of a recorded op but the root)
+   * as soon as the last node that reads it has run its backward, as PyTorch frees saved
+   * activations: backward's peak memory then falls as it goes instead of holding every
+   * activation until the step's tidy() ends. For training steps where nothing outside keeps an
+   * intermediate (fit() uses it); reading one afterwards is an error that says it was freed.
+   */
+  freeActivations?: boolean;
 }
 
 /** Computes gradients of `root` (a scalar, or with `grad` of root's shape) into leaves' .grad. */
@@ -69,6 +77,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
   if (!root.requiresGrad) throw new Error('backward: the tensor does not require grad (no input had requiresGrad, or it was computed under noGrad)');
   if (!grad && root.size !== 1) throw new Error(`backward: a gradient is needed for a non-scalar output of shape ${shapeStr(root.shape)}`);
   if (grad && !sameShape(grad.shape, root.shape)) throw new Error(`backward: gradient shape ${shapeStr(grad.shape)} does not match the output's ${shapeStr(root.shape)}`);
+  if (opts.retainGraph && opts.freeActivations) throw new Error('backward: retainGraph and freeActivations exclude each other (a retained graph needs its activations)');
   const prev = setGradEnabled(false);
   try {
     tidy(() => {
@@ -119,10 +128,30 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
       };
       hold(seed);
       const order = topoOrder(root.gradFn);
+      // freeActivations: how many nodes still to run read each intermediate (as an input or as
+      // their own output); at zero it is disposed. Leaves (parameters, inputs) and the root stay.
+      const readers = new Map<Tensor, number>();
+      if (opts.freeActivations) {
+        for (const node of order)
+          for (const t of [...node.inputs, ...node.outputs]) if (t.gradFn && t !== root) readers.set(t, (readers.get(t) ?? 0) + 1);
+      }
+      const doneWith = (node: GradNode) => {
+        if (!opts.freeActivations) return;
+        for (const t of [...node.inputs, ...node.outputs]) {
+          const left = (readers.get(t) ?? 0) - 1;
+          readers.set(t, left);
+          if (left === 0) t.disposeAs('backward({ freeActivations: true }) freed it once the graph no longer needed it');
+        }
+        for (const v of Object.values(node.saved)) if (v instanceof Tensor) v.dispose();
+        node.saved = {};
+      };
       for (const node of order) {
         const gOut = pending.get(node);
         pending.delete(node);
-        if (!gOut || gOut.every((g) => g === null)) continue;
+        if (!gOut || gOut.every((g) => g === null)) {
+          doneWith(node);
+          continue;
+        }
         if (node.released) throw new Error(`backward: the graph through '${node.op.name}' was already freed; pass {retainGraph: true} to the first backward()`);
         // Temporaries of the op's backward (not its returned gradients) are freed when it returns.
         const gIn = tidy(() => node.op.backward!({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, saved: node.saved }, gOut));
@@ -146,6 +175,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
         // Gradients summed into a slot or a leaf and not held anywhere else go now.
         for (const g of gIn) if (g) releaseIfUnused(g);
         for (const g of gOut) if (g) release(g);
+        doneWith(node);
       }
       if (!opts.retainGraph) {
         for (const node of order) {

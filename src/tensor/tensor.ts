@@ -36,6 +36,7 @@ export class Tensor {
   /** @internal which output of gradFn this tensor is. */
   outputIndex = 0;
   private disposedFlag = false;
+  private disposedReason: string | null = null;
 
   /** @internal use the creation functions (sc.tensor, sc.zeros, ...) instead. */
   constructor(storage: Storage, shape: number[], dtype: DType, strides?: number[], offset = 0) {
@@ -103,6 +104,13 @@ export class Tensor {
     return true;
   }
 
+  /** @internal dispose(), remembering why (named by the use-after-dispose error). */
+  disposeAs(reason: string): void {
+    if (this.disposedFlag) return;
+    this.disposedReason = reason;
+    this.dispose();
+  }
+
   /** Gives the tensor's memory reference back now. Idempotent. */
   dispose(): void {
     if (this.disposedFlag) return;
@@ -119,7 +127,7 @@ export class Tensor {
 
   /** @internal throws when the tensor was disposed. */
   assertAlive(where: string): void {
-    if (this.disposedFlag) throw new Error(`${where}: tensor ${shapeStr(this.shape)} ${this.dtype} was used after dispose()`);
+    if (this.disposedFlag) throw new Error(`${where}: tensor ${shapeStr(this.shape)} ${this.dtype} was used after dispose()${this.disposedReason ? ` (${this.disposedReason})` : ''}`);
   }
 
   /** @internal the argument tuple the native run() takes. */

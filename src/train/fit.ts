@@ -486,7 +486,8 @@ async function fitLocked(
           tidy(() => {
             const loss = trainLossOf(x, y);
             lv = loss.item();
-            loss.backward();
+            // Nothing here reads an activation after backward: free each once it is used.
+            loss.backward(null, { freeActivations: true });
           });
         } finally {
           x.dispose();
