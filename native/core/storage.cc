@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -64,7 +65,21 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
       stats_.bytes_in_use += it->first;
       stats_.live_storages++;
       if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+      if (stats_.bytes_in_use > high_water_) high_water_ = stats_.bytes_in_use;
       return p;
+    }
+  }
+  {
+    // A miss. Cached blocks of other sizes count against the process too: keep what the
+    // allocator holds (in use + cached) within 1/8 above the largest in use it ever had, giving
+    // cached blocks back (largest first) before taking new memory beyond that. Without this the
+    // cache keeps a private set of blocks per size and RSS grows by the fragmentation.
+    std::lock_guard<std::mutex> lk(m_);
+    const size_t high = std::max<size_t>(static_cast<size_t>(high_water_), static_cast<size_t>(stats_.bytes_in_use) + sz);
+    const size_t limit = high + high / 8;
+    if (static_cast<size_t>(stats_.bytes_in_use + stats_.bytes_cached) + sz > limit) {
+      const size_t held = static_cast<size_t>(stats_.bytes_in_use) + sz;
+      trim_locked(limit > held ? limit - held : 0);
     }
   }
   void* p = mem_->raw_alloc(sz);
@@ -77,6 +92,7 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
   stats_.bytes_in_use += sz;
   stats_.live_storages++;
   if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  if (stats_.bytes_in_use > high_water_) high_water_ = stats_.bytes_in_use;
   return p;
 }
 

@@ -58,6 +58,7 @@ class CachingAllocator {
   std::mutex m_;
   std::map<size_t, std::vector<void*>> free_;  // by block size, for best fit
   size_t cache_limit_ = SIZE_MAX;
+  int64_t high_water_ = 0;  // the most bytes ever in use (resetPeak does not lower it)
   void trim_locked(size_t limit);
   MemoryStats stats_;
 };
