@@ -16,6 +16,7 @@ const runs = Number(arg('runs', '5'));
 const MODELS: [string, string, number, Record<string, unknown>?][] = [
   ['unet', 'UNet', 256], ['unetpp', 'UNet++', 256], ['attunet', 'Attention U-Net', 256], ['unext', 'UNeXt', 256], ['cmunext-s', 'CMUNeXt-S', 256], ['cmunext', 'CMUNeXt', 256], ['cmunext-l', 'CMUNeXt-L', 256],
   ['transunet', 'TransUNet (R50-ViT-B/16)', 256],
+  ['mednext-s', 'MedNeXt-S 2-D (k3)', 256], ['mednext-b', 'MedNeXt-B 2-D (k3)', 256], ['mednext-m', 'MedNeXt-M 2-D (k3)', 256], ['mednext-l', 'MedNeXt-L 2-D (k3)', 256],
   ['nexnet', 'NExNet Seg (no SSL)', 224], ['nexnet-ssl', 'NExNet Seg (SSL, AE attached)', 224],
   // SegFormer as its paper's Table 1 counts it: ADE20K, 150 classes, 512x512.
   ['segformer-b0', 'SegFormer-B0 (150 classes)', 512, { numClasses: 150 }], ['segformer-b1', 'SegFormer-B1 (150 classes)', 512, { numClasses: 150 }],
@@ -113,10 +114,12 @@ function main() {
     console.log(`${label}: params ${fmt(row.params / 1e6, 3)} M, ${fmt(row.gmac, 2)} GMAC, ${devices.map((d) => `${d} ${fmt(row.times[d], 1)} ms`).join(', ')}${row.error ? ` (${row.error})` : ''}`);
   }
   const md = ['# Efficiency table (papers vs scalpel)', '',
-    `${info.date}, ${info.cpu}, ${threads} CPU thread(s), loadavg ${info.loadavg.join(' ')}; batch 1 inference, median of ${runs}. ` +
-    'GFLOPs as the papers count them (multiply-accumulates, G), counted by the engine over one forward pass.', '',
-    mdTable(['Method', 'input', 'Params (M)', 'GFLOPs (GMAC)', ...devices.map((d) => `scalpel ${d} (ms)`), 'paper Params (M)', 'paper GFLOPs', 'paper time', 'paper source'],
-      rows.map((r) => [r.label, `${r.size}x${r.size}`, fmt(r.params / 1e6, 3), fmt(r.gmac, 2), ...devices.map((d) => fmt(r.times[d], 1)),
+    `${info.date}, ${info.cpu}, ${threads} CPU thread(s), loadavg ${info.loadavg.join(' ')}. ` +
+    `Time: batch 1, eval mode under noGrad (the plain forward, no inference plan), one warm-up forward, then the median of ${runs} timed forwards ` +
+    '(wall clock around the whole forward; on a GPU the clock stops after a device synchronize); FPS = 1000 / ms. ' +
+    'GMAC = multiply-accumulates counted by the engine over one forward (what the papers call "GFLOPs"); GFLOP = 2 x GMAC.', '',
+    mdTable(['Method', 'input', 'Params (M)', 'GMAC', 'GFLOP (2 x GMAC)', ...devices.flatMap((d) => [`scalpel ${d} (ms)`, `${d} FPS`]), 'paper Params (M)', 'paper GFLOPs', 'paper time', 'paper source'],
+      rows.map((r) => [r.label, `${r.size}x${r.size}`, fmt(r.params / 1e6, 3), fmt(r.gmac, 2), fmt(r.gmac * 2, 2), ...devices.flatMap((d) => [fmt(r.times[d], 1), fmt(r.times[d] ? 1000 / r.times[d] : undefined, 1)]),
         paperCol(r.paper, 'params'), paperCol(r.paper, 'gflops'), paperCol(r.paper, 'time'), paperCol(r.paper, 'source')])), '',
     'The NExNet paper reports 30.4 M / 18 G for NExNet Seg; this project counts the SSL model with the whole autoencoder attached (see /work/shared/design/models.md) and the plain model separately; its row of Table 4 is shown beside the SSL model. The papers time on an A100 GPU, scalpel here on the devices this machine has.',
   ].join('\n');
