@@ -27,13 +27,24 @@ const selected = arg('models')?.split(',');
 // The papers' figures (/work/shared/design/models.md): NExNet Seg Table 4 (A100 GPU) and the
 // CMUNeXt paper's count for the base model. A model quoted by two papers has one entry per source.
 type Paper = { params?: number; gflops?: number; time?: string; source: string };
+// The CMUNeXt benchmark's BUSI table (FengheTan9/Medical-Image-Segmentation-Benchmarks README, 256
+// px, "GFLOPs" = GMACs, FPS on an RTX 4090). Its U-Net (34.52 M) and U-Net++ (26.90 M) are other
+// configurations than scalpel's unet (31.04 M) and unetpp (9.16 M, filters 32..512); their rows
+// are shown beside the nearest scalpel model for reference, not as a count to match.
+const BENCH = 'CMUNeXt benchmark (BUSI table)';
 const PAPER: Record<string, Paper | Paper[]> = {
-  unet: { params: 31.1, gflops: 68, time: '0.09 s (A100)', source: 'NExNet Seg Table 4' },
+  unet: [
+    { params: 31.1, gflops: 68, time: '0.09 s (A100)', source: 'NExNet Seg Table 4' },
+    { params: 34.52, gflops: 65.52, time: '139.32 FPS (RTX 4090)', source: `${BENCH}; its U-Net is a different configuration` },
+  ],
+  unetpp: { params: 26.90, gflops: 37.62, time: '125.50 FPS (RTX 4090)', source: `${BENCH}; its U-Net++ is a different configuration` },
   'nexnet-ssl': { params: 30.4, gflops: 18, time: '0.06 s (A100)', source: 'NExNet Seg Table 4' },
-  cmunext: { params: 3.14, gflops: 7.41, source: 'CMUNeXt paper' },
-  // The CMUNeXt benchmark's BUSI table at 256 (as issue 10 quotes it; "GFLOPs" there are GMACs).
-  attunet: { params: 34.87, gflops: 66.63, source: 'CMUNeXt benchmark (BUSI table)' },
-  unext: { params: 1.47, gflops: 0.58, source: 'UNeXt paper / CMUNeXt benchmark' },
+  cmunext: [
+    { params: 3.14, gflops: 7.41, source: 'CMUNeXt paper' },
+    { params: 3.14, gflops: 7.41, time: '471.43 FPS (RTX 4090)', source: BENCH },
+  ],
+  attunet: { params: 34.87, gflops: 66.63, time: '129.92 FPS (RTX 4090)', source: BENCH },
+  unext: { params: 1.47, gflops: 0.58, time: '650.48 FPS (RTX 4090)', source: `UNeXt paper / ${BENCH}` },
   // SegFormer Table 1 (ADE20K, 512x512; its "Flops" are MACs as counted by mmcv).
   'segformer-b0': { params: 3.8, gflops: 8.4, source: 'SegFormer Table 1 (ADE20K 512x512)' },
   'segformer-b1': { params: 13.7, gflops: 15.9, source: 'SegFormer Table 1 (ADE20K 512x512)' },
@@ -41,7 +52,7 @@ const PAPER: Record<string, Paper | Paper[]> = {
   // TransUNet: the CMUNeXt benchmark's BUSI table at 256 (GMACs), and NExNet Seg Table 4, whose
   // 160 "GFLOPs" are counted differently (its input size is not stated beside the figure).
   transunet: [
-    { params: 105.32, gflops: 38.52, source: 'CMUNeXt benchmark (BUSI table)' },
+    { params: 105.32, gflops: 38.52, time: '112.95 FPS (RTX 4090)', source: BENCH },
     { params: 105, gflops: 160, time: '0.30 s (A100)', source: 'NExNet Seg Table 4' },
   ],
 };
