@@ -1,4 +1,4 @@
-// npx tsx bench/memory.ts --model cmunext --size 128 --batch 8 [--steps 3] [--checkpoint]
+// npx tsx bench/memory.ts --model cmunext --size 128 --batch 8 [--steps 3] [--checkpoint] [--keep-activations]
 // Where a training step's memory goes: the allocator's peak bytes in use, what it caches, and the
 // process's peak RSS, after each step (forward, BCE + Dice, backward, SGD), in one process.
 import * as sc from '../src';
@@ -11,6 +11,10 @@ const name = arg('model', 'cmunext')!, s = Number(arg('size', '128')), batch = N
 sc.setNumThreads(Number(arg('threads', '2')));
 const model = sc.models.create(name);
 model.train();
+// --checkpoint: activation checkpointing of every stage (sc.nn.checkpointModules).
+if (arg('checkpoint') === 'true') console.log(`checkpointed: ${sc.nn.checkpointModules(model).join(', ')}`);
+// --keep-activations: backward without freeActivations (every activation held to the step's end).
+const freeActivations = arg('keep-activations') !== 'true';
 const n = batch * 3 * s * s, d = new Float32Array(n);
 for (let i = 0; i < n; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;
 const x = sc.tensor(d, [batch, 3, s, s]);
@@ -29,7 +33,7 @@ for (let i = 0; i < steps; i++) {
     const logits = model.forward(x);
     const l = sc.F.add(sc.F.bceWithLogits(logits, target), sc.F.diceLoss(logits, target));
     afterForward = sc.memory().cpu.bytesInUse;
-    l.backward(null, { freeActivations: true });
+    l.backward(null, { freeActivations });
   });
   opt.step();
   const m = sc.memory();
