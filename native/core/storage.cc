@@ -52,11 +52,11 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
   *block_bytes = sz;
   {
     std::lock_guard<std::mutex> lk(m_);
-    // Best fit among cached blocks up to a quarter larger than asked: a step's tensors come in
+    // Best fit among cached blocks up to an eighth larger than asked: a step's tensors come in
     // many nearby sizes, and reusing a slightly larger block instead of allocating a new one
     // keeps the cache from holding a private set of blocks per size (memory the process then
     // holds but cannot use). The block keeps its size, so it goes back to its own bin.
-    for (auto it = free_.lower_bound(sz); it != free_.end() && it->first <= sz + sz / 4; ++it) {
+    for (auto it = free_.lower_bound(sz); it != free_.end() && it->first <= sz + sz / 8; ++it) {
       if (it->second.empty()) continue;
       void* p = it->second.back();
       it->second.pop_back();
@@ -71,12 +71,12 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
   }
   {
     // A miss. Cached blocks of other sizes count against the process too: keep what the
-    // allocator holds (in use + cached) within 1/8 above the largest in use it ever had, giving
+    // allocator holds (in use + cached) within 1/16 above the largest in use it ever had, giving
     // cached blocks back (largest first) before taking new memory beyond that. Without this the
     // cache keeps a private set of blocks per size and RSS grows by the fragmentation.
     std::lock_guard<std::mutex> lk(m_);
     const size_t high = std::max<size_t>(static_cast<size_t>(high_water_), static_cast<size_t>(stats_.bytes_in_use) + sz);
-    const size_t limit = high + high / 8;
+    const size_t limit = high + high / 16;
     if (static_cast<size_t>(stats_.bytes_in_use + stats_.bytes_cached) + sz > limit) {
       const size_t held = static_cast<size_t>(stats_.bytes_in_use) + sz;
       trim_locked(limit > held ? limit - held : 0);
