@@ -174,6 +174,21 @@ function emit(g: GraphBuilder, r: OpRecord, opset: number): void {
       out(g.node('LayerNormalization', r.path, ins, { axis: -ns.length, epsilon: { float: a.eps } }));
       return;
     }
+    case 'group_norm': {
+      // LayerNormalization over [N, groups, C / groups * spatial], back to x's shape, then the
+      // per-channel affine (what scalpel's op computes).
+      if (opset < 17) unsupported('needs opset >= 17 (LayerNormalization)');
+      const xs = r.inputs[0].shape, dtype = r.inputs[0].dtype;
+      const per = xs.slice(1).reduce((p, q) => p * q, 1) / a.groups;
+      const [rows] = g.node('Reshape', r.path, [x(), g.constInt64([xs[0], a.groups, per])]);
+      const [ln] = g.node('LayerNormalization', r.path, [rows, g.constFloat(new Array(per).fill(1), [per], dtype)], { axis: -1, epsilon: { float: a.eps } });
+      let [y] = g.node('Reshape', r.path, [ln, g.constInt64(xs)]);
+      const cs = [xs[1], ...xs.slice(2).map(() => 1)];
+      let i = 1;
+      if (a.hasWeight) [y] = g.node('Mul', r.path, [y, g.node('Reshape', r.path, [g.name(r.inputs[i++]), g.constInt64(cs)])[0]]);
+      if (a.hasBias) [y] = g.node('Add', r.path, [y, g.node('Reshape', r.path, [g.name(r.inputs[i]), g.constInt64(cs)])[0]]);
+      return out([y]);
+    }
     case 'unary': {
       const dtype = r.inputs[0].dtype;
       const c = (v: number) => g.constFloat([v], [], dtype);

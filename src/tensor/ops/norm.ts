@@ -5,7 +5,8 @@ import { isGradEnabled, setGradEnabled } from '../grad-mode';
 import { shapeStr } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFloat, runOutputs } from './run';
-import { reshape } from './view';
+import { contiguous, reshape } from './view';
+import { sum } from './reduce';
 import { add, binary, mul, unary } from './elementwise';
 
 // ---- batch norm ---------------------------------------------------------------------------
@@ -94,7 +95,7 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
       const bnInputs = [a, ...rest];
       let y: Tensor, mean: Tensor, invstd: Tensor;
       try {
-        [y, mean, invstd] = runOutputs(batchNormOp, bnInputs, batchNormOp.infer!(bnInputs, bn), batchNormOp.kernelAttrs!(bn, bnInputs, []));
+        [y, mean, invstd] = runOutputs(batchNormOp, bnInputs, batchNormOp.infer!(bnInputs, bn), bn);
       } finally {
         if (a !== x) a.dispose();
       }
@@ -203,25 +204,92 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight:
   return apply(layerNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { normalizedShape: ns.slice(), eps, hasWeight: !!weight, hasBias: !!bias })[0];
 }
 
-// ---- group norm (composite) ---------------------------------------------------------------
+// ---- group norm -------------------------------------------------------------------------------
+
+type GnAttrs = { groups: number; eps: number; hasWeight: boolean; hasBias: boolean };
+
+const gnRows = (x: Tensor, groups: number) => [x.shape[0], groups, x.size / (x.shape[0] * groups)];
+const gnChannelShape = (x: Tensor) => [1, x.shape[1], ...x.shape.slice(2).map(() => 1)];
+const gnReduceDims = (x: Tensor) => [0, ...x.shape.slice(2).map((_, i) => i + 2)];
+
+/** x normalised per (image, group): layer_norm over [N, groups, C / groups * spatial]. */
+function gnNormalise(x: Tensor, { groups, eps }: GnAttrs): [Tensor, Tensor, Tensor] {
+  const rows = reshape(x.isContiguous() ? x : contiguous(x), gnRows(x, groups));
+  const ln = { normalizedShape: [rows.shape[2]], eps, hasWeight: false, hasBias: false };
+  const [xhat, mean, invstd] = runOutputs(layerNormOp, [rows], layerNormOp.infer!([rows], ln), ln);
+  return [reshape(xhat, x.shape), mean, invstd];
+}
+
+/**
+ * Group normalisation as one op over the layer-norm kernels: forward keeps only the input (which
+ * the layer before keeps anyway) and the per-(image, group) statistics; the normalised values
+ * are recomputed in backward (one more layer-norm pass). The affine is applied to a temporary.
+ * Composed of separate ops, each group norm kept two more activation-sized tensors (the
+ * normalised values and their scaled copy) for backward (MedNeXt, TransUNet's ResNet trunk).
+ */
+export const groupNormOp = defineOp<GnAttrs>({
+  name: 'group_norm',
+  forward(inputs, attrs, saved) {
+    const [x, ...rest] = inputs;
+    const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+    const prev = setGradEnabled(false);
+    try {
+      const [xhat, mean, invstd] = gnNormalise(x, attrs);
+      let y = xhat;
+      const cs = gnChannelShape(x);
+      if (attrs.hasWeight) {
+        const scaled = mul(y, reshape(rest[0], cs));
+        y.dispose();
+        y = scaled;
+      }
+      if (attrs.hasBias) {
+        const shifted = add(y, reshape(rest[attrs.hasWeight ? 1 : 0], cs));
+        y.dispose();
+        y = shifted;
+      }
+      if (recording) Object.assign(saved, { mean, invstd });
+      else [mean, invstd].forEach((t) => t.dispose());
+      return [y];
+    } finally {
+      setGradEnabled(prev);
+    }
+  },
+  backward({ inputs, attrs, saved }, [g]) {
+    if (!g) return inputs.map(() => null);
+    const [x, ...rest] = inputs;
+    const w = attrs.hasWeight ? rest[0] : null;
+    const grads: (Tensor | null)[] = [];
+    const rows = reshape(x.isContiguous() ? x : contiguous(x), gnRows(x, attrs.groups));
+    const gw = w ? mul(g, reshape(w, gnChannelShape(x))) : g;
+    const gRows = reshape(gw.isContiguous() ? gw : contiguous(gw), rows.shape);
+    const [dx] = apply(layerNormBackwardOp, [gRows, rows, saved.mean as Tensor, saved.invstd as Tensor], { normalizedShape: [rows.shape[2]], hasWeight: false });
+    grads.push(x.requiresGrad ? reshape(dx, x.shape) : null);
+    if (w) {
+      const [xhat, m, iv] = gnNormalise(x, attrs);
+      m.dispose();
+      iv.dispose();
+      grads.push(sum(mul(g, xhat), gnReduceDims(x)));
+    }
+    if (attrs.hasBias) grads.push(sum(g, gnReduceDims(x)));
+    return grads;
+  },
+});
 
 /**
  * Group normalisation (Wu & He, 2018; PyTorch's F.group_norm): the channels of x [N, C, ...]
  * split into `groups` groups, each normalised over its channels and spatial positions (biased
- * variance), then a per-channel affine. Composed from layerNorm (one fused kernel and its
- * backward) over [N, groups, C / groups * spatial], so it needs no kernel of its own.
+ * variance), then a per-channel affine.
  */
 export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  if (!(x instanceof Tensor)) throw new Error('groupNorm: x must be a Tensor');
   if (x.ndim < 2) throw new Error(`groupNorm: expected an input [N, C, ...], got ${shapeStr(x.shape)}`);
-  const [n, c] = x.shape;
+  const c = x.shape[1];
   if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new Error(`groupNorm: ${c} channels cannot be split into ${groups} groups`);
   for (const [t, what] of [[weight, 'weight'], [bias, 'bias']] as const) {
     if (t && (t.ndim !== 1 || t.shape[0] !== c)) throw new Error(`groupNorm: ${what} must have shape [${c}], got ${shapeStr(t.shape)}`);
   }
-  const per = x.size / (n * groups);
-  let y = reshape(layerNorm(reshape(x, [n, groups, per]), [per], null, null, eps), x.shape);
-  const bshape = [1, c, ...x.shape.slice(2).map(() => 1)];
-  if (weight) y = mul(y, reshape(weight, bshape));
-  if (bias) y = add(y, reshape(bias, bshape));
-  return y;
+  checkFloat(x, 'groupNorm');
+  if (x.size === 0) throw new Error(`groupNorm: empty input ${shapeStr(x.shape)}`);
+  if (!(eps >= 0)) throw new Error(`groupNorm: eps must be >= 0, got ${eps}`);
+  return apply(groupNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { groups, eps, hasWeight: !!weight, hasBias: !!bias })[0];
 }

@@ -252,6 +252,23 @@ export const nn1Cases: OpCase[] = [
       return post ? R.map(y, (v) => Math.max(0, v)) : y;
     },
   })),
+  // Group norm: one op over the layer-norm kernels (normalised values recomputed in backward).
+  ...([
+    ['2 groups affine 4-D', [2, 4, 3, 5], 2, true],
+    ['one group per channel (MedNeXt) affine', [2, 3, 4, 4], 3, true],
+    ['one group no affine [N, C]', [3, 6], 1, false],
+  ] as [string, number[], number, boolean][]).map(([label, shape, groups, affine]): OpCase => ({
+    name: `groupNorm ${label}`, ops: ['group_norm', 'layer_norm', 'layer_norm_backward'],
+    inputs: affine ? [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }] : [{ shape }],
+    tol: 1e-9,
+    run: ([x, w, b]) => sc.F.groupNorm(x, groups, w ?? null, b ?? null),
+    ref: ([x, w, b]) => {
+      const S = shape.slice(2).reduce((a, c) => a * c, 1), C = shape[1], Cg = C / groups;
+      const ch = (i: number) => Math.floor(i / S) % C;
+      const grp = (i: number) => Math.floor(i / (S * C)) * groups + Math.floor(ch(i) / Cg);
+      return normalise(x, grp, shape[0] * groups, 1e-5, w ?? null, b ?? null, ch);
+    },
+  })),
   {
     name: 'batchNorm eval with running stats', ops: ['batch_norm', 'batch_norm_backward'],
     inputs: [{ shape: [2, 3, 4, 5] }, { shape: [3], grad: false }, { shape: [3], kind: 'positive', grad: false }, { shape: [3] }, { shape: [3] }],
