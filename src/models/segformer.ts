@@ -28,6 +28,7 @@
 // linear_fuse.conv is He-normal over fan_out (mmcv's ConvModule init), the Linear layers and
 // linear_pred keep PyTorch's defaults (mmseg leaves them alone).
 import { Tensor } from '../tensor/tensor';
+import { isGradEnabled } from '../tensor/grad-mode';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { copyInto } from '../nn/module';
@@ -220,7 +221,11 @@ class ConvBNReLU extends Module {
     this.activate = this.add('activate', ReLU());
   }
   forward(x: Tensor): Tensor {
-    return this.activate.forward(this.bn.forward(this.conv.forward(x)));
+    const y = this.conv.forward(x);
+    // Training: BN -> ReLU as one op (keeps one activation fewer); eval: the separate modules
+    // (what inference plans fuse into the conv and ONNX export traces).
+    if (this.training && isGradEnabled()) return this.bn.forwardWithActivation(y, { post: 'relu' });
+    return this.activate.forward(this.bn.forward(y));
   }
 }
 
