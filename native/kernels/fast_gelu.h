@@ -5,9 +5,6 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 namespace sc {
 namespace fastmath {
@@ -82,61 +79,6 @@ __attribute__((always_inline)) inline VF gelu_vec(VF x) {
   return hx * reinterpret_cast<const VF&>(erfi) + hx;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// AVX2 forms of the same formulas for 8 floats. GCC does not vectorise the scalar code above
-// for 256-bit registers (the plain loop ran at ~8 ns per element on an AVX2-only EPYC, making
-// GELU the largest cost of CMUNeXt inference), so they are written with intrinsics; inline so
-// that the convolution epilogues apply them to the accumulators in registers.
-#define SC_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
-
-SC_AVX2_INLINE __m256 exp_ps256(__m256 x) {
-  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
-  const __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693145751953125f), x);
-  r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.42860682030941723212e-6f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-// erf(z) given |z| and e = exp(-z^2) (A&S 7.1.26), the sign of z put back. 1 / (1 + 0.3275911 |z|)
-// by the reciprocal estimate and one Newton step (relative error ~1e-7, below the formula's).
-SC_AVX2_INLINE __m256 erf_ps256(__m256 z, __m256 az, __m256 e) {
-  const __m256 d = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, _mm256_set1_ps(1.0f));
-  __m256 t = _mm256_rcp_ps(d);
-  t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0f)));
-  __m256 poly = _mm256_set1_ps(1.061405429f);
-  poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-1.453152027f));
-  poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
-  poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
-  poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
-  poly = _mm256_mul_ps(poly, t);
-  const __m256 mag = _mm256_fnmadd_ps(poly, e, _mm256_set1_ps(1.0f));
-  return _mm256_or_ps(mag, _mm256_and_ps(z, _mm256_set1_ps(-0.0f)));
-}
-
-SC_AVX2_INLINE __m256 gelu_ps256(__m256 v) {
-  const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
-  const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-  const __m256 e = exp_ps256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
-  const __m256 hv = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
-  return _mm256_fmadd_ps(hv, erf_ps256(z, az, e), hv);
-}
-
-SC_AVX2_INLINE __m256 gelu_grad_ps256(__m256 v) {
-  const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
-  const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-  const __m256 e = exp_ps256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
-  const __m256 cdf = _mm256_fmadd_ps(_mm256_set1_ps(0.5f), erf_ps256(z, az, e), _mm256_set1_ps(0.5f));
-  return _mm256_fmadd_ps(_mm256_mul_ps(v, e), _mm256_set1_ps(0.39894228040143267794f), cdf);
-}
-#endif
 }  // namespace fastmath
 }  // namespace sc
 
@@ -144,8 +86,4 @@ namespace sc {
 // Contiguous float loops, vectorised for the CPU's ISA (fast_gelu.cc).
 void gelu_f32_array(const float* x, float* y, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
-#if defined(__x86_64__) || defined(__i386__)
-// GELU of 8 floats in place with AVX2 (callers check the ISA: the direct conv's AVX2/AVX-512 tiles).
-void gelu_x8(float* t);
-#endif
 }  // namespace sc
