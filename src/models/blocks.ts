@@ -103,3 +103,8 @@ export class Residual extends Module {
     return F.add(this.fn.forward(x) as Tensor, x);
   }
 }
+
+/** [B, C, H, W] -> [B, H*W, C] tokens (the token stages of UNeXt and SegFormer). */
+export const toTokens = (m: Tensor): Tensor => F.transpose(F.flatten(m, 2), 1, 2);
+/** [B, H*W, C] tokens -> [B, C, H, W]. */
+export const toMap = (t: Tensor, h: number, w: number): Tensor => F.permute(F.reshape(t, [t.shape[0], h, w, t.shape[2]]), [0, 3, 1, 2]);

@@ -30,6 +30,7 @@
 import { Tensor } from '../tensor/tensor';
 import { isGradEnabled } from '../tensor/grad-mode';
 import * as F from '../nn/functional';
+import { toMap, toTokens } from './blocks';
 import { Module } from '../nn/module';
 import { copyInto } from '../nn/module';
 import { normal } from '../nn/init';
@@ -56,10 +57,6 @@ const SR_RATIOS = [8, 4, 2, 1];
 const DROP_PATH_RATE = 0.1;
 const DECODER_DROPOUT = 0.1;
 
-/** [B, C, H, W] -> [B, H*W, C] tokens. */
-const toTokens = (m: Tensor): Tensor => F.transpose(F.flatten(m, 2), 1, 2);
-/** [B, H*W, C] tokens -> [B, C, H, W]. */
-const toMap = (t: Tensor, h: number, w: number): Tensor => F.permute(F.reshape(t, [t.shape[0], h, w, t.shape[2]]), [0, 3, 1, 2]);
 
 /** `proj` conv (k, stride s, padding k // 2) -> tokens -> `norm`. */
 class OverlapPatchEmbed extends Module {

@@ -6,13 +6,10 @@
 // parameters at 3 -> 1 channels; order as tools/pytorch/models.py (UNeXt).
 import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
+import { toMap, toTokens } from './blocks';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, LayerNorm, Linear, ModuleList } from '../nn/layers';
 
-/** [B, C, H, W] -> [B, H*W, C] tokens. */
-const toTokens = (m: Tensor): Tensor => F.transpose(F.flatten(m, 2), 1, 2);
-/** [B, H*W, C] tokens -> [B, C, H, W]. */
-const toMap = (t: Tensor, h: number, w: number): Tensor => F.permute(F.reshape(t, [t.shape[0], h, w, t.shape[2]]), [0, 3, 1, 2]);
 
 const SHIFT = 5;
 
