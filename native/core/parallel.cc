@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -13,6 +14,48 @@ namespace sc {
 namespace {
 
 thread_local bool tl_in_parallel = false;
+
+// Spin budget of an idle thread before it blocks on a condition variable. A kernel call's
+// parallel region lasts tens of microseconds to a few milliseconds and the next one follows
+// after a few microseconds of JS; a futex wake-up on a virtualised host took longer than many
+// whole regions (CMUNeXt's 64-channel grouped conv ran no faster on 2 threads than on 1), so
+// workers keep polling for the next job for a while, and the caller polls for their
+// completion. They pause, then yield, so a spinning worker gives its core to any other
+// runnable thread (data-loading workers) and sleeps once the budget is spent.
+int64_t spin_budget_ns() {
+  static const int64_t ns = [] {
+    const char* e = std::getenv("SCALPEL_SPIN_US");
+    return (int64_t)(e ? std::max(0, std::atoi(e)) : 1000) * 1000;
+  }();
+  return ns;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Polls ready() for up to the spin budget; true when it became true.
+template <typename F>
+bool spin_until(F&& ready) {
+  const int64_t budget = spin_budget_ns();
+  if (budget <= 0) return ready();
+  const int64_t t0 = now_ns();
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    if (i < 64) {
+      cpu_relax();
+      continue;
+    }
+    if ((i & 15) == 0 && now_ns() - t0 > budget) return ready();
+    if (i > 2048) std::this_thread::yield(); else cpu_relax();
+  }
+}
 
 class Pool {
  public:
@@ -33,23 +76,31 @@ class Pool {
 
   void run(int64_t nchunks, const std::function<void(int64_t)>& chunk) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);
+    bool wake;
     {
       std::lock_guard<std::mutex> lk(m_);
       job_ = &chunk;
       njobs_ = nchunks;
       next_.store(1);  // chunk 0 runs on the caller
-      done_ = 0;
+      done_.store(0);
       error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1);
+      wake = sleepers_ > 0;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
     run_chunk(0, chunk);
     int64_t i;
     while ((i = next_.fetch_add(1)) < nchunks) run_chunk(i, chunk);
-    std::unique_lock<std::mutex> lk(m_);
     // Wait for every chunk and for every worker to leave this job, so that no worker can
     // carry a stale job pointer into the next run.
-    done_cv_.wait(lk, [&] { return done_ == njobs_ && active_ == 0; });
+    auto finished = [&] { return done_.load() == njobs_ && active_.load() == 0; };
+    if (!spin_until(finished)) {
+      std::unique_lock<std::mutex> lk(m_);
+      caller_waiting_.store(true);
+      done_cv_.wait(lk, finished);
+      caller_waiting_.store(false);
+    }
+    std::lock_guard<std::mutex> lk(m_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -72,39 +123,50 @@ class Pool {
       if (!error_) error_ = std::current_exception();
     }
     tl_in_parallel = false;
+    done_.fetch_add(1);
+  }
+
+  // After a worker's last change to done_ / active_: wake the caller if it stopped spinning.
+  // (seq_cst on both sides: either the caller's predicate sees the change, or this load sees
+  // caller_waiting_ and the notify, taken under the mutex, reaches its wait.)
+  void notify_caller() {
+    if (!caller_waiting_.load()) return;
     std::lock_guard<std::mutex> lk(m_);
-    ++done_;
-    if (done_ == njobs_) done_cv_.notify_all();
+    done_cv_.notify_all();
   }
 
   void worker() {
     uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return stopping_.load() || generation_.load() != seen; });
       const std::function<void(int64_t)>* job;
+      int64_t njobs;
       {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stopping_ || (generation_ != seen && job_ != nullptr); });
-        if (stopping_) return;
-        seen = generation_;
+        ++sleepers_;
+        cv_.wait(lk, [&] { return stopping_.load() || (generation_.load() != seen && job_ != nullptr); });
+        --sleepers_;
+        if (stopping_.load()) return;
+        seen = generation_.load();
         job = job_;
-        ++active_;
+        njobs = njobs_;
+        active_.fetch_add(1);
       }
       int64_t i;
-      while ((i = next_.fetch_add(1)) < njobs_) run_chunk(i, *job);
-      std::lock_guard<std::mutex> lk(m_);
-      --active_;
-      done_cv_.notify_all();
+      while ((i = next_.fetch_add(1)) < njobs) run_chunk(i, *job);
+      active_.fetch_sub(1);
+      notify_caller();
     }
   }
 
   void start_workers() {
-    stopping_ = false;
+    stopping_.store(false);
     for (int t = 1; t < nthreads_; ++t) workers_.emplace_back([this] { worker(); });
   }
   void stop_workers() {
     {
       std::lock_guard<std::mutex> lk(m_);
-      stopping_ = true;
+      stopping_.store(true);
     }
     cv_.notify_all();
     for (auto& w : workers_) w.join();
@@ -114,15 +176,17 @@ class Pool {
   int nthreads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;  // one parallel region at a time
-  std::mutex m_;
+  std::mutex m_;          // guards job_, njobs_, error_, sleepers_ and the condition variables
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t njobs_ = 0;
   std::atomic<int64_t> next_{0};
-  int64_t done_ = 0;
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<int64_t> done_{0};
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> caller_waiting_{false};
+  int sleepers_ = 0;
   std::exception_ptr error_;
 };
 
