@@ -1,7 +1,9 @@
 // The float32 direct convolution (native/kernels/conv_direct.cc: stride 1, kernels > 1x1)
-// against the float64 im2col + GEMM path, forward and input gradient, over the shapes that hit
-// each register-tile variant and its edges (output rows not a multiple of the vector width,
-// output channels not a multiple of the channel block, groups, dilation, no padding).
+// against the float64 im2col + GEMM path, forward, input gradient and weight / bias gradient
+// (the direct weight-gradient kernel: stride 1, 1x1 included), over the shapes that hit each
+// register-tile variant and its edges (output rows not a multiple of the vector width, output
+// channels not a multiple of the channel block, taps not a multiple of the tap block, groups,
+// dilation, no padding, several row bands).
 import { strict as assert } from 'node:assert';
 import * as sc from '../src';
 
@@ -19,6 +21,9 @@ const cases: Case[] = [
   ['1x1 16->24 @ 8x32 (read in place)', [2, 16, 8, 32], [24, 16, 1, 1], 0, 1, 1],
   ['1x1 12->5 @ 7x9 (padded copy)', [1, 12, 7, 9], [5, 12, 1, 1], 0, 1, 1],
   ['1x1 groups 2 @ 4x16', [1, 8, 4, 16], [6, 4, 1, 1], 0, 1, 2],
+  ['3x3 32->12 @ 70x72, batch 3 (several row bands)', [3, 32, 70, 72], [12, 32, 3, 3], 1, 1, 1],
+  ['1x1 7->3 @ 5x13, batch 2 (ragged tap and channel blocks)', [2, 7, 5, 13], [3, 7, 1, 1], 0, 1, 1],
+  ['3x3 16->8 @ 16x16, batch 4, groups 2 (several images per block)', [4, 16, 16, 16], [8, 8, 3, 3], 1, 1, 2],
 ];
 
 function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {
@@ -35,11 +40,11 @@ describe('conv2d direct float32 kernel vs float64 reference path', () => {
     it(label, () => {
       sc.tidy(() => {
         const x64 = sc.randn(xs, { dtype: 'float64', requiresGrad: true });
-        const w64 = sc.randn(ws, { dtype: 'float64' }).mul(0.3);
-        const b64 = sc.randn([ws[0]], { dtype: 'float64' });
+        const w64 = sc.randn(ws, { dtype: 'float64' }).mul(0.3).detach().requiresGrad_();
+        const b64 = sc.randn([ws[0]], { dtype: 'float64', requiresGrad: true });
         const opts = { padding: pad, dilation: dil, groups };
-        const x32 = sc.tensor(x64.detach().to('float32').toArray(), xs, { requiresGrad: true });
-        const w32 = w64.to('float32'), b32 = b64.to('float32');
+        const leaf32 = (t: sc.Tensor) => sc.tensor(t.detach().to('float32').toArray(), t.shape, { requiresGrad: true });
+        const x32 = leaf32(x64), w32 = leaf32(w64), b32 = leaf32(b64);
         const y64 = sc.F.conv2d(x64, w64, b64, opts);
         const y32 = sc.F.conv2d(x32, w32, b32, opts);
         assert.deepEqual(y32.shape, y64.shape);
@@ -50,6 +55,10 @@ describe('conv2d direct float32 kernel vs float64 reference path', () => {
         y32.mul(g64.to('float32')).sum().backward();
         const eg = maxRelErr(x32.grad!.toArray() as Float32Array, x64.grad!.toArray() as Float64Array);
         assert.ok(eg < 1e-5, `input-gradient max error ${eg}`);
+        const ew = maxRelErr(w32.grad!.toArray() as Float32Array, w64.grad!.toArray() as Float64Array);
+        assert.ok(ew < 1e-5, `weight-gradient max error ${ew}`);
+        const eb = maxRelErr(b32.grad!.toArray() as Float32Array, b64.grad!.toArray() as Float64Array);
+        assert.ok(eb < 1e-5, `bias-gradient max error ${eb}`);
       });
     });
   }

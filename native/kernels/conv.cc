@@ -548,15 +548,23 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
         double s = 0;
         for (int64_t n = 0; n < p.N; ++n) {
           const T* r = gy + (n * p.OC + oc) * p.P;
-          T part = 0;
-          for (int64_t i = 0; i < p.P; ++i) part += r[i];
-          s += part;
+          // Eight interleaved partial sums: one serial chain is latency-bound (an add per ~3
+          // cycles), and the compiler may not reassociate a float sum on its own.
+          T part[8] = {};
+          int64_t i = 0;
+          for (; i + 8 <= p.P; i += 8)
+            for (int k = 0; k < 8; ++k) part[k] += r[i + k];
+          for (; i < p.P; ++i) part[0] += r[i];
+          for (int k = 0; k < 8; ++k) s += part[k];
         }
         gb[oc] = (T)s;
       }
     });
   }
   if (p.depthwise()) return dw_backward_weight(p, x, gy, gw);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv_direct_backward_weight_supported(p)) return conv_direct_backward_weight(p, x, gy, gw);
+  }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
   const int64_t wsize = p.OC * p.CKK;
