@@ -26,6 +26,7 @@ native.run = (kernel, be, ins, outs, attrs) => {
     key += ` k${w[2]}${a.groups > 1 ? (a.groups === ins[0][3][1] || a.groups === outs[0][3][1] ? ' dw' : ` g${a.groups}`) : ''}`;
   }
   if (process.env.PROFILE_SHAPES && kernel.startsWith('conv2d')) key += ` ${JSON.stringify(ins[0][3])}->${JSON.stringify(outs[0][3])}`;
+  else if (process.env.PROFILE_SHAPES && !kernel.startsWith('sgd')) key += `${a.op !== undefined ? ' ' + a.op : ''} ${JSON.stringify(ins[0]?.[3])}`;
   if (kernel === "decay_attention" || kernel === "copy") key += " " + JSON.stringify(ins[0][3]) + (kernel === "decay_attention" ? ` h${a.height} w${a.width}` : "");
   const e = acc.get(key) ?? { ms: 0, n: 0 };
   e.ms += dt;
@@ -62,4 +63,4 @@ for (const v of acc.values()) v.ms /= steps, v.n /= steps;
 let calls = 0;
 for (const v of acc.values()) calls += v.n;
 console.log(`${name} ${mode} b${b} ${s}px: wall ${fmt(wall, 1)} ms, in native.run ${fmt(total, 1)} ms (${fmt((100 * total) / wall, 1)}%), ${calls} kernel calls`);
-for (const [k, v] of [...acc].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) console.log(`${k.padEnd(34)} ${fmt(v.ms, 2).padStart(9)} ms  ${String(v.n).padStart(5)} calls  ${fmt((100 * v.ms) / total, 1)}%`);
+for (const [k, v] of [...acc].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.PROFILE_TOP ?? 25))) console.log(`${k.padEnd(34)} ${fmt(v.ms, 2).padStart(9)} ms  ${String(v.n).padStart(5)} calls  ${fmt((100 * v.ms) / total, 1)}%`);
