@@ -218,4 +218,23 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
   });
 }
 
+void parallel_for_dynamic(int64_t begin, int64_t end, int64_t grain,
+                          const std::function<void(int64_t, int64_t)>& fn) {
+  if (end <= begin) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t n = end - begin;
+  const int nt = tl_in_parallel ? 1 : num_threads();
+  if (nt <= 1 || n <= grain) {
+    fn(begin, end);
+    return;
+  }
+  // Chunks of `grain` claimed from a shared counter: a thread that starts late or runs slower
+  // (another tenant on its core) takes fewer, and the region ends when the work does.
+  const int64_t chunks = (n + grain - 1) / grain;
+  Pool::get().run(chunks, [&](int64_t c) {
+    const int64_t b = begin + c * grain;
+    fn(b, std::min(end, b + grain));
+  });
+}
+
 }  // namespace sc

@@ -15,4 +15,10 @@ void set_num_threads(int n);  // n <= 0: hardware concurrency (or SCALPEL_NUM_TH
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn);
 
+// Like parallel_for, but in ceil((end - begin) / grain) chunks that the threads claim one at a
+// time, for loops whose iterations are independent and whose chunks may run in any order on
+// any thread (no per-thread partial buffers). Balances uneven or disturbed threads.
+void parallel_for_dynamic(int64_t begin, int64_t end, int64_t grain,
+                          const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace sc

@@ -447,7 +447,8 @@ void conv_direct_backward_weight(const ConvP& p, const float* x, const float* gy
       const int64_t rows = nk * p.OH;
       for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int64_t r1 = std::min(rows, r0 + band);
-        parallel_for(0, nitems, 1, [&](int64_t i0, int64_t i1) { v.run(g, r0, r1, i0, i1); });
+        parallel_for_dynamic(0, nitems, std::max<int64_t>(1, nitems / (8 * num_threads())),
+                             [&](int64_t i0, int64_t i1) { v.run(g, r0, r1, i0, i1); });
       }
     }
   }
@@ -499,7 +500,8 @@ void conv_direct_forward(const ConvP& p, const float* x, const float* w, const C
       }
     }
   });
-  // Enough tiles per task for the pool to balance, few enough to keep every thread busy.
+  // Tiles claimed 1/8 of a thread's share at a time (parallel_for_dynamic): enough per claim
+  // to amortise it, small enough that a late or disturbed thread does not hold the region.
   const int64_t grain = std::max<int64_t>(1, ntiles / (8 * std::max(1, num_threads())));
   for (int64_t n = 0; n < p.N; ++n)
     for (int64_t gi = 0; gi < p.G; ++gi) {
@@ -526,7 +528,7 @@ void conv_direct_forward(const ConvP& p, const float* x, const float* w, const C
       for (int64_t c0 = 0; c0 < p.Cg; c0 += cchunk) {
         const int64_t c1 = std::min(p.Cg, c0 + cchunk);
         const bool first = c0 == 0, last = c1 == p.Cg;
-        parallel_for(0, ntiles, grain, [&](int64_t t0, int64_t t1) {
+        parallel_for_dynamic(0, ntiles, grain, [&](int64_t t0, int64_t t1) {
           v.run(p, g, t0, t1, src, wg + c0 * KK * v.OCB, ntaps * v.OCB, toff + c0 * KK,
                 (c1 - c0) * KK, p.OCg, yg, eg, first, last);
         });
