@@ -1,5 +1,5 @@
 // What a training step keeps for backward: activation checkpointing (sc.checkpoint,
-// sc.nn.checkpointModules), the fused GELU -> BN / BN -> ReLU pairs, and backward freeing
+// sc.nn.checkpointModules), the fused GELU -> BN / BN -> ReLU / GELU -> conv pairs, and backward freeing
 // gradients as it goes. Each must give the same gradients as the plain path and keep less.
 import { strict as assert } from 'node:assert';
 import * as sc from '../src';
@@ -153,6 +153,39 @@ describe('training memory', () => {
       }
       assert.equal(seen.get('act_batch_norm') ?? 0, 0);
       assert.ok((seen.get('batch_norm') ?? 0) > 0);
+    });
+  });
+
+  describe('fused GELU -> conv (+ residual) while training', () => {
+    it('MedNeXt-S trains through act_conv2d with the separate ops\' gradients and keeps less', function () {
+      this.timeout(120000);
+      const [fused, separate] = twin('mednext-s');
+      // A GELU module whose activation tag is cleared is an ordinary function module:
+      // Conv2d.forwardAfter then runs GELU, conv and add as separate ops.
+      let blocks = 0;
+      for (const [, m] of separate.namedModules()) {
+        if (m instanceof sc.nn.Lambda && m.activation === 'gelu') (m.activation = null), blocks++;
+      }
+      assert.ok(blocks >= 20, `${blocks} GELU modules`);
+      sc.manualSeed(8);
+      const x = sc.randn([2, 3, 64, 64]);
+      const t = sc.rand([2, 1, 64, 64]).gt(0.6).to('float32');
+      const seen = new Map<string, number>();
+      const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
+      let a: ReturnType<typeof step>;
+      try {
+        a = step(fused, x, t);
+      } finally {
+        stop();
+      }
+      assert.equal(seen.get('act_conv2d'), blocks, 'every block runs GELU -> conv3 as one op');
+      const b = step(separate, x, t);
+      assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `loss ${a.loss} vs ${b.loss}`);
+      const g = maxRelDiff(a.grads, b.grads);
+      assert.ok(g.diff < 1e-4, `gradient of ${g.name} differs by ${g.diff}`);
+      // Per block the separate ops keep the GELU output (r x channels) and conv3's output.
+      assert.ok(a.keptAfterForward < 0.85 * b.keptAfterForward, `kept after forward: ${(a.keptAfterForward / MB).toFixed(1)} MB fused vs ${(b.keptAfterForward / MB).toFixed(1)} MB separate`);
+      x.dispose(); t.dispose();
     });
   });
 

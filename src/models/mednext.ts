@@ -40,8 +40,10 @@ class MedNeXtBlock extends Module {
     this.conv3 = this.add('conv3', new Conv2d(r * cin, cout, 1));
   }
   forward(x: Tensor): Tensor {
-    const y = this.conv3.forward(this.act.forward(this.conv2.forward(this.norm.forward(this.conv1.forward(x) as Tensor))));
-    return this.residual ? F.add(x, y) : y;
+    // GELU -> conv3 [+ x] through conv3.forwardAfter: while training, neither the expanded GELU
+    // output nor conv3's own output is kept for backward.
+    const h = this.conv2.forward(this.norm.forward(this.conv1.forward(x) as Tensor));
+    return this.conv3.forwardAfter(this.act, h, this.residual ? x : undefined);
   }
 }
 

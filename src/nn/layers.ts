@@ -52,6 +52,20 @@ export class Conv2d extends Module {
     if (this.fused && inferenceActive(this)) return this.fused.forward(x);
     return F.conv2d(x, this.weight, this.bias, { stride: this.cfg.stride, padding: this.cfg.padding, dilation: this.cfg.dilation, groups: this.cfg.groups });
   }
+  /**
+   * this(act(x)) [+ residual] for an activation module act. A GELU under autograd runs with this
+   * convolution (and the residual add) as one op that keeps one activation fewer for backward
+   * and never materialises the convolution's own output (F.conv2d's preActivation / residual);
+   * otherwise the modules and the add run as they are, so eval forwards, traces and inference
+   * plans are unchanged.
+   */
+  forwardAfter(act: Lambda, x: Tensor, residual?: Tensor): Tensor {
+    if (act.activation !== 'gelu' || !isGradEnabled()) {
+      const y = this.forward(act.forward(x));
+      return residual ? F.add(residual, y) : y;
+    }
+    return F.conv2d(x, this.weight, this.bias, { stride: this.cfg.stride, padding: this.cfg.padding, dilation: this.cfg.dilation, groups: this.cfg.groups, preActivation: 'gelu', residual });
+  }
   dropInference(): void {
     this.fused?.dispose();
     this.fused = null;
@@ -208,7 +222,8 @@ export class Sequential extends Module {
   }
   forward(x: Tensor): Tensor {
     let y = x;
-    // Training: GELU -> BN and BN -> ReLU pairs run as one fused op (less memory kept for backward).
+    // Training: GELU -> BN, BN -> ReLU and GELU -> conv pairs run as one fused op (less memory
+    // kept for backward).
     const fuse = this.training && isGradEnabled();
     const act = (m: Module | undefined) => (m instanceof Lambda ? m.activation : null);
     for (let i = 0; i < this.layers.length; i++) {
@@ -219,6 +234,9 @@ export class Sequential extends Module {
         i += post ? 2 : 1;
       } else if (fuse && m instanceof BatchNorm2d && m.training && act(next) === 'relu') {
         y = m.forwardWithActivation(y, { post: 'relu' });
+        i += 1;
+      } else if (fuse && act(m) === 'gelu' && next instanceof Conv2d) {
+        y = next.forwardAfter(m as Lambda, y);
         i += 1;
       } else {
         y = m.forward(y) as Tensor;

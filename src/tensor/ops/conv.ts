@@ -1,10 +1,11 @@
 // 2-D convolution (stride, padding, dilation, groups; depthwise included) and its dedicated
 // data and weight gradient kernels.
-import { isGradEnabled } from '../grad-mode';
-import { apply, apply1, defineOp } from '../op';
+import { isGradEnabled, setGradEnabled } from '../grad-mode';
+import { apply, apply1, applyInto, defineOp } from '../op';
 import { pair, shapeStr } from '../shape';
 import { Tensor } from '../tensor';
-import { add } from './elementwise';
+import { add, binary, binaryOp, unary } from './elementwise';
+import { runOutputs } from './run';
 import { sum } from './reduce';
 import { reshape } from './view';
 
@@ -79,14 +80,90 @@ export const conv2dOp = defineOp<ConvAttrs>({
   },
 });
 
-export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+/**
+ * GELU then convolution, optionally plus a residual (MedNeXt's GELU -> 1x1 conv [+ x]), as one
+ * op that keeps only the GELU's input for backward: the GELU output, which the separate ops
+ * would hold as the convolution's saved input, is a temporary of forward and recomputed (one
+ * elementwise pass) for the weight gradient, and the residual is added into the convolution's
+ * output buffer, so neither is held until backward (PyTorch keeps the GELU output).
+ * Inputs: x, w[, bias][, residual].
+ */
+type ActConvAttrs = ConvAttrs & { pre: 'gelu'; hasBias: boolean; hasResidual: boolean };
+
+export const actConv2dOp = defineOp<ActConvAttrs>({
+  name: 'act_conv2d',
+  forward(inputs, attrs) {
+    const { pre, hasBias, hasResidual, ...conv } = attrs;
+    if (pre !== 'gelu') throw new Error(`conv2d: preActivation must be 'gelu' or absent, got ${JSON.stringify(pre)}`);
+    const x = inputs[0];
+    const convInputs = inputs.slice(1, hasBias ? 3 : 2);
+    const r = hasResidual ? inputs[inputs.length - 1] : null;
+    const prev = setGradEnabled(false);  // the temporaries are not graph nodes
+    try {
+      const a = unary('gelu', x);
+      let y: Tensor;
+      try {
+        const spec = conv2dOp.infer!([a, ...convInputs], conv);
+        if (r && (r.shape.join() !== spec[0].shape.join() || r.dtype !== x.dtype)) {
+          throw new Error(`conv2d: residual must be ${x.dtype} ${shapeStr(spec[0].shape)} (the output), got ${r.dtype} ${shapeStr(r.shape)}`);
+        }
+        [y] = runOutputs(conv2dOp, [a, ...convInputs], spec, conv);
+      } finally {
+        a.dispose();
+      }
+      if (r) applyInto(binaryOp, [y, r], { op: 'add' }, y);
+      return [y];
+    } finally {
+      setGradEnabled(prev);
+    }
+  },
+  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
+  backward({ inputs, attrs }, [g]) {
+    const { pre: _pre, hasBias, hasResidual, ...conv } = attrs;
+    const [x, w] = inputs;
+    const b = hasBias ? inputs[2] : null;
+    const grads: (Tensor | null)[] = [null, null];
+    if (!g) return inputs.map(() => null);
+    if (x.requiresGrad) {
+      const ga = apply1(conv2dBackwardInputOp, [g, w], { ...conv, inputShape: x.shape });
+      grads[0] = binary('gelu_grad', ga, x);
+      ga.dispose();
+    }
+    let gb: Tensor | null = null;
+    if (w.requiresGrad || (b && b.requiresGrad)) {
+      const a = unary('gelu', x);
+      const outs = apply(conv2dBackwardWeightOp, [a, g], { ...conv, weightShape: w.shape, withBias: !!b });
+      a.dispose();
+      grads[1] = outs[0];
+      gb = outs[1] ?? null;
+    }
+    if (hasBias) grads.push(gb);
+    if (hasResidual) grads.push(g);
+    return grads;
+  },
+});
+
+export interface Conv2dActOptions extends Conv2dOptions {
+  /** GELU applied to x before the convolution, fused (see actConv2dOp). */
+  preActivation?: 'gelu';
+  /** With preActivation: a tensor of the output's shape added to the result, fused. */
+  residual?: Tensor;
+}
+
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dActOptions = {}): Tensor {
   const attrs: ConvAttrs = {
     stride: pair(opts.stride ?? 1, 'stride', 'conv2d'),
     padding: pair(opts.padding ?? 0, 'padding', 'conv2d'),
     dilation: pair(opts.dilation ?? 1, 'dilation', 'conv2d'),
     groups: opts.groups ?? 1,
   };
-  return apply1(conv2dOp, bias ? [x, weight, bias] : [x, weight], attrs);
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  if (opts.residual && opts.preActivation === undefined) throw new Error('conv2d: residual is only fused with preActivation; add it with F.add');
+  if (opts.preActivation !== undefined) {
+    if (opts.residual) inputs.push(opts.residual);
+    return apply1(actConv2dOp, inputs, { ...attrs, pre: opts.preActivation, hasBias: !!bias, hasResidual: !!opts.residual });
+  }
+  return apply1(conv2dOp, inputs, attrs);
 }
 
 export type FusedActivation = 'none' | 'relu' | 'gelu';

@@ -172,6 +172,27 @@ export const coreCases: OpCase[] = [
     ref: ([x, w, b]) => R.conv2d(x, w, b ?? null, [s, s], [p, p], [d, d], g),
     gradTol: { atol: 1e-4 },
   })),
+  // GELU -> conv as one training op (GELU's output recomputed in backward); the reference is
+  // the plain composition.
+  ...([
+    ['conv2d with GELU before, 1x1', [2, 6, 5, 7], [4, 6, 1, 1], 1, 0, 1, true],
+    ['conv2d with GELU before, 3x3 groups 2 no bias', [1, 4, 7, 9], [6, 2, 3, 3], 1, 1, 2, false],
+  ] as [string, number[], number[], number, number, number, boolean][]).map(([name, xs, ws, s, p, g, bias]): OpCase => ({
+    name,
+    ops: ['act_conv2d', 'conv2d_backward_input', 'conv2d_backward_weight'],
+    inputs: bias ? [{ shape: xs }, { shape: ws }, { shape: [ws[0]] }] : [{ shape: xs }, { shape: ws }],
+    run: ([x, w, b]) => sc.F.conv2d(x, w, b, { stride: s, padding: p, groups: g, preActivation: 'gelu' }),
+    ref: ([x, w, b]) => R.conv2d(R.map(x, R.gelu), w, b ?? null, [s, s], [p, p], [1, 1], g),
+    gradTol: { atol: 1e-4 },
+  })),
+  {
+    name: 'conv2d with GELU before and a residual, 1x1 (MedNeXt block tail)',
+    ops: ['act_conv2d', 'binary', 'conv2d_backward_input', 'conv2d_backward_weight'],
+    inputs: [{ shape: [2, 6, 4, 5] }, { shape: [3, 6, 1, 1] }, { shape: [3] }, { shape: [2, 3, 4, 5] }],
+    run: ([x, w, b, r]) => sc.F.conv2d(x, w, b, { preActivation: 'gelu', residual: r }),
+    ref: ([x, w, b, r]) => R.zip(R.conv2d(R.map(x, R.gelu), w, b, [1, 1], [0, 0], [1, 1], 1), r, (u, v) => u + v),
+    gradTol: { atol: 1e-4 },
+  },
   // Fused inference convolution: the direct kernel's epilogue (3x3 and narrow 1x1 at stride 1)
   // and the GEMM path plus a separate epilogue (stride 2, depthwise, wide 1x1).
   ...([
