@@ -189,6 +189,42 @@ describe('training memory', () => {
     });
   });
 
+  describe('fused GN -> ReLU and add -> ReLU while training', () => {
+    it('TransUNet (narrow) trains through them with the separate ops\' gradients and keeps less', function () {
+      this.timeout(120000);
+      const cfg = { imgSize: 32, config: { hidden: 64, layers: 2, heads: 4, mlp: 128, resnetUnits: [1, 2, 1], width: 32, headChannels: 64, decoderChannels: [32, 32, 32, 16] } };
+      sc.manualSeed(9);
+      const fused = new sc.models.TransUNet(3, 1, cfg);
+      const separate = new sc.models.TransUNet(3, 1, cfg);
+      separate.loadStateDict(fused.stateDict());
+      let units = 0;
+      for (const [name, m] of separate.namedModules()) {
+        if (m instanceof sc.nn.Lambda && m.activation === 'relu' && /body\.block\d\.unit\d+\.relu$/.test(name)) (m.activation = null), units++;
+      }
+      assert.equal(units, 4, 'ResNet units');
+      sc.manualSeed(10);
+      const x = sc.randn([2, 3, 32, 32]);
+      const t = sc.rand([2, 1, 32, 32]).gt(0.6).to('float32');
+      const seen = new Map<string, number>();
+      const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
+      let a: ReturnType<typeof step>;
+      try {
+        sc.manualSeed(11);  // the same dropout masks in both runs
+        a = step(fused, x, t);
+      } finally {
+        stop();
+      }
+      assert.equal(seen.get('add_relu'), units);
+      sc.manualSeed(11);
+      const b = step(separate, x, t);
+      assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `loss ${a.loss} vs ${b.loss}`);
+      const g = maxRelDiff(a.grads, b.grads);
+      assert.ok(g.diff < 1e-4, `gradient of ${g.name} differs by ${g.diff}`);
+      assert.ok(a.keptAfterForward < b.keptAfterForward, `kept after forward: ${(a.keptAfterForward / MB).toFixed(2)} MB fused vs ${(b.keptAfterForward / MB).toFixed(2)} MB separate`);
+      x.dispose(); t.dispose();
+    });
+  });
+
   describe('backward', () => {
     it('freeActivations: same gradients, a lower peak, and a freed intermediate says so when read', function () {
       this.timeout(60000);

@@ -23,6 +23,7 @@ import { Module, copyInto } from '../nn/module';
 import { BatchNorm2d, Conv2d, Dropout, GroupNorm, Identity, Lambda, LayerNorm, Linear, ModuleList, ReLU, Sequential, Upsample } from '../nn/layers';
 import { defaultBias, defaultWeight, fanIn, normal, uniform } from '../nn/init';
 import { zeros } from '../tensor/create';
+import { isGradEnabled } from '../tensor/grad-mode';
 
 type Pair = number | [number, number];
 
@@ -81,10 +82,15 @@ class PreActBottleneck extends Module {
   }
   forward(x: Tensor): Tensor {
     const residual = this.downsample ? this.gn_proj!.forward(this.downsample.forward(x)) : x;
-    let y = this.relu.forward(this.gn1.forward(this.conv1.forward(x)));
-    y = this.relu.forward(this.gn2.forward(this.conv2.forward(y)));
+    // While training, GN -> ReLU and the residual add -> ReLU run fused: their ReLU inputs are
+    // not kept for backward (PyTorch's in-place ReLUs keep none either). A ReLU module whose
+    // activation tag is cleared runs as written (separate ops).
+    const fuse = isGradEnabled() && this.relu.activation === 'relu';
+    const gnRelu = (gn: GroupNorm, t: Tensor) => (fuse ? gn.forwardWithActivation(t, { post: 'relu' }) : this.relu.forward(gn.forward(t)));
+    let y = gnRelu(this.gn1, this.conv1.forward(x));
+    y = gnRelu(this.gn2, this.conv2.forward(y));
     y = this.gn3.forward(this.conv3.forward(y));
-    return this.relu.forward(F.add(residual, y));
+    return fuse ? F.addRelu(residual, y) : this.relu.forward(F.add(residual, y));
   }
 }
 

@@ -1,5 +1,5 @@
 // sc.F: the functional API (PyTorch's torch.nn.functional, camelCase).
-export { relu, gelu, sigmoid, tanh, exp, log, sqrt, abs, clamp, add, sub, mul, div, pow, where, maximum, minimum } from '../tensor/ops/elementwise';
+export { relu, gelu, sigmoid, tanh, exp, log, sqrt, abs, clamp, add, addRelu, sub, mul, div, pow, where, maximum, minimum } from '../tensor/ops/elementwise';
 export { softmax, logSoftmax, sum, mean, max, min, argmax, argmin, variance } from '../tensor/ops/reduce';
 export { reshape, permute, transpose, narrow, slice, expand, squeeze, unsqueeze, contiguous, flatten } from '../tensor/ops/view';
 export { matmul, bmm, linear } from '../tensor/ops/linalg';

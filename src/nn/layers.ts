@@ -183,6 +183,15 @@ export class GroupNorm extends Module {
     if (x.ndim < 2 || x.shape[1] !== this.numChannels) throw new Error(`GroupNorm(${this.numGroups}, ${this.numChannels}): expected an input [N, ${this.numChannels}, ...], got [${x.shape.join(', ')}]`);
     return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5);
   }
+  /**
+   * This GN -> ReLU. Under autograd one fused op that keeps one activation fewer for backward
+   * (F.groupNorm's postActivation); otherwise the separate ops.
+   */
+  forwardWithActivation(x: Tensor, act: { post: 'relu' }): Tensor {
+    if (!isGradEnabled()) return F.relu(this.forward(x));
+    if (x.ndim < 2 || x.shape[1] !== this.numChannels) throw new Error(`GroupNorm(${this.numGroups}, ${this.numChannels}): expected an input [N, ${this.numChannels}, ...], got [${x.shape.join(', ')}]`);
+    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5, { postActivation: act.post });
+  }
 }
 
 /** A module from a function of one tensor (activations and other parameter-free layers). */
@@ -222,8 +231,8 @@ export class Sequential extends Module {
   }
   forward(x: Tensor): Tensor {
     let y = x;
-    // Training: GELU -> BN, BN -> ReLU and GELU -> conv pairs run as one fused op (less memory
-    // kept for backward).
+    // Training: GELU -> BN, BN -> ReLU, GN -> ReLU and GELU -> conv pairs run as one fused op
+    // (less memory kept for backward).
     const fuse = this.training && isGradEnabled();
     const act = (m: Module | undefined) => (m instanceof Lambda ? m.activation : null);
     for (let i = 0; i < this.layers.length; i++) {
@@ -233,6 +242,9 @@ export class Sequential extends Module {
         y = next.forwardWithActivation(y, { pre: 'gelu', post });
         i += post ? 2 : 1;
       } else if (fuse && m instanceof BatchNorm2d && m.training && act(next) === 'relu') {
+        y = m.forwardWithActivation(y, { post: 'relu' });
+        i += 1;
+      } else if (fuse && m instanceof GroupNorm && act(next) === 'relu') {
         y = m.forwardWithActivation(y, { post: 'relu' });
         i += 1;
       } else if (fuse && act(m) === 'gelu' && next instanceof Conv2d) {

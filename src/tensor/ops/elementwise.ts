@@ -3,7 +3,8 @@
 import { native } from '../../native';
 import { DEVICE_IDS } from '../device';
 import { DType, isFloat } from '../dtype';
-import { Attrs, BackwardCtx, apply1, defineOp } from '../op';
+import { Attrs, BackwardCtx, apply1, applyInto, defineOp } from '../op';
+import { setGradEnabled } from '../grad-mode';
 import { broadcastShapes, shapeStr } from '../shape';
 import { Tensor } from '../tensor';
 import { sumTo } from './reduce';
@@ -135,6 +136,32 @@ export const binaryOp = defineOp<BinaryAttrs>({
 export function binary(op: string, a: Tensor, b: Tensor): Tensor {
   return apply1(binaryOp, [a, b], { op });
 }
+
+/**
+ * relu(a + b) as one op (a residual join followed by a ReLU: ResNet units, TransUNet's trunk)
+ * that keeps only its output for backward (the ReLU mask): the sum is a temporary, where the
+ * separate ops keep it as the ReLU's input until backward (PyTorch's in-place ReLU does not).
+ */
+export const addReluOp = defineOp<Record<string, never>>({
+  name: 'add_relu',
+  forward([a, b]) {
+    const prev = setGradEnabled(false);
+    try {
+      const t = binary('add', a, b);
+      return [applyInto(unaryOp, [t], { op: 'relu' }, t)];
+    } finally {
+      setGradEnabled(prev);
+    }
+  },
+  backward({ inputs: [a, b], outputs: [y] }, [g]) {
+    if (!g) return [null, null];
+    const gm = binary('relu_grad', g, y);
+    return [sumTo(gm, a.shape), sumTo(gm, b.shape)];
+  },
+});
+
+/** relu(a + b), broadcasting, as one op (see addReluOp). */
+export const addRelu = (a: Tensor, b: Tensor) => apply1(addReluOp, [a, b], {});
 
 function scalarLike(x: Tensor, v: number): Tensor {
   // Only for the few ops whose scalar form has no attribute kernel (pow with tensor base,

@@ -206,7 +206,7 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight:
 
 // ---- group norm -------------------------------------------------------------------------------
 
-type GnAttrs = { groups: number; eps: number; hasWeight: boolean; hasBias: boolean };
+type GnAttrs = { groups: number; eps: number; hasWeight: boolean; hasBias: boolean; post?: 'none' | 'relu' };
 
 const gnRows = (x: Tensor, groups: number) => [x.shape[0], groups, x.size / (x.shape[0] * groups)];
 const gnChannelShape = (x: Tensor) => [1, x.shape[1], ...x.shape.slice(2).map(() => 1)];
@@ -226,6 +226,8 @@ function gnNormalise(x: Tensor, { groups, eps }: GnAttrs): [Tensor, Tensor, Tens
  * are recomputed in backward (one more layer-norm pass). The affine is applied to a temporary.
  * Composed of separate ops, each group norm kept two more activation-sized tensors (the
  * normalised values and their scaled copy) for backward (MedNeXt, TransUNet's ResNet trunk).
+ * post 'relu': a ReLU after it, fused (TransUNet's GN -> ReLU): its input is a temporary, and
+ * its mask comes from the output in backward.
  */
 export const groupNormOp = defineOp<GnAttrs>({
   name: 'group_norm',
@@ -249,13 +251,20 @@ export const groupNormOp = defineOp<GnAttrs>({
       }
       if (recording) Object.assign(saved, { mean, invstd });
       else [mean, invstd].forEach((t) => t.dispose());
+      if (attrs.post === 'relu') {
+        const out = unary('relu', y);
+        y.dispose();
+        y = out;
+      }
       return [y];
     } finally {
       setGradEnabled(prev);
     }
   },
-  backward({ inputs, attrs, saved }, [g]) {
-    if (!g) return inputs.map(() => null);
+  backward({ inputs, outputs, attrs, saved }, [gOut]) {
+    if (!gOut) return inputs.map(() => null);
+    // relu'(y) from the output: out > 0 exactly where y > 0.
+    const g = attrs.post === 'relu' ? binary('relu_grad', gOut, outputs[0]) : gOut;
     const [x, ...rest] = inputs;
     const w = attrs.hasWeight ? rest[0] : null;
     const grads: (Tensor | null)[] = [];
@@ -280,7 +289,7 @@ export const groupNormOp = defineOp<GnAttrs>({
  * split into `groups` groups, each normalised over its channels and spatial positions (biased
  * variance), then a per-channel affine.
  */
-export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5, opts: { postActivation?: 'relu' } = {}): Tensor {
   if (!(x instanceof Tensor)) throw new Error('groupNorm: x must be a Tensor');
   if (x.ndim < 2) throw new Error(`groupNorm: expected an input [N, C, ...], got ${shapeStr(x.shape)}`);
   const c = x.shape[1];
@@ -291,5 +300,6 @@ export function groupNorm(x: Tensor, groups: number, weight: Tensor | null = nul
   checkFloat(x, 'groupNorm');
   if (x.size === 0) throw new Error(`groupNorm: empty input ${shapeStr(x.shape)}`);
   if (!(eps >= 0)) throw new Error(`groupNorm: eps must be >= 0, got ${eps}`);
-  return apply(groupNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { groups, eps, hasWeight: !!weight, hasBias: !!bias })[0];
+  if (opts.postActivation !== undefined && opts.postActivation !== 'relu') throw new Error(`groupNorm: postActivation must be 'relu' or absent, got ${JSON.stringify(opts.postActivation)}`);
+  return apply(groupNormOp, [x, weight, bias].filter((t): t is Tensor => !!t), { groups, eps, hasWeight: !!weight, hasBias: !!bias, post: opts.postActivation ?? 'none' })[0];
 }

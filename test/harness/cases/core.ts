@@ -172,6 +172,13 @@ export const coreCases: OpCase[] = [
     ref: ([x, w, b]) => R.conv2d(x, w, b ?? null, [s, s], [p, p], [d, d], g),
     gradTol: { atol: 1e-4 },
   })),
+  {
+    // relu(a + b) fused (residual joins); broadcasting b. ReLU's kink: generic inputs.
+    name: 'addRelu with broadcasting', ops: ['add_relu', 'binary'],
+    inputs: [{ shape: [2, 3, 4] }, { shape: [3, 1] }],
+    run: ([a, b]) => sc.F.addRelu(a, b),
+    ref: ([a, b]) => R.map(R.zip(a, b, (u, v) => u + v), (v) => Math.max(0, v)),
+  },
   // GELU -> conv as one training op (GELU's output recomputed in backward); the reference is
   // the plain composition.
   ...([

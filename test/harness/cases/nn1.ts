@@ -270,6 +270,18 @@ export const nn1Cases: OpCase[] = [
     },
   })),
   {
+    // GN -> ReLU fused (TransUNet's trunk); the reference is the plain composition.
+    name: 'groupNorm with ReLU after, 4 groups affine', ops: ['group_norm', 'layer_norm', 'layer_norm_backward'],
+    inputs: [{ shape: [2, 8, 3, 3] }, { shape: [8] }, { shape: [8] }],
+    tol: 1e-9,
+    run: ([x, w, b]) => sc.F.groupNorm(x, 4, w, b, 1e-5, { postActivation: 'relu' }),
+    ref: ([x, w, b]) => {
+      const ch = (i: number) => Math.floor(i / 9) % 8;
+      const grp = (i: number) => Math.floor(i / 72) * 4 + Math.floor(ch(i) / 2);
+      return R.map(normalise(x, grp, 8, 1e-5, w, b, ch), (v) => Math.max(0, v));
+    },
+  },
+  {
     name: 'batchNorm eval with running stats', ops: ['batch_norm', 'batch_norm_backward'],
     inputs: [{ shape: [2, 3, 4, 5] }, { shape: [3], grad: false }, { shape: [3], kind: 'positive', grad: false }, { shape: [3] }, { shape: [3] }],
     run: ([x, rm, rv, w, b]) => sc.F.batchNorm(x, rm, rv, w, b, { training: false }),
