@@ -225,6 +225,45 @@ describe('training memory', () => {
     });
   });
 
+  describe('decoder concatenations free their upsampled inputs while training', () => {
+    it('same gradients as keeping them, less kept after forward, on each model that does it', function () {
+      this.timeout(300000);
+      const proto = sc.Tensor.prototype as unknown as { releaseData: (reason: string) => void };
+      const release = proto.releaseData;
+      for (const name of ['unet', 'unet-bilinear', 'attunet', 'unetpp', 'nexnet', 'segformer-b0']) {
+        const [freed, kept] = twin(name);
+        sc.manualSeed(12);
+        const x = sc.randn([2, 3, 64, 64]);
+        const t = sc.rand([2, 1, 64, 64]).gt(0.6).to('float32');
+        sc.manualSeed(13);
+        const a = step(freed, x, t);
+        proto.releaseData = () => {};  // the baseline: every intermediate held to the step's end
+        let b: ReturnType<typeof step>;
+        try {
+          sc.manualSeed(13);
+          b = step(kept, x, t);
+        } finally {
+          proto.releaseData = release;
+        }
+        assert.ok(Math.abs(a.loss - b.loss) < 1e-6, `${name}: loss ${a.loss} vs ${b.loss}`);
+        const g = maxRelDiff(a.grads, b.grads);
+        assert.equal(g.diff, 0, `${name}: gradient of ${g.name} differs by ${g.diff}`);
+        assert.ok(a.keptAfterForward < b.keptAfterForward, `${name}: kept after forward ${(a.keptAfterForward / MB).toFixed(2)} vs ${(b.keptAfterForward / MB).toFixed(2)} MB`);
+        x.dispose(); t.dispose();
+      }
+    });
+
+    it('a released tensor says so when read', () => {
+      const x = sc.randn([2, 3]);
+      (x as unknown as { releaseData: (r: string) => void }).releaseData('freed for the test');
+      assert.throws(() => x.toArray(), /toArray: tensor \[2, 3\] float32 was used after its values were released \(freed for the test\)/);
+      assert.throws(() => x.add(1), /was used after its values were released/);
+      assert.match(String(x), /values released/);
+      x.dispose();
+      assert.throws(() => x.toArray(), /used after dispose\(\)/);
+    });
+  });
+
   describe('backward', () => {
     it('freeActivations: same gradients, a lower peak, and a freed intermediate says so when read', function () {
       this.timeout(60000);

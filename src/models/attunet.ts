@@ -8,7 +8,7 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, ReLU, Sequential, Sigmoid, Upsample } from '../nn/layers';
-import { pool2 } from './blocks';
+import { pool2, releaseCatInputs } from './blocks';
 
 /** `conv.0` conv3 -> `conv.1` BN -> ReLU -> `conv.3` conv3 -> `conv.4` BN -> ReLU. */
 class ConvBlock extends Module {
@@ -81,7 +81,9 @@ export class AttUNet extends Module {
     });
     this.levels.forEach(({ up, att, conv }, i) => {
       const d = up.forward(h);
-      h = conv.forward(F.cat([att.forward(d, skips[3 - i]), d], 1));
+      const gated = att.forward(d, skips[3 - i]);
+      h = conv.forward(F.cat([gated, d], 1));
+      releaseCatInputs(gated);  // d stays: W_g's convolution keeps it for backward
     });
     return this.Conv_1x1.forward(h);
   }

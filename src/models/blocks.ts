@@ -1,6 +1,7 @@
 // Building blocks shared by the segmentation networks (names mirror tools/pytorch/models.py).
 import { Tensor } from '../tensor/tensor';
 import { fullOf } from '../tensor/create';
+import { isGradEnabled } from '../tensor/grad-mode';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, Dropout2d, Lambda, Linear } from '../nn/layers';
@@ -108,3 +109,14 @@ export class Residual extends Module {
 export const toTokens = (m: Tensor): Tensor => F.transpose(F.flatten(m, 2), 1, 2);
 /** [B, H*W, C] tokens -> [B, C, H, W]. */
 export const toMap = (t: Tensor, h: number, w: number): Tensor => F.permute(F.reshape(t, [t.shape[0], h, w, t.shape[2]]), [0, 3, 1, 2]);
+
+/**
+ * While training: frees the values of decoder intermediates that only a concatenation (and a
+ * pad) read, the upsampled half of a U-Net skip join (Tensor.releaseData): cat's and pad's
+ * backward need only their shapes, and the upsampling's backward needs its input, not its
+ * output. Without autograd the scope frees them as usual.
+ */
+export function releaseCatInputs(...ts: Tensor[]): void {
+  if (!isGradEnabled()) return;
+  for (const t of ts) t.releaseData('the values of a concatenated decoder intermediate are freed once the concatenation has copied them');
+}

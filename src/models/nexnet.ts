@@ -6,7 +6,7 @@ import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, ModuleList } from '../nn/layers';
 import { noGrad } from '../autograd/engine';
-import { DoubleConv, pool2, TPEN, up2 } from './blocks';
+import { DoubleConv, pool2, releaseCatInputs, TPEN, up2 } from './blocks';
 
 export interface NExNetOptions {
   /** MaSA decay (the layer default 0.9; the authors' training recipe uses 0.8). */
@@ -96,7 +96,9 @@ export class NExNetAE extends Module {
     const embedding = this.bottleneck.forward(h);
     h = embedding;
     this.dec.items.forEach((d, j) => {
-      h = d.forward(F.cat([up2(h), skips[4 - j]], 1));
+      const u = up2(h);
+      h = d.forward(F.cat([u, skips[4 - j]], 1));
+      releaseCatInputs(u);
     });
     return { image: F.sigmoid(this.head.forward(h)), embedding };
   }
@@ -183,7 +185,9 @@ export class NExNetSeg extends Module {
       h = F.cat([atts[5]!, emb], 1);
     }
     this.dec.items.forEach((d, j) => {
-      h = d.forward(F.cat([up2(h), atts[4 - j]!], 1));
+      const u = up2(h);
+      h = d.forward(F.cat([u, atts[4 - j]!], 1));
+      releaseCatInputs(u);
     });
     return this.head.forward(h);
   }

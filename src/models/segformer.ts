@@ -30,7 +30,7 @@
 import { Tensor } from '../tensor/tensor';
 import { isGradEnabled } from '../tensor/grad-mode';
 import * as F from '../nn/functional';
-import { toMap, toTokens } from './blocks';
+import { releaseCatInputs, toMap, toTokens } from './blocks';
 import { Module } from '../nn/module';
 import { copyInto } from '../nn/module';
 import { normal } from '../nn/init';
@@ -247,7 +247,9 @@ export class SegFormerHead extends Module {
       const e = this.linears[s].forward(feats[s]);
       return s === 0 ? e : F.interpolate(e, { size: [h, w], mode: 'bilinear', alignCorners: false });
     });
-    return this.linear_pred.forward(this.dropout.forward(this.linear_fuse.forward(F.cat(ups, 1))));
+    const fused = F.cat(ups, 1);
+    releaseCatInputs(...ups);
+    return this.linear_pred.forward(this.dropout.forward(this.linear_fuse.forward(fused)));
   }
 }
 

@@ -5,7 +5,7 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { Conv2d, ConvTranspose2d, ModuleList } from '../nn/layers';
-import { DoubleConv, pool2, up2 } from './blocks';
+import { DoubleConv, pool2, releaseCatInputs, up2 } from './blocks';
 
 /** Pads u (bottom/right-heavy, like the reference) to the spatial size of s when they differ. */
 export function padTo(u: Tensor, s: Tensor): Tensor {
@@ -53,7 +53,9 @@ export class UNet extends Module {
     this.dec.items.forEach((d, i) => {
       const s = skips[3 - i];
       const u = this.up ? this.up.items[i].forward(h) : up2(h);
-      h = d.forward(F.cat([s, padTo(u, s)], 1));
+      const up = padTo(u, s);
+      h = d.forward(F.cat([s, up], 1));
+      releaseCatInputs(u, up);
     });
     return this.head.forward(h);
   }

@@ -10,7 +10,7 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { Conv2d } from '../nn/layers';
-import { DoubleConv, pool2, up2 } from './blocks';
+import { DoubleConv, pool2, releaseCatInputs, up2 } from './blocks';
 
 export interface UNetPPOptions {
   /** Four 1x1 heads on X^{0,1..4} (forwardAll returns all four; forward their mean). */
@@ -51,7 +51,11 @@ export class UNetPlusPlus extends Module {
     const X: Tensor[][] = [[], [], [], [], []];
     for (let i = 0; i < 5; i++) X[i][0] = this.node(i, 0).forward(i === 0 ? x : pool2(X[i - 1][0]));
     for (let j = 1; j <= 4; j++) {
-      for (let i = 0; i + j <= 4; i++) X[i][j] = this.node(i, j).forward(F.cat([...X[i].slice(0, j), up2(X[i + 1][j - 1])], 1));
+      for (let i = 0; i + j <= 4; i++) {
+        const u = up2(X[i + 1][j - 1]);
+        X[i][j] = this.node(i, j).forward(F.cat([...X[i].slice(0, j), u], 1));
+        releaseCatInputs(u);
+      }
     }
     if (!this.deepSupervision) return [this.heads[0].forward(X[0][4])];
     return this.heads.map((h, k) => h.forward(X[0][k + 1]));

@@ -36,6 +36,7 @@ export class Tensor {
   /** @internal which output of gradFn this tensor is. */
   outputIndex = 0;
   private disposedFlag = false;
+  private dataReleased = false;
   private disposedReason: string | null = null;
 
   /** @internal use the creation functions (sc.tensor, sc.zeros, ...) instead. */
@@ -111,13 +112,31 @@ export class Tensor {
     this.dispose();
   }
 
+  /**
+   * @internal Gives the values' memory back now while the tensor stays a node of the autograd
+   * graph (shape, gradFn and requiresGrad remain): for a training intermediate that no backward
+   * reads and no later forward code uses, such as the upsampled half of a decoder's concatenation
+   * (cat and pad differentiate without their inputs' values). PyTorch frees such tensors when
+   * their last Python reference goes; here the model says so. Any later read throws, naming
+   * `reason`; dispose() afterwards completes the disposal.
+   */
+  releaseData(reason: string): void {
+    if (this.disposedFlag || this.dataReleased) return;
+    this.dataReleased = true;
+    this.disposedReason = reason;
+    storageFinalizer.unregister(this);
+    this.storage.release();
+  }
+
   /** Gives the tensor's memory reference back now. Idempotent. */
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
-    storageFinalizer.unregister(this);
     trackTensor(-1);
-    this.storage.release();
+    if (!this.dataReleased) {
+      storageFinalizer.unregister(this);
+      this.storage.release();
+    }
     this.gradFn = null;
     if (this.grad) {
       this.grad.dispose();
@@ -127,6 +146,7 @@ export class Tensor {
 
   /** @internal throws when the tensor was disposed. */
   assertAlive(where: string): void {
+    if (this.dataReleased && !this.disposedFlag) throw new Error(`${where}: tensor ${shapeStr(this.shape)} ${this.dtype} was used after its values were released (${this.disposedReason})`);
     if (this.disposedFlag) throw new Error(`${where}: tensor ${shapeStr(this.shape)} ${this.dtype} was used after dispose()${this.disposedReason ? ` (${this.disposedReason})` : ''}`);
   }
 
@@ -165,6 +185,7 @@ export class Tensor {
   toString(): string {
     const head = `Tensor(shape=${shapeStr(this.shape)}, dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''}`;
     if (this.disposedFlag) return head + ', disposed)';
+    if (this.dataReleased) return head + ', values released)';
     const vals = Array.from(this.toArray() as ArrayLike<number>, Number);
     const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
     const shown = vals.length <= 12 ? vals.map(fmt).join(', ') : `${vals.slice(0, 6).map(fmt).join(', ')}, ..., ${vals.slice(-3).map(fmt).join(', ')}`;
