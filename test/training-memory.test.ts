@@ -225,12 +225,12 @@ describe('training memory', () => {
     });
   });
 
-  describe('decoder concatenations free their upsampled inputs while training', () => {
+  describe('intermediates no backward reads are freed while training (decoder joins, attention gates, linear bias)', () => {
     it('same gradients as keeping them, less kept after forward, on each model that does it', function () {
       this.timeout(300000);
       const proto = sc.Tensor.prototype as unknown as { releaseData: (reason: string) => void };
       const release = proto.releaseData;
-      for (const name of ['unet', 'unet-bilinear', 'attunet', 'unetpp', 'nexnet', 'segformer-b0']) {
+      for (const name of ['unet', 'unet-bilinear', 'attunet', 'unetpp', 'nexnet', 'segformer-b0', 'unext']) {
         const [freed, kept] = twin(name);
         sc.manualSeed(12);
         const x = sc.randn([2, 3, 64, 64]);

@@ -8,7 +8,8 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, ReLU, Sequential, Sigmoid, Upsample } from '../nn/layers';
-import { pool2, releaseCatInputs } from './blocks';
+import { pool2, releaseIntermediates } from './blocks';
+import { isGradEnabled } from '../tensor/grad-mode';
 
 /** `conv.0` conv3 -> `conv.1` BN -> ReLU -> `conv.3` conv3 -> `conv.4` BN -> ReLU. */
 class ConvBlock extends Module {
@@ -49,7 +50,13 @@ class AttentionBlock extends Module {
     this.psi = this.add('psi', new Sequential(new Conv2d(fint, 1, 1), new BatchNorm2d(1), Sigmoid()));
   }
   forward(g: Tensor, x: Tensor): Tensor {
-    return F.mul(x, this.psi.forward(F.relu(F.add(this.W_g.forward(g), this.W_x.forward(x)))));
+    const a = this.W_g.forward(g), b = this.W_x.forward(x);
+    if (!isGradEnabled()) return F.mul(x, this.psi.forward(F.relu(F.add(a, b))));
+    // While training: relu(a + b) as one op, and the two batch-norm outputs freed once summed
+    // (neither the sum nor batch norm differentiates from them).
+    const r = F.addRelu(a, b);
+    releaseIntermediates(a, b);
+    return F.mul(x, this.psi.forward(r));
   }
 }
 
@@ -83,7 +90,7 @@ export class AttUNet extends Module {
       const d = up.forward(h);
       const gated = att.forward(d, skips[3 - i]);
       h = conv.forward(F.cat([gated, d], 1));
-      releaseCatInputs(gated);  // d stays: W_g's convolution keeps it for backward
+      releaseIntermediates(gated);  // d stays: W_g's convolution keeps it for backward
     });
     return this.Conv_1x1.forward(h);
   }

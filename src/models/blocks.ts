@@ -111,12 +111,13 @@ export const toTokens = (m: Tensor): Tensor => F.transpose(F.flatten(m, 2), 1, 2
 export const toMap = (t: Tensor, h: number, w: number): Tensor => F.permute(F.reshape(t, [t.shape[0], h, w, t.shape[2]]), [0, 3, 1, 2]);
 
 /**
- * While training: frees the values of decoder intermediates that only a concatenation (and a
- * pad) read, the upsampled half of a U-Net skip join (Tensor.releaseData): cat's and pad's
- * backward need only their shapes, and the upsampling's backward needs its input, not its
- * output. Without autograd the scope frees them as usual.
+ * While training: frees the values of intermediates that no backward reads once their last
+ * consumer has run (Tensor.releaseData): the upsampled half of a U-Net skip join (cat's, pad's
+ * and the upsampling's backward need only shapes and inputs), or batch-norm outputs summed by an
+ * add / add_relu. Each call site knows its tensors have no other reader. Without autograd the
+ * scope frees them as usual.
  */
-export function releaseCatInputs(...ts: Tensor[]): void {
+export function releaseIntermediates(...ts: Tensor[]): void {
   if (!isGradEnabled()) return;
-  for (const t of ts) t.releaseData('the values of a concatenated decoder intermediate are freed once the concatenation has copied them');
+  for (const t of ts) t.releaseData('an intermediate no backward reads is freed once its consumer has run');
 }

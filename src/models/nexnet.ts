@@ -6,7 +6,7 @@ import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { BatchNorm2d, Conv2d, ModuleList } from '../nn/layers';
 import { noGrad } from '../autograd/engine';
-import { DoubleConv, pool2, releaseCatInputs, TPEN, up2 } from './blocks';
+import { DoubleConv, pool2, releaseIntermediates, TPEN, up2 } from './blocks';
 
 export interface NExNetOptions {
   /** MaSA decay (the layer default 0.9; the authors' training recipe uses 0.8). */
@@ -98,7 +98,7 @@ export class NExNetAE extends Module {
     this.dec.items.forEach((d, j) => {
       const u = up2(h);
       h = d.forward(F.cat([u, skips[4 - j]], 1));
-      releaseCatInputs(u);
+      releaseIntermediates(u);
     });
     return { image: F.sigmoid(this.head.forward(h)), embedding };
   }
@@ -187,7 +187,7 @@ export class NExNetSeg extends Module {
     this.dec.items.forEach((d, j) => {
       const u = up2(h);
       h = d.forward(F.cat([u, atts[4 - j]!], 1));
-      releaseCatInputs(u);
+      releaseIntermediates(u);
     });
     return this.head.forward(h);
   }

@@ -30,7 +30,7 @@
 import { Tensor } from '../tensor/tensor';
 import { isGradEnabled } from '../tensor/grad-mode';
 import * as F from '../nn/functional';
-import { releaseCatInputs, toMap, toTokens } from './blocks';
+import { releaseIntermediates, toMap, toTokens } from './blocks';
 import { Module } from '../nn/module';
 import { copyInto } from '../nn/module';
 import { normal } from '../nn/init';
@@ -248,7 +248,7 @@ export class SegFormerHead extends Module {
       return s === 0 ? e : F.interpolate(e, { size: [h, w], mode: 'bilinear', alignCorners: false });
     });
     const fused = F.cat(ups, 1);
-    releaseCatInputs(...ups);
+    releaseIntermediates(...ups);
     return this.linear_pred.forward(this.dropout.forward(this.linear_fuse.forward(fused)));
   }
 }

@@ -5,7 +5,7 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { Conv2d, ConvTranspose2d, ModuleList } from '../nn/layers';
-import { DoubleConv, pool2, releaseCatInputs, up2 } from './blocks';
+import { DoubleConv, pool2, releaseIntermediates, up2 } from './blocks';
 
 /** Pads u (bottom/right-heavy, like the reference) to the spatial size of s when they differ. */
 export function padTo(u: Tensor, s: Tensor): Tensor {
@@ -55,7 +55,7 @@ export class UNet extends Module {
       const u = this.up ? this.up.items[i].forward(h) : up2(h);
       const up = padTo(u, s);
       h = d.forward(F.cat([s, up], 1));
-      releaseCatInputs(u, up);
+      releaseIntermediates(u, up);
     });
     return this.head.forward(h);
   }

@@ -10,7 +10,7 @@ import { Tensor } from '../tensor/tensor';
 import * as F from '../nn/functional';
 import { Module } from '../nn/module';
 import { Conv2d } from '../nn/layers';
-import { DoubleConv, pool2, releaseCatInputs, up2 } from './blocks';
+import { DoubleConv, pool2, releaseIntermediates, up2 } from './blocks';
 
 export interface UNetPPOptions {
   /** Four 1x1 heads on X^{0,1..4} (forwardAll returns all four; forward their mean). */
@@ -54,7 +54,7 @@ export class UNetPlusPlus extends Module {
       for (let i = 0; i + j <= 4; i++) {
         const u = up2(X[i + 1][j - 1]);
         X[i][j] = this.node(i, j).forward(F.cat([...X[i].slice(0, j), u], 1));
-        releaseCatInputs(u);
+        releaseIntermediates(u);
       }
     }
     if (!this.deepSupervision) return [this.heads[0].forward(X[0][4])];

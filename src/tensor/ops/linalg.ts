@@ -63,5 +63,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const x3 = reshape(x, [1, numel(lead), I]);
   const y = bmm(x3, reshape(weight, [1, O, I]), false, true);
   const y2 = reshape(y, [...lead, O]);
-  return bias ? add(y2, bias) : y2;
+  if (!bias) return y2;
+  const out = add(y2, bias);
+  // The product without the bias is read by nothing later (bmm differentiates from its inputs,
+  // add from its gradient alone): free it now instead of holding it, with the biased copy,
+  // until backward (PyTorch's addmm never materialises it).
+  for (const t of [y2, y]) t.releaseData('linear: the product before the bias is freed once the bias is added');
+  return out;
 }
