@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
+import * as sc from '../src';
 
 const root = path.resolve(__dirname, '..');
 
@@ -42,5 +43,23 @@ describe('native CPU kernels (C++ standalone test)', function () {
     assert.deepEqual(failed, [], 'failing kernel checks');
     assert.ok(passed.length > 100, `expected many PASS lines, got ${passed.length}`);
     assert.match(lines[lines.length - 1], /^\d+ passed, 0 failed$/);
+  });
+});
+
+describe('thread pool', function () {
+  this.timeout(120_000);
+  it('survives back-to-back small parallel regions (3 x 3000 training steps in child processes)', function () {
+    if (sc.getNumThreads() < 2) this.skip();  // one thread: the pool has no workers to race
+    // Three runs: the race this guards against (a late worker taking a finished region's job)
+    // crashed about one run in five of the first spinning pool.
+    for (let run = 0; run < 3; run++) {
+      let out = '';
+      try {
+        out = execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'test/scripts/pool-stress.ts'), '3000'], { cwd: root, encoding: 'utf8' });
+      } catch (e: any) {
+        assert.fail(`pool-stress run ${run + 1} failed (status ${e.status}, signal ${e.signal}): ${String(e.stderr ?? '').slice(-400)}`);
+      }
+      assert.match(out, /^ok$/m);
+    }
   });
 });

@@ -92,15 +92,19 @@ class Pool {
     int64_t i;
     while ((i = next_.fetch_add(1)) < nchunks) run_chunk(i, chunk);
     // Wait for every chunk and for every worker to leave this job, so that no worker can
-    // carry a stale job pointer into the next run.
+    // carry a stale job pointer into the next run. The spin only shortens the wait: the check
+    // that ends it is repeated under the mutex, in the same hold that clears job_, because a
+    // worker takes the job (and counts itself active) under that mutex. Between a lock-free
+    // check and the clearing, a late worker could take the pointer and, once the next run had
+    // reset the chunk counter, call this run's destroyed function.
     auto finished = [&] { return done_.load() == njobs_ && active_.load() == 0; };
-    if (!spin_until(finished)) {
-      std::unique_lock<std::mutex> lk(m_);
+    spin_until(finished);
+    std::unique_lock<std::mutex> lk(m_);
+    if (!finished()) {
       caller_waiting_.store(true);
       done_cv_.wait(lk, finished);
       caller_waiting_.store(false);
     }
-    std::lock_guard<std::mutex> lk(m_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
