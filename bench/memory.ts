@@ -1,6 +1,8 @@
-// npx tsx bench/memory.ts --model cmunext --size 128 --batch 8 [--steps 3] [--checkpoint] [--keep-activations]
+// npx tsx bench/memory.ts --model cmunext --size 128 --batch 8 [--steps 3] [--checkpoint] [--keep-activations] [--by-op]
 // Where a training step's memory goes: the allocator's peak bytes in use, what it caches, and the
 // process's peak RSS, after each step (forward, BCE + Dice, backward, SGD), in one process.
+// --by-op: after the last step, one more forward and what its graph keeps for backward, summed
+// by the op that produced each tensor (and by op and shape), to find what to fuse or free.
 import * as sc from '../src';
 
 const arg = (k: string, d?: string) => {
@@ -39,4 +41,35 @@ for (let i = 0; i < steps; i++) {
   const m = sc.memory();
   console.log(`step ${i + 1}: ${(performance.now() - t0).toFixed(0)} ms; in use after forward ${mb(afterForward)} MB, peak in use ${mb(m.cpu.peakBytesInUse)} MB, ` +
     `in use now ${mb(m.cpu.bytesInUse)} MB, cached ${mb(m.cpu.bytesCached)} MB, RSS ${mb(m.process.rssBytes)} MB, peak RSS ${mb(m.process.peakRssBytes)} MB`);
+}
+
+if (arg('by-op') === 'true') {
+  const paramStorages = new Set(model.parameters().map((p) => p.storage));
+  sc.tidy(() => {
+    const out = model.forward(x) as sc.Tensor;
+    const seen = new Set<unknown>(), nodes = new Set<unknown>();
+    const byOp = new Map<string, number>(), byShape = new Map<string, number>();
+    const stack = [out.gradFn];
+    while (stack.length) {
+      const node = stack.pop();
+      if (!node || nodes.has(node)) continue;
+      nodes.add(node);
+      const saved = Object.values(node.saved).filter((v): v is sc.Tensor => v instanceof sc.Tensor);
+      for (const t of [...node.inputs, ...node.outputs, ...saved]) {
+        // Each storage once (views share it); parameters and released values are not activations.
+        if (t.isDisposed || t.valuesReleased || seen.has(t.storage) || paramStorages.has(t.storage) || t === x) continue;
+        seen.add(t.storage);
+        const op = t.gradFn ? t.gradFn.op.name : saved.includes(t) ? `saved by ${node.op.name}` : 'input';
+        byOp.set(op, (byOp.get(op) ?? 0) + t.storage.bytes);
+        const key = `${op} [${t.shape.join(', ')}]`;
+        byShape.set(key, (byShape.get(key) ?? 0) + t.storage.bytes);
+      }
+      for (const t of node.inputs) if (t.gradFn) stack.push(t.gradFn);
+    }
+    const total = [...byOp.values()].reduce((a, b) => a + b, 0);
+    console.log(`kept for backward after a forward: ${mb(total)} MB in ${nodes.size} graph nodes, by producing op:`);
+    for (const [k, v] of [...byOp].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(36)} ${mb(v).padStart(6)} MB`);
+    console.log('largest by op and shape:');
+    for (const [k, v] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${k.padEnd(50)} ${mb(v).padStart(6)} MB`);
+  });
 }

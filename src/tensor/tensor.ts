@@ -89,6 +89,11 @@ export class Tensor {
   get size(): number {
     return numel(this.shape);
   }
+  /** @internal true once releaseData() freed the values (the tensor is still a graph node). */
+  get valuesReleased(): boolean {
+    return this.dataReleased;
+  }
+
   get isDisposed(): boolean {
     return this.disposedFlag;
   }
