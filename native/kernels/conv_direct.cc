@@ -323,8 +323,8 @@ SC_AI void wgrad_items(const WgradGeom& g, int64_t r0, int64_t r1, int64_t i0, i
         }
       }
     }
-    // Lanes summed here, so the running sums are the size of gw (a lane-wide buffer would be
-    // L times UNet's 9.4 M weights); the band's FMAs outnumber these adds by its pixels / L.
+    // Lanes summed here, so the running sums are gw itself (a lane-wide buffer would be L times
+    // the weights); the band's FMAs outnumber these adds by its pixels / L.
     _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
       const int64_t oc = b * OCB + i;
       if (oc >= g.OCg) break;
