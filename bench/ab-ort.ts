@@ -1,4 +1,4 @@
-// npx tsx bench/ab-ort.ts [--models cmunext-s,unet] [--runs 10] [--threads 2] [--alt SCALPEL_SPIN_US=0]
+// npx tsx bench/ab-ort.ts [--models cmunext-s,unet] [--runs 10] [--threads 2] [--gap-ms 20]
 // Inference at batch 1, scalpel (sc.inference.optimize) against ONNX Runtime for Node on the
 // ONNX files that `npm run bench:models` caches (.bench-cache/onnx, exported by PyTorch), with
 // the two engines' runs interleaved in one process (A, B, A, B, ...) so that a change in the
@@ -6,8 +6,6 @@
 // timing each engine in its own process one after the other (bench:models does that, for RSS).
 // Each timed run follows an untimed run of the same engine: the other engine's run in between
 // evicts caches and leaves its pool spinning, and a deployed model runs alone, back to back.
-// --alt KEY=VALUE[,KEY=VALUE]: a third engine, scalpel with those environment variables set for
-// its runs (knobs the addon reads per call, e.g. SCALPEL_SPIN_US), interleaved with the other two.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sc from '../src';
@@ -20,22 +18,20 @@ async function main() {
   // run must not start while the other engine's threads still hold the cores.
   const gapMs = Number(arg('gap-ms', '20'));
   const gap = () => new Promise((r) => setTimeout(r, gapMs));
+  // The time of the second of two back-to-back runs, after the idle gap.
+  const timeAfterWarmUp = async (run: () => unknown) => {
+    await gap();
+    await run();
+    const t0 = performance.now();
+    await run();
+    return performance.now() - t0;
+  };
   const models = (arg('models', 'cmunext-s,cmunext,cmunext-l,nexnet,unet') as string).split(',');
   sc.setNumThreads(threads);
-  const alt = arg('alt', '') ? Object.fromEntries((arg('alt', '') as string).split(',').map((kv) => kv.split('=') as [string, string])) : null;
-  const withEnv = (env: Record<string, string> | null, fn: () => void) => {
-    if (!env) return fn();
-    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, env);
-    try { fn(); } finally {
-      for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
-    }
-  };
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const ort = require('onnxruntime-node');
   console.log(`interleaved scalpel / ORT inference, batch 1, ${threads} threads, ${runs} runs each, loadavg ${loadavg().join(' ')}`);
-  const altHead = alt ? ` scalpel ${JSON.stringify(alt)} ms | alt/scalpel |` : '';
-  console.log(`| model | size | scalpel ms | ORT ms | scalpel/ORT |${altHead}\n| --- | --- | --- | --- | --- |${alt ? ' --- | --- |' : ''}`);
+  console.log('| model | size | scalpel ms | ORT ms | scalpel/ORT |\n| --- | --- | --- | --- | --- |');
   for (const name of models) {
     const s = name.startsWith('nexnet') ? 224 : 256;
     const file = path.join(__dirname, '..', '.bench-cache', 'onnx', `${name}-b1-s${s}.onnx`);
@@ -53,29 +49,13 @@ async function main() {
     const runSc = () => sc.noGrad(() => sc.tidy(() => { model.forward(x); }));
     const runOrt = async () => { await session.run(feeds); };
     for (let i = 0; i < 2; i++) { runSc(); await runOrt(); }
-    const a: number[] = [], b: number[] = [], c: number[] = [];
+    const a: number[] = [], b: number[] = [];
     for (let i = 0; i < runs; i++) {
-      await gap();
-      runSc();
-      let t0 = performance.now();
-      runSc();
-      a.push(performance.now() - t0);
-      if (alt) {
-        await gap();
-        withEnv(alt, runSc);
-        t0 = performance.now();
-        withEnv(alt, runSc);
-        c.push(performance.now() - t0);
-      }
-      await gap();
-      await runOrt();
-      t0 = performance.now();
-      await runOrt();
-      b.push(performance.now() - t0);
+      a.push(await timeAfterWarmUp(runSc));
+      b.push(await timeAfterWarmUp(runOrt));
     }
     const ma = median(a), mb = median(b);
-    const altCols = alt ? ` ${median(c).toFixed(1)} | ${(median(c) / ma).toFixed(2)} |` : '';
-    console.log(`| ${name} | ${s} | ${ma.toFixed(1)} | ${mb.toFixed(1)} | ${(ma / mb).toFixed(2)} |${altCols}`);
+    console.log(`| ${name} | ${s} | ${ma.toFixed(1)} | ${mb.toFixed(1)} | ${(ma / mb).toFixed(2)} |`);
     sc.inference.release(model);
     x.dispose();
   }

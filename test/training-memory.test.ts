@@ -43,6 +43,17 @@ function maxRelDiff(a: readonly (readonly [string, number[] | null])[], b: reado
   return worst;
 }
 
+/** fn's result and how many times each top-level op ran during it, by op name. */
+function countingOps<T>(fn: () => T): [T, Map<string, number>] {
+  const seen = new Map<string, number>();
+  const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
+  try {
+    return [fn(), seen];
+  } finally {
+    stop();
+  }
+}
+
 function twin(name: string, opts: sc.models.CreateOptions = {}): [sc.nn.Module, sc.nn.Module] {
   sc.manualSeed(7);
   const a = sc.models.create(name, opts);
@@ -130,27 +141,15 @@ describe('training memory', () => {
       this.timeout(60000);
       sc.manualSeed(2);
       const m = sc.models.create('cmunext-s');
-      const seen = new Map<string, number>();
-      const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
       const x = sc.randn([2, 3, 32, 32]);
       const t = sc.rand([2, 1, 32, 32]).gt(0.5).to('float32');
-      try {
-        step(m, x, t);
-      } finally {
-        stop();
-      }
+      let [, seen] = countingOps(() => step(m, x, t));
       // 14 GELU -> BN pairs and 14 BN -> ReLU pairs in CMUNeXt-S; no separate gelu left.
       assert.ok((seen.get('act_batch_norm') ?? 0) >= 20, `act_batch_norm ran ${seen.get('act_batch_norm')} times`);
       assert.equal(seen.get('batch_norm') ?? 0, 0, 'every BN of CMUNeXt-S is paired with an activation');
       // Eval forwards keep the separate ops (what inference plans and ONNX export trace).
-      seen.clear();
-      const stop2 = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
-      try {
-        m.eval();
-        sc.noGrad(() => sc.tidy(() => { m.forward(x); }));
-      } finally {
-        stop2();
-      }
+      m.eval();
+      [, seen] = countingOps(() => sc.noGrad(() => sc.tidy(() => { m.forward(x); })));
       assert.equal(seen.get('act_batch_norm') ?? 0, 0);
       assert.ok((seen.get('batch_norm') ?? 0) > 0);
     });
@@ -170,14 +169,7 @@ describe('training memory', () => {
       sc.manualSeed(8);
       const x = sc.randn([2, 3, 64, 64]);
       const t = sc.rand([2, 1, 64, 64]).gt(0.6).to('float32');
-      const seen = new Map<string, number>();
-      const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
-      let a: ReturnType<typeof step>;
-      try {
-        a = step(fused, x, t);
-      } finally {
-        stop();
-      }
+      const [a, seen] = countingOps(() => step(fused, x, t));
       assert.equal(seen.get('act_conv2d'), blocks, 'every block runs GELU -> conv3 as one op');
       const b = step(separate, x, t);
       assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `loss ${a.loss} vs ${b.loss}`);
@@ -205,15 +197,8 @@ describe('training memory', () => {
       sc.manualSeed(10);
       const x = sc.randn([2, 3, 32, 32]);
       const t = sc.rand([2, 1, 32, 32]).gt(0.6).to('float32');
-      const seen = new Map<string, number>();
-      const stop = sc.observeOps((op, _i, _o, _a, nested) => { if (!nested) seen.set(op.name, (seen.get(op.name) ?? 0) + 1); });
-      let a: ReturnType<typeof step>;
-      try {
-        sc.manualSeed(11);  // the same dropout masks in both runs
-        a = step(fused, x, t);
-      } finally {
-        stop();
-      }
+      sc.manualSeed(11);  // the same dropout masks in both runs
+      const [a, seen] = countingOps(() => step(fused, x, t));
       assert.equal(seen.get('add_relu'), units);
       sc.manualSeed(11);
       const b = step(separate, x, t);

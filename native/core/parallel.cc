@@ -203,42 +203,42 @@ void set_num_threads(int n) {
   Pool::get().resize(n);
 }
 
-void parallel_for(int64_t begin, int64_t end, int64_t grain,
-                  const std::function<void(int64_t, int64_t)>& fn) {
-  if (end <= begin) return;
-  grain = std::max<int64_t>(1, grain);
-  const int64_t n = end - begin;
-  const int nt = tl_in_parallel ? 1 : num_threads();
-  int64_t chunks = std::min<int64_t>(nt, (n + grain - 1) / grain);
+namespace {
+
+// fn over [begin, end) in chunks of `per` iterations, which the pool's threads claim one at a
+// time; serially in the calling thread when one chunk covers the range.
+void run_chunks(int64_t begin, int64_t end, int64_t per,
+                const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t chunks = (end - begin + per - 1) / per;
   if (chunks <= 1) {
     fn(begin, end);
     return;
   }
-  const int64_t per = (n + chunks - 1) / chunks;
-  chunks = (n + per - 1) / per;
   Pool::get().run(chunks, [&](int64_t c) {
     const int64_t b = begin + c * per;
     fn(b, std::min(end, b + per));
   });
 }
 
-void parallel_for_dynamic(int64_t begin, int64_t end, int64_t grain,
-                          const std::function<void(int64_t, int64_t)>& fn) {
+}  // namespace
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn) {
   if (end <= begin) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t n = end - begin;
   const int nt = tl_in_parallel ? 1 : num_threads();
-  if (nt <= 1 || n <= grain) {
-    fn(begin, end);
-    return;
-  }
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(nt, (n + grain - 1) / grain));
+  run_chunks(begin, end, (n + chunks - 1) / chunks, fn);
+}
+
+void parallel_for_dynamic(int64_t begin, int64_t end, int64_t grain,
+                          const std::function<void(int64_t, int64_t)>& fn) {
+  if (end <= begin) return;
+  const int nt = tl_in_parallel ? 1 : num_threads();
   // Chunks of `grain` claimed from a shared counter: a thread that starts late or runs slower
   // (another tenant on its core) takes fewer, and the region ends when the work does.
-  const int64_t chunks = (n + grain - 1) / grain;
-  Pool::get().run(chunks, [&](int64_t c) {
-    const int64_t b = begin + c * grain;
-    fn(b, std::min(end, b + grain));
-  });
+  run_chunks(begin, end, nt <= 1 ? end - begin : std::max<int64_t>(1, grain), fn);
 }
 
 }  // namespace sc

@@ -180,8 +180,7 @@ export class GroupNorm extends Module {
     this.bias = this.param('bias', affine ? zeros([numChannels]) : null);
   }
   forward(x: Tensor): Tensor {
-    if (x.ndim < 2 || x.shape[1] !== this.numChannels) throw new Error(`GroupNorm(${this.numGroups}, ${this.numChannels}): expected an input [N, ${this.numChannels}, ...], got [${x.shape.join(', ')}]`);
-    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5);
+    return this.normalise(x, {});
   }
   /**
    * This GN -> ReLU. Under autograd one fused op that keeps one activation fewer for backward
@@ -189,8 +188,11 @@ export class GroupNorm extends Module {
    */
   forwardWithActivation(x: Tensor, act: { post: 'relu' }): Tensor {
     if (!isGradEnabled()) return F.relu(this.forward(x));
+    return this.normalise(x, { postActivation: act.post });
+  }
+  private normalise(x: Tensor, act: { postActivation?: 'relu' }): Tensor {
     if (x.ndim < 2 || x.shape[1] !== this.numChannels) throw new Error(`GroupNorm(${this.numGroups}, ${this.numChannels}): expected an input [N, ${this.numChannels}, ...], got [${x.shape.join(', ')}]`);
-    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5, { postActivation: act.post });
+    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.cfg.eps ?? 1e-5, act);
   }
 }
 

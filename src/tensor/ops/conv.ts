@@ -61,12 +61,15 @@ export const conv2dBackwardWeightOp = defineOp<ConvAttrs & { weightShape: number
   kernelAttrs: ({ stride, padding, dilation, groups }) => ({ stride, padding, dilation, groups }),
 });
 
+/** Multiply-accumulates of a convolution from its weight [OC, C/g, KH, KW] and output. */
+const convMacs = ([, w]: Tensor[], [y]: Tensor[]) => y.size * w.shape[1] * w.shape[2] * w.shape[3];
+
 export const conv2dOp = defineOp<ConvAttrs>({
   name: 'conv2d',
   infer([x, w, b], attrs) {
     return [{ shape: checkConv(x, w, b, attrs), dtype: x.dtype }];
   },
-  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
+  macs: convMacs,
   backward({ inputs: [x, w, b], attrs }, [g]) {
     if (!g) return [null, null, null];
     const gx = x.requiresGrad ? apply1(conv2dBackwardInputOp, [g, w], { ...attrs, inputShape: x.shape }) : null;
@@ -117,13 +120,13 @@ export const actConv2dOp = defineOp<ActConvAttrs>({
       setGradEnabled(prev);
     }
   },
-  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
+  macs: convMacs,
   backward({ inputs, attrs }, [g]) {
+    if (!g) return inputs.map(() => null);
     const { pre: _pre, hasBias, hasResidual, ...conv } = attrs;
     const [x, w] = inputs;
     const b = hasBias ? inputs[2] : null;
     const grads: (Tensor | null)[] = [null, null];
-    if (!g) return inputs.map(() => null);
     if (x.requiresGrad) {
       const ga = apply1(conv2dBackwardInputOp, [g, w], { ...conv, inputShape: x.shape });
       grads[0] = binary('gelu_grad', ga, x);
@@ -191,7 +194,7 @@ export const conv2dFusedOp = defineOp<FusedAttrs>({
     }
     return [{ shape, dtype: x.dtype }];
   },
-  macs: ([, w], [y]) => y.size * w.shape[1] * w.shape[2] * w.shape[3],
+  macs: convMacs,
 });
 
 export interface Conv2dFusedOptions extends Conv2dOptions {
