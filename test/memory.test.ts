@@ -98,4 +98,26 @@ describe('memory', () => {
     sc.emptyCache();
     assert.equal(sc.memory().cpu.bytesCached, 0);
   });
+
+  it('large blocks are cut from a larger cached block and merged back, not mapped anew (Linux)', function () {
+    if (process.platform !== 'linux') this.skip();  // host blocks are split only where they are our own mappings
+    sc.emptyCache();
+    const mb = 1 << 20;
+    sc.zeros([4 * mb]).dispose();  // one 16 MB block, cached
+    const faults = () => process.resourceUsage().minorPageFault;
+    const cached0 = sc.memory().cpu.bytesCached;
+    const f0 = faults();
+    const parts = [sc.zeros([mb]), sc.zeros([mb])];  // 4 MB each, written by the fill
+    // Fresh mappings would fault once per 4 KB page written (2048 here).
+    assert.ok(faults() - f0 < 300, `${faults() - f0} page faults: the 4 MB blocks did not come from the cached 16 MB one`);
+    assert.equal(sc.memory().cpu.bytesCached, cached0 - 8 * mb);
+    parts.forEach((t) => t.dispose());
+    assert.equal(sc.memory().cpu.bytesCached, cached0);
+    const f1 = faults();
+    const whole = sc.zeros([4 * mb]);  // needs the parts merged back into one block
+    assert.ok(faults() - f1 < 300, `${faults() - f1} page faults: the freed parts were not merged back`);
+    assert.equal(sc.memory().cpu.bytesCached, cached0 - 16 * mb);
+    whole.dispose();
+    sc.emptyCache();
+  });
 });

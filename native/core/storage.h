@@ -30,7 +30,10 @@ class DeviceMemory {
  public:
   virtual ~DeviceMemory() = default;
   virtual void* raw_alloc(size_t bytes) = 0;  // nullptr on out-of-memory
-  virtual void raw_free(void* p) = 0;
+  virtual void raw_free(void* p, size_t bytes) = 0;  // bytes: as given to raw_alloc
+  // Memory whose blocks of CachingAllocator::kMinSplitBlock bytes or more are page mappings:
+  // raw_free may then be given any page-aligned part of such a block (the cache splits them).
+  virtual bool blocks_splittable() const { return false; }
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
@@ -43,6 +46,8 @@ class DeviceMemory {
 class CachingAllocator {
  public:
   explicit CachingAllocator(DeviceMemory* mem) : mem_(mem) {}
+  // Blocks this large or larger may be split where the memory allows (blocks_splittable).
+  static constexpr size_t kMinSplitBlock = size_t(1) << 20;
   void* alloc(size_t bytes, size_t* block_bytes);  // throws KernelError naming size on OOM
   void free(void* p, size_t block_bytes);
   void empty_cache();
@@ -57,9 +62,14 @@ class CachingAllocator {
   DeviceMemory* mem_;
   std::mutex m_;
   std::map<size_t, std::vector<void*>> free_;  // by block size, for best fit
+  std::map<char*, size_t> cached_by_addr_;      // the cached splittable blocks, by address
   size_t cache_limit_ = SIZE_MAX;
   int64_t high_water_ = 0;  // the most bytes ever in use (resetPeak does not lower it)
   void trim_locked(size_t limit);
+  void* hand_out_locked(void* p, size_t block);
+  void* pop_cached_locked(std::map<size_t, std::vector<void*>>::iterator it);
+  void cache_locked(void* p, size_t block);
+  void* split_cached_locked(size_t sz, size_t* block_bytes);
   MemoryStats stats_;
 };
 

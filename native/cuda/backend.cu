@@ -17,7 +17,7 @@ class CudaMemory final : public DeviceMemory {
     }
     return p;
   }
-  void raw_free(void* p) override { (void)cudaFree(p); }
+  void raw_free(void* p, size_t) override { (void)cudaFree(p); }
   void copy_from_host(void* d, const void* s, size_t n) override { SC_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyHostToDevice)); }
   void copy_to_host(void* d, const void* s, size_t n) override { SC_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost)); }
   void copy_device(void* d, const void* s, size_t n) override { SC_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToDevice)); }

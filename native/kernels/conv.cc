@@ -591,17 +591,19 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   std::fill(gw, gw + wsize, T(0));
   const int64_t nt = num_threads();
   if (nt > 1 && p.N >= nt) {
-    // Images in parallel, each thread into its own partial sum, then reduce.
-    std::vector<T> partial((size_t)(nt * wsize));
+    // Images in parallel, each thread into its own partial sum, then reduce. The partial sums
+    // live in the caller's scratch slot 2 (the workers use slot 0): a fresh buffer per call
+    // was up to 19 MB of newly mapped, page-faulting memory per UNet layer.
+    T* partial = scratch<T>(2, (size_t)(nt * wsize));
     std::atomic<int> slots{0};
     parallel_for(0, p.N, 1, [&](int64_t b, int64_t e) {
-      T* acc = partial.data() + (size_t)slots.fetch_add(1) * wsize;
+      T* acc = partial + (size_t)slots.fetch_add(1) * wsize;
       std::fill(acc, acc + wsize, T(0));
       accumulate(b, e, acc);
     });
     const int used = slots.load();
     for (int s = 0; s < used; ++s) {
-      const T* a = partial.data() + (size_t)s * wsize;
+      const T* a = partial + (size_t)s * wsize;
       for (int64_t i = 0; i < wsize; ++i) gw[i] += a[i];
     }
   } else {

@@ -60,7 +60,7 @@ struct Geometry {
 
 // Grown, never shrunk; owned by the calling thread (pool workers only read them).
 float* scratch_f(int slot, size_t n) {
-  thread_local std::vector<float> bufs[3];
+  thread_local std::vector<float> bufs[4];
   auto& v = bufs[slot];
   if (v.size() < n) v.resize(std::max(n, v.size() + v.size() / 2));
   return v.data();
@@ -558,15 +558,17 @@ void conv_direct_backward_input(const ConvP& p, const float* gy, const float* w,
   q.P = p.H * p.W;
   q.HW = p.OH * p.OW;
   const int64_t KK = p.KH * p.KW;
-  std::vector<float> wt((size_t)(p.C * p.OCg * KK));
+  // Slot 3: conv_direct_forward below uses 0 and 1. (A fresh vector per call was up to 9 MB of
+  // newly mapped, page-faulting memory per UNet layer.)
+  float* wt = scratch_f(3, (size_t)(p.C * p.OCg * KK));
   for (int64_t gi = 0; gi < p.G; ++gi)
     for (int64_t c = 0; c < p.Cg; ++c)
       for (int64_t oc = 0; oc < p.OCg; ++oc) {
         const float* src = w + ((gi * p.OCg + oc) * p.Cg + c) * KK;
-        float* dst = wt.data() + ((gi * p.Cg + c) * p.OCg + oc) * KK;
+        float* dst = wt + ((gi * p.Cg + c) * p.OCg + oc) * KK;
         for (int64_t k = 0; k < KK; ++k) dst[k] = src[KK - 1 - k];
       }
-  conv_direct_forward(q, gy, wt.data(), ConvEpilogue{}, gx);
+  conv_direct_forward(q, gy, wt, ConvEpilogue{}, gx);
 }
 
 }  // namespace sc
