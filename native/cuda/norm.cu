@@ -179,7 +179,14 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
 // in: x [N, C, *], weight? [C], bias? [C], runningMean? [C], runningVar? [C] (per hasWeight,
 // hasBias, hasRunning); out: y, saveMean [C], saveInvstd [C]; attrs: training, momentum, eps.
 // Training with hasRunning updates runningMean/runningVar in place through their input pointers.
+// The fused activations of the CPU kernel (attrs pre/post) are not built here: act_batch_norm
+// runs them as separate kernels on this backend (src/tensor/ops/norm.ts).
+void no_fused_activations(const Attrs& at) {
+  if (at.str("pre", "none") != "none" || at.str("post", "none") != "none") throw KernelError("batch_norm: fused activations are not supported on cuda");
+}
+
 void batch_norm_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  no_fused_activations(at);
   if (!at.b("training") && !at.b("hasRunning")) throw KernelError("batch_norm: inference needs running statistics");
   SC_FLOAT_DISPATCH(in[0].dtype, T, bn_typed<T>(in, out, at));
 }
@@ -249,6 +256,7 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
 // in: gy, x, weight? (hasWeight), saveMean, saveInvstd; out: dx, dweight [C], dbias [C];
 // attrs: hasWeight, training.
 void batch_norm_backward_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  no_fused_activations(at);
   SC_FLOAT_DISPATCH(in[0].dtype, T, bn_bwd_typed<T>(in, out, at));
 }
 

@@ -7,6 +7,7 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "fast_gelu.h"
 #include "norm_params.h"
 
 namespace sc {
@@ -73,10 +74,33 @@ void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sg
   }
 }
 
+// The activations batch norm can carry (attrs pre: "gelu" before it, post: "relu" after it;
+// see act_batch_norm in src/tensor/ops/norm.ts): GELU and its derivative times g on a run.
+void gelu_run(const float* x, float* y, int64_t n) { gelu_f32_array(x, y, n); }
+void gelu_run(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = 0.5 * x[i] * (1.0 + std::erf(x[i] * 0.70710678118654752440));
+}
+void gelu_grad_run(const float* g, const float* x, float* y, int64_t n) { gelu_grad_f32_array(g, x, y, n); }
+void gelu_grad_run(const double* g, const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double cdf = 0.5 * (1.0 + std::erf(x[i] * 0.70710678118654752440));
+    y[i] = g[i] * (cdf + x[i] * std::exp(-0.5 * x[i] * x[i]) * 0.39894228040143267794);
+  }
+}
+
+struct BnActs {
+  bool gelu, relu;
+  explicit BnActs(const Attrs& at) : gelu(at.str("pre", "none") == "gelu"), relu(at.str("post", "none") == "relu") {
+    if (!gelu && at.str("pre", "none") != "none") throw KernelError("batch_norm: pre must be gelu or none, got " + at.str("pre"));
+    if (!relu && at.str("post", "none") != "none") throw KernelError("batch_norm: post must be relu or none, got " + at.str("post"));
+  }
+};
+
 template <typename T>
 void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
   const Opt o = optional_inputs(in, 1, at, true);
+  const BnActs act(at);
   const bool training = at.b("training");
   const double eps = at.num("eps"), mom = at.num("momentum");
   const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
@@ -86,13 +110,18 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
   T* sinv = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
+      // With GELU first, the channel's GELU values go to y and every pass reads them there
+      // (one channel is N*S values, cache-resident between the passes).
+      if (act.gelu)
+        for (int64_t n = 0; n < N; ++n) gelu_run(xp + (n * C + c) * S, yp + (n * C + c) * S, S);
+      const T* ap = act.gelu ? yp : xp;
       double mean, invstd;
       if (training) {
         double s = 0;
-        for (int64_t n = 0; n < N; ++n) s += sum_run(xp + (n * C + c) * S, S);
+        for (int64_t n = 0; n < N; ++n) s += sum_run(ap + (n * C + c) * S, S);
         mean = s / M;
         double ss = 0;  // two passes: no cancellation for large means
-        for (int64_t n = 0; n < N; ++n) ss += sumsq_run(xp + (n * C + c) * S, S, static_cast<T>(mean));
+        for (int64_t n = 0; n < N; ++n) ss += sumsq_run(ap + (n * C + c) * S, S, static_cast<T>(mean));
         invstd = 1.0 / std::sqrt(ss / M + eps);
         if (o.rmean) {
           // In-place running-stat update; the variance is the unbiased one, like PyTorch.
@@ -110,9 +139,16 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
       const double w = o.weight ? o.weight->ptr<T>()[c] : 1.0, b = o.bias ? o.bias->ptr<T>()[c] : 0.0;
       const T a = static_cast<T>(w * invstd), sh = static_cast<T>(b - mean * (w * invstd));
       for (int64_t n = 0; n < N; ++n) {
-        const T* p = xp + (n * C + c) * S;
+        const T* p = ap + (n * C + c) * S;
         T* q = yp + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) q[i] = p[i] * a + sh;
+        if (act.relu) {
+          for (int64_t i = 0; i < S; ++i) {
+            const T v = p[i] * a + sh;
+            q[i] = v > T(0) ? v : T(0);
+          }
+        } else {
+          for (int64_t i = 0; i < S; ++i) q[i] = p[i] * a + sh;
+        }
       }
     }
   });
@@ -120,7 +156,8 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
 
 // in: x [N, C, *], weight? [C], bias? [C], runningMean? [C], runningVar? [C] (present per
 // attrs hasWeight, hasBias, hasRunning); out: y, saveMean [C], saveInvstd [C]; attrs:
-// training (normalise with batch statistics), momentum, eps. When training and hasRunning,
+// training (normalise with batch statistics), momentum, eps, and optionally pre ("gelu":
+// normalise gelu(x)) and post ("relu": y = relu of the normalised value). When training and hasRunning,
 // the kernel WRITES runningMean/runningVar in place through their input pointers (TS
 // guarantees they are contiguous and not aliased with anything the kernel reads otherwise).
 // Without training, runningMean/runningVar are required and only read.
@@ -134,38 +171,67 @@ template <typename T>
 void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg &g = in[0], &x = in[1];
   const Opt o = optional_inputs(in, 2, at, false);
+  const BnActs act(at);
   const size_t k = 2 + (o.weight ? 1 : 0) + (o.bias ? 1 : 0);
   const T* smean = in[k].ptr<T>();
   const T* sinv = in[k + 1].ptr<T>();
+  const T* yout = act.relu ? in[k + 2].ptr<T>() : nullptr;  // relu'(v) from the output: y > 0 where v > 0
   const bool training = at.b("training");
   const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
   T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+    T gbuf[kBlock], dbuf[kBlock];
+    // The incoming gradient of the normalised value for [i0, i0 + len) of run r: g, masked by
+    // the ReLU when there is one (into gbuf).
+    auto grad_of = [&](int64_t r, int64_t i0, int64_t len) -> const T* {
+      const T* gp = g.ptr<T>() + r + i0;
+      if (!act.relu) return gp;
+      const T* yp = yout + r + i0;
+      for (int64_t i = 0; i < len; ++i) gbuf[i] = yp[i] > T(0) ? gp[i] : T(0);
+      return gbuf;
+    };
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
+      // With GELU first, the normalised input a = gelu(x) is recomputed into dx (cache-resident
+      // until the second pass below reads it back).
+      if (act.gelu)
+        for (int64_t n = 0; n < N; ++n) gelu_run(x.ptr<T>() + (n * C + c) * S, dx + (n * C + c) * S, S);
+      const T* ap = act.gelu ? dx : x.ptr<T>();
       double sg = 0, sgx = 0;
-      for (int64_t n = 0; n < N; ++n)
-        sum_g_gx_run(g.ptr<T>() + (n * C + c) * S, x.ptr<T>() + (n * C + c) * S, S, static_cast<T>(mean), sg, sgx);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t r = (n * C + c) * S;
+        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
+          const int64_t len = std::min(kBlock, S - i0);
+          sum_g_gx_run(grad_of(r, i0, len), ap + r + i0, len, static_cast<T>(mean), sg, sgx);
+        }
+      }
       sgx *= inv;
       dw[c] = static_cast<T>(sgx);
       db[c] = static_cast<T>(sg);
       // Training: the batch statistics depend on x, which adds the two mean terms.
-      // dx = a (g - mg - (x - mean) inv mgx) = a g + k x + c0, in T so the loop vectorises.
+      // da = s (g - mg - (a - mean) inv mgx) = s g + k a + c0, in T so the loop vectorises;
+      // dx = da, times gelu'(x) with GELU first.
       const double a = w * inv, mg = training ? sg / M : 0.0, mgx = training ? sgx / M : 0.0;
       const T ta = static_cast<T>(a), tk = static_cast<T>(-a * inv * mgx), tc = static_cast<T>(a * (mean * inv * mgx - mg));
       for (int64_t n = 0; n < N; ++n) {
-        const T* gp = g.ptr<T>() + (n * C + c) * S;
-        const T* xp = x.ptr<T>() + (n * C + c) * S;
-        T* dp = dx + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) dp[i] = ta * gp[i] + tk * xp[i] + tc;
+        const int64_t r = (n * C + c) * S;
+        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
+          const int64_t len = std::min(kBlock, S - i0);
+          const T* gp = grad_of(r, i0, len);
+          const T* xa = ap + r + i0;
+          T* dp = act.gelu ? dbuf : dx + r + i0;
+          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+          if (act.gelu) gelu_grad_run(dbuf, x.ptr<T>() + r + i0, dx + r + i0, len);
+        }
       }
     }
   });
 }
 
 // in: gy, x, weight? (attr hasWeight), saveMean, saveInvstd (from batch_norm; in inference
-// mode they hold the running statistics); out: dx, dweight [C], dbias [C] (always all three);
-// attrs: hasWeight, training.
+// mode they hold the running statistics), then y (the forward's output) with post relu; out:
+// dx, dweight [C], dbias [C] (always all three); attrs: hasWeight, training, pre, post (as the
+// forward's: dx is then the gradient of the input before the GELU).
 void batch_norm_backward_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   SC_FLOAT_DISPATCH(in[0].dtype, T, bn_bwd_typed<T>(in, out, at));
 }

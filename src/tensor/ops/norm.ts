@@ -74,9 +74,11 @@ export const batchNormOp = defineOp<BnAttrs>({
  * Batch norm with the activation before it (GELU -> BN, CMUNeXt's order) or after it (BN ->
  * ReLU, UNet's) in one op that keeps only what its backward needs: the BN input x and the
  * per-channel statistics, plus the output for a ReLU (its mask). The activation's other tensor
- * (GELU's output, or BN's output before the ReLU) is a temporary of forward and recomputed (GELU,
- * one elementwise pass) in backward, so training keeps one activation fewer per such pair than
- * the separate ops would.
+ * (GELU's output, or BN's output before the ReLU) is never held: on the CPU the batch_norm
+ * kernels apply the activations themselves (attrs pre/post: GELU recomputed in backward, in the
+ * same passes), and elsewhere they run as separate kernels on temporaries. Either way training
+ * keeps one activation fewer per such pair than the separate ops would, and on the CPU the
+ * pair costs the memory passes of the batch norm alone.
  */
 type ActBnAttrs = BnAttrs & { pre: 'none' | 'gelu'; post: 'none' | 'relu' };
 
@@ -89,6 +91,15 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
     const [x, ...rest] = inputs;
     const n = 1 + (bn.hasWeight ? 1 : 0) + (bn.hasBias ? 1 : 0);
     const recording = isGradEnabled() && inputs.slice(0, n).some((t) => t.requiresGrad);
+    const keep = (mean: Tensor, invstd: Tensor) => {
+      if (recording) Object.assign(saved, { mean, invstd });
+      else [mean, invstd].forEach((t) => t.dispose());
+    };
+    if (x.device === 'cpu') {
+      const [y, mean, invstd] = runOutputs(batchNormOp, inputs, batchNormOp.infer!(inputs, bn), { ...bn, pre, post });
+      keep(mean, invstd);
+      return [y];
+    }
     const prev = setGradEnabled(false);  // the temporaries are not graph nodes
     try {
       const a = pre === 'gelu' ? unary('gelu', x) : x;
@@ -99,8 +110,7 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
       } finally {
         if (a !== x) a.dispose();
       }
-      if (recording) Object.assign(saved, { mean, invstd });
-      else [mean, invstd].forEach((t) => t.dispose());
+      keep(mean, invstd);
       if (post !== 'relu') return [y];
       const out = unary('relu', y);
       y.dispose();
@@ -113,11 +123,20 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
     if (!g) return inputs.map(() => null);
     const [x, ...rest] = inputs;
     const w = attrs.hasWeight ? rest[0] : null;
-    // relu'(y) from the output: out > 0 exactly where y > 0.
-    const gy = attrs.post === 'relu' ? binary('relu_grad', g, outputs[0]) : g;
-    const a = attrs.pre === 'gelu' ? unary('gelu', x) : x;
-    const [da, dw, db] = apply(batchNormBackwardOp, [gy, a, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor], { hasWeight: attrs.hasWeight, training: useBatchStats(attrs) });
-    const grads: (Tensor | null)[] = [attrs.pre === 'gelu' ? binary('gelu_grad', da, x) : da];
+    const stats = [saved.mean as Tensor, saved.invstd as Tensor];
+    const bnAttrs = { hasWeight: attrs.hasWeight, training: useBatchStats(attrs) };
+    let dx: Tensor, dw: Tensor, db: Tensor;
+    if (x.device === 'cpu') {
+      [dx, dw, db] = apply(batchNormBackwardOp, [g, x, ...(w ? [w] : []), ...stats, ...(attrs.post === 'relu' ? [outputs[0]] : [])], { ...bnAttrs, pre: attrs.pre, post: attrs.post });
+    } else {
+      // relu'(y) from the output: out > 0 exactly where y > 0.
+      const gy = attrs.post === 'relu' ? binary('relu_grad', g, outputs[0]) : g;
+      const a = attrs.pre === 'gelu' ? unary('gelu', x) : x;
+      let da: Tensor;
+      [da, dw, db] = apply(batchNormBackwardOp, [gy, a, ...(w ? [w] : []), ...stats], bnAttrs);
+      dx = attrs.pre === 'gelu' ? binary('gelu_grad', da, x) : da;
+    }
+    const grads: (Tensor | null)[] = [dx];
     if (attrs.hasWeight) grads.push(dw);
     if (attrs.hasBias) grads.push(db);
     if (attrs.hasRunning) grads.push(null, null);

@@ -233,6 +233,9 @@ export const nn1Cases: OpCase[] = [
     ['ReLU after, training', [2, 3, 4, 4], undefined, 'relu', true],
     ['GELU before and ReLU after, [N, C]', [6, 5], 'gelu', 'relu', true],
     ['ReLU after, eval', [2, 3, 4, 5], undefined, 'relu', false],
+    ['GELU before, eval', [2, 3, 4, 5], 'gelu', undefined, false],
+    // 667 values per image: the CPU kernel's 512-value blocks, one of them ragged.
+    ['GELU before and ReLU after, training, 23x29', [2, 3, 23, 29], 'gelu', 'relu', true],
   ] as [string, number[], 'gelu' | undefined, 'relu' | undefined, boolean][]).map(([label, shape, pre, post, training]): OpCase => ({
     name: `batchNorm fused activation: ${label}`, ops: ['act_batch_norm', 'batch_norm_backward'],
     inputs: [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }],
