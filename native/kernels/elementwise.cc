@@ -13,15 +13,9 @@
 namespace sc {
 namespace {
 
-template <typename T>
-inline T gelu_f(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
-template <typename T>
-inline T gelu_grad_f(T x) {
-  const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
-  const T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
-  return cdf + x * pdf;
-}
-// float32: the vectorisable approximations (fast_gelu.h); exact template for double.
+// float32: the vectorisable approximations, double: the exact form (fast_gelu.h).
+inline double gelu_f(double x) { return fastmath::gelu_exact(x); }
+inline double gelu_grad_f(double x) { return fastmath::gelu_grad_exact(x); }
 inline float gelu_f(float x) { return fastmath::gelu(x); }
 inline float gelu_grad_f(float x) { return fastmath::gelu_grad(x); }
 template <typename T>

@@ -3,6 +3,7 @@
 // by ln 2, relative error ~2e-7). Used by the elementwise kernels for float32; double keeps
 // std::erf / std::exp.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -53,12 +54,14 @@ inline float gelu_grad(float x) {
 // The same GELU on a GCC vector of floats (VF) with its same-sized int vector (VI), using only
 // vector-extension arithmetic: inlined into a kernel compiled for AVX2, AVX-512 or the baseline,
 // it becomes that ISA's instructions, so an epilogue can apply it to accumulators in registers.
+// Bits are reinterpreted by vector casts ((VI) v), which GCC defines as such; reference casts
+// would break strict aliasing (GCC warned the values read as uninitialised).
 template <typename VF, typename VI>
 __attribute__((always_inline)) inline VF gelu_vec(VF x) {
   const VF z = x * 0.70710678118654752440f;
-  const VI zi = reinterpret_cast<const VI&>(z);
+  const VI zi = (VI)(z);
   const VI azi = zi & 0x7fffffff;
-  const VF az = reinterpret_cast<const VF&>(azi);
+  const VF az = (VF)(azi);
   VF a = -(az * az);
   a = a < -87.0f ? a * 0.0f - 87.0f : a;  // exp(-87) is below float's normal range: e = 0
   const VF kf = (a * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -70,13 +73,20 @@ __attribute__((always_inline)) inline VF gelu_vec(VF x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const VI bits = (__builtin_convertvector(kf, VI) + 127) << 23;
-  const VF e = p * reinterpret_cast<const VF&>(bits);
+  const VF e = p * (VF)(bits);
   const VF t = 1.0f / (az * 0.3275911f + 1.0f);
   const VF poly = t * (t * (t * (t * (t * 1.061405429f - 1.453152027f) + 1.421413741f) - 0.284496736f) + 0.254829592f);
   const VF mag = 1.0f - poly * e;
-  const VI erfi = reinterpret_cast<const VI&>(mag) | (zi & static_cast<int32_t>(0x80000000u));
+  const VI erfi = (VI)(mag) | (zi & static_cast<int32_t>(0x80000000u));
   const VF hx = x * 0.5f;
-  return hx * reinterpret_cast<const VF&>(erfi) + hx;
+  return hx * (VF)(erfi) + hx;
+}
+
+// double keeps the exact erf form.
+inline double gelu_exact(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
+inline double gelu_grad_exact(double x) {
+  const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752440));
+  return cdf + x * std::exp(-0.5 * x * x) * 0.39894228040143267794;
 }
 
 }  // namespace fastmath

@@ -78,14 +78,11 @@ void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sg
 // see act_batch_norm in src/tensor/ops/norm.ts): GELU and its derivative times g on a run.
 void gelu_run(const float* x, float* y, int64_t n) { gelu_f32_array(x, y, n); }
 void gelu_run(const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5 * x[i] * (1.0 + std::erf(x[i] * 0.70710678118654752440));
+  for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu_exact(x[i]);
 }
 void gelu_grad_run(const float* g, const float* x, float* y, int64_t n) { gelu_grad_f32_array(g, x, y, n); }
 void gelu_grad_run(const double* g, const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const double cdf = 0.5 * (1.0 + std::erf(x[i] * 0.70710678118654752440));
-    y[i] = g[i] * (cdf + x[i] * std::exp(-0.5 * x[i] * x[i]) * 0.39894228040143267794);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad_exact(x[i]);
 }
 
 struct BnActs {

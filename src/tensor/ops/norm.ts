@@ -16,7 +16,9 @@ type BnAttrs = { training: boolean; momentum: number; eps: number; hasWeight: bo
 /** Batch statistics are used when training, and when there are no running statistics. */
 const useBatchStats = (a: BnAttrs) => a.training || !a.hasRunning;
 
-export const batchNormBackwardOp = defineOp<{ hasWeight: boolean; training: boolean }>({
+// pre/post: the activations act_batch_norm fuses on the CPU (the kernel's inputs then end with
+// the forward's output for a ReLU).
+export const batchNormBackwardOp = defineOp<{ hasWeight: boolean; training: boolean; pre?: 'none' | 'gelu'; post?: 'none' | 'relu' }>({
   name: 'batch_norm_backward',
   infer([, x]) {
     const c = [x.shape[1]];
