@@ -15,6 +15,21 @@ namespace {
   }                                                                                          \
   ATTR void gelu_grad_##SUFFIX(const float* g, const float* x, float* y, int64_t n) {        \
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);                 \
+  }                                                                                          \
+  ATTR void bn_gelu_sums_##SUFFIX(const float* g, const float* x, int64_t n, float mean,     \
+                                  double* sg, double* sgx) {                                 \
+    float s1 = 0, s2 = 0;                                                                    \
+    for (int64_t i = 0; i < n; ++i) {                                                        \
+      s1 += g[i];                                                                            \
+      s2 += g[i] * (fastmath::gelu(x[i]) - mean);                                            \
+    }                                                                                        \
+    *sg += s1;                                                                               \
+    *sgx += s2;                                                                              \
+  }                                                                                          \
+  ATTR void bn_gelu_dx_##SUFFIX(const float* g, const float* x, float* dx, int64_t n,        \
+                                float ta, float tk, float tc) {                              \
+    for (int64_t i = 0; i < n; ++i)                                                          \
+      dx[i] = (ta * g[i] + tk * fastmath::gelu(x[i]) + tc) * fastmath::gelu_grad(x[i]);      \
   }
 
 SC_GELU_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
@@ -90,7 +105,70 @@ SC_AVX2 void gelu_grad_avx2(const float* g, const float* x, float* y, int64_t n)
   for (; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);
 }
 
+// GELU and its derivative of 8 values, sharing exp and erf: with cdf = (1 + erf(v / sqrt 2)) / 2,
+// gelu = v cdf and gelu' = cdf + v exp(-v^2 / 2) / sqrt(2 pi).
+SC_AVX2_INLINE void gelu_and_grad_ps256(__m256 v, __m256& a, __m256& d) {
+  const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
+  const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  const __m256 e = exp_ps256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+  const __m256 cdf = _mm256_fmadd_ps(_mm256_set1_ps(0.5f), erf_ps256(z, az, e), _mm256_set1_ps(0.5f));
+  a = _mm256_mul_ps(v, cdf);
+  d = _mm256_fmadd_ps(_mm256_mul_ps(v, e), _mm256_set1_ps(0.39894228040143267794f), cdf);
+}
+
+SC_AVX2 double hsum_ps256(__m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  double s = 0;
+  for (float f : t) s += f;
+  return s;
+}
+
+SC_AVX2 void bn_gelu_sums_avx2(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx) {
+  __m256 s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps();
+  const __m256 m = _mm256_set1_ps(mean);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    s1 = _mm256_add_ps(s1, gv);
+    s2 = _mm256_fmadd_ps(gv, _mm256_sub_ps(gelu_ps256(_mm256_loadu_ps(x + i)), m), s2);
+  }
+  double t1 = hsum_ps256(s1), t2 = hsum_ps256(s2);
+  for (; i < n; ++i) {
+    t1 += g[i];
+    t2 += g[i] * (fastmath::gelu(x[i]) - mean);
+  }
+  *sg += t1;
+  *sgx += t2;
+}
+
+SC_AVX2 void bn_gelu_dx_avx2(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {
+  const __m256 va = _mm256_set1_ps(ta), vk = _mm256_set1_ps(tk), vc = _mm256_set1_ps(tc);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 a, d;
+    gelu_and_grad_ps256(_mm256_loadu_ps(x + i), a, d);
+    const __m256 da = _mm256_fmadd_ps(va, _mm256_loadu_ps(g + i), _mm256_fmadd_ps(vk, a, vc));
+    _mm256_storeu_ps(dx + i, _mm256_mul_ps(da, d));
+  }
+  for (; i < n; ++i) dx[i] = (ta * g[i] + tk * fastmath::gelu(x[i]) + tc) * fastmath::gelu_grad(x[i]);
+}
+
 }  // namespace
+
+void bn_gelu_sums_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return bn_gelu_sums_avx512(g, x, n, mean, sg, sgx);
+  if (l == 1) return bn_gelu_sums_avx2(g, x, n, mean, sg, sgx);
+  bn_gelu_sums_generic(g, x, n, mean, sg, sgx);
+}
+
+void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return bn_gelu_dx_avx512(g, x, dx, n, ta, tk, tc);
+  if (l == 1) return bn_gelu_dx_avx2(g, x, dx, n, ta, tk, tc);
+  bn_gelu_dx_generic(g, x, dx, n, ta, tk, tc);
+}
 
 void gelu_f32_array(const float* x, float* y, int64_t n) {
   const int l = cpu_isa_level();

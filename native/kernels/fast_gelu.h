@@ -96,4 +96,9 @@ namespace sc {
 // Contiguous float loops, vectorised for the CPU's ISA (fast_gelu.cc).
 void gelu_f32_array(const float* x, float* y, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
+// Batch-norm backward with GELU before it (norm.cc), GELU recomputed from x in registers: the
+// sums of g and g (gelu(x) - mean) over a run of at most a few hundred values (float partial
+// sums, added into the doubles), and dx = (ta g + tk gelu(x) + tc) gelu'(x).
+void bn_gelu_sums_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx);
+void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc);
 }  // namespace sc

@@ -75,14 +75,26 @@ void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sg
 }
 
 // The activations batch norm can carry (attrs pre: "gelu" before it, post: "relu" after it;
-// see act_batch_norm in src/tensor/ops/norm.ts): GELU and its derivative times g on a run.
+// see act_batch_norm in src/tensor/ops/norm.ts): GELU on a run, and the backward's two passes
+// over a run with GELU first (GELU and its derivative recomputed from x, not read back).
 void gelu_run(const float* x, float* y, int64_t n) { gelu_f32_array(x, y, n); }
 void gelu_run(const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu_exact(x[i]);
 }
-void gelu_grad_run(const float* g, const float* x, float* y, int64_t n) { gelu_grad_f32_array(g, x, y, n); }
-void gelu_grad_run(const double* g, const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad_exact(x[i]);
+void bn_gelu_sums(const float* g, const float* x, int64_t n, float mean, double& sg, double& sgx) {
+  bn_gelu_sums_f32(g, x, n, mean, &sg, &sgx);
+}
+void bn_gelu_sums(const double* g, const double* x, int64_t n, double mean, double& sg, double& sgx) {
+  for (int64_t i = 0; i < n; ++i) {
+    sg += g[i];
+    sgx += g[i] * (fastmath::gelu_exact(x[i]) - mean);
+  }
+}
+void bn_gelu_dx(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {
+  bn_gelu_dx_f32(g, x, dx, n, ta, tk, tc);
+}
+void bn_gelu_dx(const double* g, const double* x, double* dx, int64_t n, double ta, double tk, double tc) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = (ta * g[i] + tk * fastmath::gelu_exact(x[i]) + tc) * fastmath::gelu_grad_exact(x[i]);
 }
 
 struct BnActs {
@@ -164,6 +176,17 @@ void batch_norm_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out
 }
 SC_KERNEL("batch_norm", cpu, batch_norm_kernel);
 
+// g where y > 0, else 0 (relu' from the ReLU's output). Both values are loaded whatever the
+// test gives: written as `y > 0 ? g[i] : 0` the load of g was conditional, GCC kept a branch
+// (mispredicted on half the values), and the ReLU case ran 5x slower than the plain one.
+template <typename T>
+void masked_g_run(const T* __restrict__ g, const T* __restrict__ y, int64_t n, T* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T gv = g[i], yv = y[i];
+    out[i] = yv > T(0) ? gv : T(0);
+  }
+}
+
 template <typename T>
 void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg &g = in[0], &x = in[1];
@@ -177,48 +200,47 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
   T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-    T gbuf[kBlock], dbuf[kBlock];
-    // The incoming gradient of the normalised value for [i0, i0 + len) of run r: g, masked by
-    // the ReLU when there is one (into gbuf).
-    auto grad_of = [&](int64_t r, int64_t i0, int64_t len) -> const T* {
-      const T* gp = g.ptr<T>() + r + i0;
-      if (!act.relu) return gp;
-      const T* yp = yout + r + i0;
-      for (int64_t i = 0; i < len; ++i) gbuf[i] = yp[i] > T(0) ? gp[i] : T(0);
-      return gbuf;
-    };
+    // The incoming gradient of the normalised value: g, masked by the ReLU when there is one
+    // (into gbuf, a block at a time).
+    alignas(64) T gbuf[kBlock];
+    const T* xp = x.ptr<T>();
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
-      // With GELU first, the normalised input a = gelu(x) is recomputed into dx (cache-resident
-      // until the second pass below reads it back).
-      if (act.gelu)
-        for (int64_t n = 0; n < N; ++n) gelu_run(x.ptr<T>() + (n * C + c) * S, dx + (n * C + c) * S, S);
-      const T* ap = act.gelu ? dx : x.ptr<T>();
       double sg = 0, sgx = 0;
       for (int64_t n = 0; n < N; ++n) {
         const int64_t r = (n * C + c) * S;
         for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
           const int64_t len = std::min(kBlock, S - i0);
-          sum_g_gx_run(grad_of(r, i0, len), ap + r + i0, len, static_cast<T>(mean), sg, sgx);
+          const T* gp = g.ptr<T>() + r + i0;
+          if (act.relu) {
+            masked_g_run(gp, yout + r + i0, len, gbuf);
+            gp = gbuf;
+          }
+          if (act.gelu) bn_gelu_sums(gp, xp + r + i0, len, static_cast<T>(mean), sg, sgx);
+          else sum_g_gx_run(gp, xp + r + i0, len, static_cast<T>(mean), sg, sgx);
         }
       }
       sgx *= inv;
       dw[c] = static_cast<T>(sgx);
       db[c] = static_cast<T>(sg);
       // Training: the batch statistics depend on x, which adds the two mean terms.
-      // da = s (g - mg - (a - mean) inv mgx) = s g + k a + c0, in T so the loop vectorises;
-      // dx = da, times gelu'(x) with GELU first.
+      // da = s (g - mg - (a - mean) inv mgx) = s g + k a + c0 (a: the normalised input, x or
+      // gelu(x)), in T so the loop vectorises; dx = da, times gelu'(x) with GELU first.
       const double a = w * inv, mg = training ? sg / M : 0.0, mgx = training ? sgx / M : 0.0;
       const T ta = static_cast<T>(a), tk = static_cast<T>(-a * inv * mgx), tc = static_cast<T>(a * (mean * inv * mgx - mg));
       for (int64_t n = 0; n < N; ++n) {
         const int64_t r = (n * C + c) * S;
         for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
           const int64_t len = std::min(kBlock, S - i0);
-          const T* gp = grad_of(r, i0, len);
-          const T* xa = ap + r + i0;
-          T* dp = act.gelu ? dbuf : dx + r + i0;
-          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
-          if (act.gelu) gelu_grad_run(dbuf, x.ptr<T>() + r + i0, dx + r + i0, len);
+          const T* gp = g.ptr<T>() + r + i0;
+          if (act.relu) {
+            masked_g_run(gp, yout + r + i0, len, gbuf);
+            gp = gbuf;
+          }
+          const T* xa = xp + r + i0;
+          T* dp = dx + r + i0;
+          if (act.gelu) bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
+          else for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
         }
       }
     }
