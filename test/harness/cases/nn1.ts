@@ -260,6 +260,8 @@ export const nn1Cases: OpCase[] = [
     ['2 groups affine 4-D', [2, 4, 3, 5], 2, true],
     ['one group per channel (MedNeXt) affine', [2, 3, 4, 4], 3, true],
     ['one group no affine [N, C]', [3, 6], 1, false],
+    // 667 values per row: the kernels' 512-value blocks, one of them ragged.
+    ['one group per channel affine 23x29', [2, 2, 23, 29], 2, true],
   ] as [string, number[], number, boolean][]).map(([label, shape, groups, affine]): OpCase => ({
     name: `groupNorm ${label}`, ops: ['group_norm', 'layer_norm', 'layer_norm_backward'],
     inputs: affine ? [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }] : [{ shape }],
@@ -302,6 +304,8 @@ export const nn1Cases: OpCase[] = [
     ['last dim affine', [3, 4, 7], [7], true],
     ['two dims affine', [2, 3, 4, 5], [4, 5], true],
     ['no affine', [5, 6], [6], false],
+    ['two dims affine 23x29 (several 512-value blocks per row)', [2, 23, 29], [23, 29], true],
+    ['no affine 23x29', [2, 23, 29], [23, 29], false],
   ] as [string, number[], number[], boolean][]).map(([label, shape, ns, affine]): OpCase => ({
     name: `layerNorm ${label}`, ops: ['layer_norm', 'layer_norm_backward'],
     inputs: affine ? [{ shape }, { shape: ns }, { shape: ns }] : [{ shape }],
