@@ -96,10 +96,12 @@ void* CachingAllocator::hand_out_locked(void* p, size_t block) {
   return p;
 }
 
+// Takes a block out of its bin; an emptied bin is dropped, since merged blocks come in many sizes.
 void* CachingAllocator::pop_cached_locked(std::map<size_t, std::vector<void*>>::iterator it) {
   void* p = it->second.back();
-  it->second.pop_back();
   stats_.bytes_cached -= it->first;
+  it->second.pop_back();
+  if (it->second.empty()) free_.erase(it);
   cached_by_addr_.erase(static_cast<char*>(p));
   return p;
 }
@@ -111,8 +113,9 @@ void CachingAllocator::cache_locked(void* ptr, size_t block) {
   char* p = static_cast<char*>(ptr);
   if (mem_->blocks_splittable() && block >= kMinSplitBlock) {
     auto unbin = [&](char* q, size_t n) {
-      auto& bin = free_[n];
-      bin.erase(std::find(bin.begin(), bin.end(), q));
+      const auto it = free_.find(n);
+      it->second.erase(std::find(it->second.begin(), it->second.end(), q));
+      if (it->second.empty()) free_.erase(it);
     };
     const auto next = cached_by_addr_.find(p + block);
     if (next != cached_by_addr_.end()) {
@@ -144,10 +147,10 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
     // many nearby sizes, and reusing a slightly larger block instead of allocating a new one
     // keeps the cache from holding a private set of blocks per size (memory the process then
     // holds but cannot use). The block keeps its size, so it goes back to its own bin.
-    for (auto it = free_.lower_bound(sz); it != free_.end() && it->first <= sz + sz / 8; ++it) {
-      if (it->second.empty()) continue;
-      *block_bytes = it->first;
-      return hand_out_locked(pop_cached_locked(it), it->first);
+    const auto fit = free_.lower_bound(sz);
+    if (fit != free_.end() && fit->first <= sz + sz / 8) {
+      *block_bytes = fit->first;
+      return hand_out_locked(pop_cached_locked(fit), *block_bytes);
     }
     // A miss. Cached blocks of other sizes count against the process too: keep what the
     // allocator holds (in use + cached) within 1/32 above the largest in use it ever had.
@@ -192,8 +195,7 @@ void CachingAllocator::free(void* p, size_t block_bytes) {
 // Splitting never adds system mappings beyond one per block (moving pages between blocks did
 // remove more faults, but fragmented the mappings without bound).
 void* CachingAllocator::split_cached_locked(size_t sz, size_t* block_bytes) {
-  auto it = free_.lower_bound(sz);
-  while (it != free_.end() && it->second.empty()) ++it;
+  const auto it = free_.lower_bound(sz);
   if (it == free_.end()) return nullptr;
   const size_t have = it->first;
   char* p = static_cast<char*>(pop_cached_locked(it));
@@ -208,13 +210,16 @@ void* CachingAllocator::split_cached_locked(size_t sz, size_t* block_bytes) {
 }
 
 void CachingAllocator::trim_locked(size_t limit) {
-  for (auto it = free_.rbegin(); it != free_.rend() && static_cast<size_t>(stats_.bytes_cached) > limit; ++it) {
+  // Largest blocks first.
+  for (auto it = free_.end(); it != free_.begin() && static_cast<size_t>(stats_.bytes_cached) > limit;) {
+    --it;
     while (!it->second.empty() && static_cast<size_t>(stats_.bytes_cached) > limit) {
       cached_by_addr_.erase(static_cast<char*>(it->second.back()));
       mem_->raw_free(it->second.back(), it->first);
       it->second.pop_back();
       stats_.bytes_cached -= it->first;
     }
+    if (it->second.empty()) it = free_.erase(it);
   }
 }
 
