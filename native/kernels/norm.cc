@@ -200,26 +200,29 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   const int64_t N = x.shape[0], C = x.shape[1], S = x.numel() / std::max<int64_t>(1, N * C), M = N * S;
   T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-    // The incoming gradient of the normalised value: g, masked by the ReLU when there is one
-    // (into gbuf, a block at a time).
     alignas(64) T gbuf[kBlock];
     const T* xp = x.ptr<T>();
+    // Visits channel c a block at a time: fn(offset, len, gp), gp the incoming gradient of the
+    // normalised value (g, masked by the ReLU into gbuf when there is one).
+    auto each_block = [&](int64_t c, auto&& fn) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
+          const int64_t off = (n * C + c) * S + i0, len = std::min(kBlock, S - i0);
+          const T* gp = g.ptr<T>() + off;
+          if (act.relu) {
+            masked_g_run(gp, yout + off, len, gbuf);
+            gp = gbuf;
+          }
+          fn(off, len, gp);
+        }
+    };
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
       double sg = 0, sgx = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t r = (n * C + c) * S;
-        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
-          const int64_t len = std::min(kBlock, S - i0);
-          const T* gp = g.ptr<T>() + r + i0;
-          if (act.relu) {
-            masked_g_run(gp, yout + r + i0, len, gbuf);
-            gp = gbuf;
-          }
-          if (act.gelu) bn_gelu_sums(gp, xp + r + i0, len, static_cast<T>(mean), sg, sgx);
-          else sum_g_gx_run(gp, xp + r + i0, len, static_cast<T>(mean), sg, sgx);
-        }
-      }
+      each_block(c, [&](int64_t off, int64_t len, const T* gp) {
+        if (act.gelu) bn_gelu_sums(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        else sum_g_gx_run(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+      });
       sgx *= inv;
       dw[c] = static_cast<T>(sgx);
       db[c] = static_cast<T>(sg);
@@ -228,21 +231,12 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
       // gelu(x)), in T so the loop vectorises; dx = da, times gelu'(x) with GELU first.
       const double a = w * inv, mg = training ? sg / M : 0.0, mgx = training ? sgx / M : 0.0;
       const T ta = static_cast<T>(a), tk = static_cast<T>(-a * inv * mgx), tc = static_cast<T>(a * (mean * inv * mgx - mg));
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t r = (n * C + c) * S;
-        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
-          const int64_t len = std::min(kBlock, S - i0);
-          const T* gp = g.ptr<T>() + r + i0;
-          if (act.relu) {
-            masked_g_run(gp, yout + r + i0, len, gbuf);
-            gp = gbuf;
-          }
-          const T* xa = xp + r + i0;
-          T* dp = dx + r + i0;
-          if (act.gelu) bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
-          else for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
-        }
-      }
+      each_block(c, [&](int64_t off, int64_t len, const T* gp) {
+        const T* xa = xp + off;
+        T* dp = dx + off;
+        if (act.gelu) bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
+        else for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+      });
     }
   });
 }
