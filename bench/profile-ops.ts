@@ -31,7 +31,7 @@ native.run = (kernel, be, ins, outs, attrs) => {
   }
   if (process.env.PROFILE_SHAPES && kernel.startsWith('conv2d')) key += ` ${JSON.stringify(ins[0][3])}->${JSON.stringify(outs[0][3])}`;
   else if (process.env.PROFILE_SHAPES && !kernel.startsWith('sgd')) key += `${a.op !== undefined ? ' ' + a.op : ''} ${JSON.stringify(ins[0]?.[3])}`;
-  if (process.env.PROFILE_SHAPES && kernel.startsWith("batch_norm")) key += ` ${a.pre ?? ""} ${a.post ?? ""}`;
+  if (process.env.PROFILE_SHAPES && kernel.startsWith('batch_norm')) key += ` ${a.pre ?? ''} ${a.post ?? ''}`;
   if (kernel === "decay_attention" || kernel === "copy") key += " " + JSON.stringify(ins[0][3]) + (kernel === "decay_attention" ? ` h${a.height} w${a.width}` : "");
   const e = acc.get(key) ?? { ms: 0, n: 0, faults: 0 };
   e.ms += dt;

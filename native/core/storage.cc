@@ -37,7 +37,7 @@ class HostMemory final : public DeviceMemory {
   void* raw_alloc(size_t bytes) override {
 #ifdef __linux__
     // Large blocks are mappings of our own, so that the cache can split them.
-    if (kMapped && bytes >= kMapped) {
+    if (bytes >= kMapped) {
       void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       return p == MAP_FAILED ? nullptr : p;
     }
@@ -47,7 +47,7 @@ class HostMemory final : public DeviceMemory {
   }
   void raw_free(void* p, size_t bytes) override {
 #ifdef __linux__
-    if (kMapped && bytes >= kMapped) {
+    if (bytes >= kMapped) {
       munmap(p, bytes);
       return;
     }
@@ -96,7 +96,8 @@ void* CachingAllocator::hand_out_locked(void* p, size_t block) {
   return p;
 }
 
-// Takes a block out of its bin; an emptied bin is dropped, since merged blocks come in many sizes.
+// Takes a block out of its bin (and out of bytes_cached; cache_locked puts one in); an emptied
+// bin is dropped, since merged blocks come in many sizes.
 void* CachingAllocator::pop_cached_locked(std::map<size_t, std::vector<void*>>::iterator it) {
   void* p = it->second.back();
   stats_.bytes_cached -= it->first;
@@ -110,6 +111,7 @@ void* CachingAllocator::pop_cached_locked(std::map<size_t, std::vector<void*>>::
 // block merges with a cached neighbour on either side, so a split block becomes whole again,
 // and the large blocks a step needs stay available instead of being given back and mapped anew.
 void CachingAllocator::cache_locked(void* ptr, size_t block) {
+  stats_.bytes_cached += block;  // merging below moves cached bytes, it does not add any
   char* p = static_cast<char*>(ptr);
   if (mem_->blocks_splittable() && block >= kMinSplitBlock) {
     auto unbin = [&](char* q, size_t n) {
@@ -181,7 +183,6 @@ void CachingAllocator::free(void* p, size_t block_bytes) {
   std::lock_guard<std::mutex> lk(m_);
   stats_.bytes_in_use -= block_bytes;
   stats_.live_storages--;
-  stats_.bytes_cached += block_bytes;
   cache_locked(p, block_bytes);
   if (static_cast<size_t>(stats_.bytes_cached) > cache_limit_) trim_locked(cache_limit_);
 }
@@ -200,7 +201,6 @@ void* CachingAllocator::split_cached_locked(size_t sz, size_t* block_bytes) {
   const size_t have = it->first;
   char* p = static_cast<char*>(pop_cached_locked(it));
   if (have - sz >= kMinSplitBlock) {
-    stats_.bytes_cached += have - sz;
     cache_locked(p + sz, have - sz);
     *block_bytes = sz;
   } else {

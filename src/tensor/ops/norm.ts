@@ -84,6 +84,9 @@ export const batchNormOp = defineOp<BnAttrs>({
  */
 type ActBnAttrs = BnAttrs & { pre: 'none' | 'gelu'; post: 'none' | 'relu' };
 
+/** Whether x's backend's batch_norm kernels take the activations (attrs pre/post) themselves. */
+const kernelsFuseActivations = (x: Tensor) => x.device === 'cpu';
+
 export const actBatchNormOp = defineOp<ActBnAttrs>({
   name: 'act_batch_norm',
   forward(inputs, attrs, saved) {
@@ -97,7 +100,7 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
       if (recording) Object.assign(saved, { mean, invstd });
       else [mean, invstd].forEach((t) => t.dispose());
     };
-    if (x.device === 'cpu') {
+    if (kernelsFuseActivations(x)) {
       const [y, mean, invstd] = runOutputs(batchNormOp, inputs, batchNormOp.infer!(inputs, bn), { ...bn, pre, post });
       keep(mean, invstd);
       return [y];
@@ -128,7 +131,7 @@ export const actBatchNormOp = defineOp<ActBnAttrs>({
     const stats = [saved.mean as Tensor, saved.invstd as Tensor];
     const bnAttrs = { hasWeight: attrs.hasWeight, training: useBatchStats(attrs) };
     let dx: Tensor, dw: Tensor, db: Tensor;
-    if (x.device === 'cpu') {
+    if (kernelsFuseActivations(x)) {
       [dx, dw, db] = apply(batchNormBackwardOp, [g, x, ...(w ? [w] : []), ...stats, ...(attrs.post === 'relu' ? [outputs[0]] : [])], { ...bnAttrs, pre: attrs.pre, post: attrs.post });
     } else {
       // relu'(y) from the output: out > 0 exactly where y > 0.
