@@ -12,6 +12,7 @@ import {
   DataLoader,
   MetricAccumulator,
   Rng,
+  SampleCache,
   augmentPair,
   boundary,
   channelStats,
@@ -684,6 +685,38 @@ describe('data: loader', function () {
     // Validation-style loader: no shuffle keeps the given order.
     const val = new DataLoader(ds, ids, { batchSize: 3, size: [24, 24], shuffle: false, workers: 0 });
     assert.deepEqual((await collect(val, 0)).flatMap((b) => b.ids), ids);
+  });
+
+  it('shares one SampleCache between loaders, so each file is decoded once between them', async () => {
+    const dir = tmpDir('sharedcache');
+    try {
+      await generateSyntheticDataset(dir, { count: 6, size: 32, seed: 3 });
+      const ds = openDataset(dir, { val: 0.5 });
+      const ids = ds.allIds;
+      const cache = new SampleCache();
+      const stats = new DataLoader(ds, ids, { batchSize: 4, size: [24, 24], shuffle: false, workers: 1, cache });
+      const plainOpts = { batchSize: 3, size: [24, 24] as [number, number], seed: 5, augment: { hflip: 0.5, rot90: 0.5 }, normalize: { mean: [0.5], std: [0.25] } };
+      const expected = await collect(new DataLoader(ds, ids, { ...plainOpts, workers: 0 }), 0);
+      try {
+        await collect(stats, 0);
+      } finally {
+        await stats.close();
+      }
+      assert.equal(cache.size, ids.length);
+      // The files are gone: the training loader can only be served from the shared cache.
+      fs.rmSync(path.join(dir, 'images'), { recursive: true });
+      fs.rmSync(path.join(dir, 'masks'), { recursive: true });
+      const train = new DataLoader(ds, ids, { ...plainOpts, workers: 1, cache });
+      try {
+        assert.deepEqual(await collect(train, 0), expected);
+      } finally {
+        await train.close();
+      }
+      assert.throws(() => new DataLoader(ds, ids, { batchSize: 2, size: [32, 32], cache }), /SampleCache holds samples decoded with .*"size":\[24,24\].*this loader decodes with .*"size":\[32,32\]/);
+      assert.throws(() => new DataLoader(ds, ids, { batchSize: 2, size: [24, 24], channels: 3, cache }), /"channels":1.*"channels":3/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('propagates decode errors from workers with the file name', async () => {

@@ -58,24 +58,65 @@ void interp_typed(const TArg& x, const TArg& y, const Resize& r) {
   });
 }
 
+// Backward, separable like the forward: each output-gradient row is first resized back along
+// the width by gathering, for every source column, the output columns that read it (the width
+// taps transposed, built once per call), then added into its two source rows with their
+// weights (vector axpys). The per-pixel scatter of four products in double it replaces ran at
+// ~3 GB/s: 3.5 ms for CMUNeXt's [8, 16, 128, 128] gradient.
 template <typename T>
 void interp_bwd_typed(const TArg& g, const TArg& gx, const Resize& r) {
+  std::vector<int64_t> start(r.W + 1, 0);
+  for (const Tap& w : r.tw) {
+    if (w.w0 != 0) ++start[w.i0 + 1];
+    if (w.w1 != 0) ++start[w.i1 + 1];
+  }
+  for (int64_t i = 0; i < r.W; ++i) start[i + 1] += start[i];
+  std::vector<int64_t> src_col(start[r.W]);
+  std::vector<T> weight(start[r.W]);
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t ow = 0; ow < r.OW; ++ow) {
+      const Tap& w = r.tw[ow];
+      if (w.w0 != 0) src_col[fill[w.i0]] = ow, weight[fill[w.i0]++] = static_cast<T>(w.w0);
+      if (w.w1 != 0) src_col[fill[w.i1]] = ow, weight[fill[w.i1]++] = static_cast<T>(w.w1);
+    }
+  }
+  // Upsampling x2 without align_corners (the decoders' case): source column w (not at an edge)
+  // is read by output columns 2w-1 .. 2w+2 with weights 1/4, 3/4, 3/4, 1/4, a fixed pattern
+  // the compiler vectorises; the taps are checked against it rather than assumed.
+  bool twice = r.OW == 2 * r.W && r.W >= 3;
+  for (int64_t w = 1; twice && w + 1 < r.W; ++w)
+    for (int64_t k = 0; twice && k < 4; ++k)
+      twice = start[w + 1] - start[w] == 4 && src_col[start[w] + k] == 2 * w - 1 + k &&
+              weight[start[w] + k] == T(k == 0 || k == 3 ? 0.25 : 0.75);
   parallel_for(0, r.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, r.OH * r.OW)), [&](int64_t a, int64_t b) {
+    std::vector<T> hrow(r.W);
+    auto gather = [&](const T* go, int64_t w) {
+      T acc = 0;
+      for (int64_t e = start[w]; e < start[w + 1]; ++e) acc += weight[e] * go[src_col[e]];
+      hrow[w] = acc;
+    };
     for (int64_t pl = a; pl < b; ++pl) {
       const T* gs = g.ptr<T>() + pl * r.OH * r.OW;
       T* dst = gx.ptr<T>() + pl * r.H * r.W;
       std::fill(dst, dst + r.H * r.W, T(0));
       for (int64_t oh = 0; oh < r.OH; ++oh) {
+        const T* go = gs + oh * r.OW;
+        if (twice) {
+          gather(go, 0);
+          for (int64_t w = 1; w + 1 < r.W; ++w)
+            hrow[w] = T(0.75) * (go[2 * w] + go[2 * w + 1]) + T(0.25) * (go[2 * w - 1] + go[2 * w + 2]);
+          gather(go, r.W - 1);
+        } else {
+          for (int64_t w = 0; w < r.W; ++w) gather(go, w);
+        }
         const Tap& h = r.th[oh];
+        const T w0 = static_cast<T>(h.w0), w1 = static_cast<T>(h.w1);
         T* row0 = dst + h.i0 * r.W;
-        T* row1 = dst + h.i1 * r.W;
-        for (int64_t ow = 0; ow < r.OW; ++ow) {
-          const Tap& w = r.tw[ow];
-          const double v = gs[oh * r.OW + ow];
-          row0[w.i0] += static_cast<T>(h.w0 * w.w0 * v);
-          row0[w.i1] += static_cast<T>(h.w0 * w.w1 * v);
-          row1[w.i0] += static_cast<T>(h.w1 * w.w0 * v);
-          row1[w.i1] += static_cast<T>(h.w1 * w.w1 * v);
+        for (int64_t w = 0; w < r.W; ++w) row0[w] += w0 * hrow[w];
+        if (w1 != 0) {
+          T* row1 = dst + h.i1 * r.W;
+          for (int64_t w = 0; w < r.W; ++w) row1[w] += w1 * hrow[w];
         }
       }
     }

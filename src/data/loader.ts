@@ -44,8 +44,12 @@ export interface DataLoaderOptions {
   workers?: number;
   /** Batches prepared ahead of the consumer. Default 2. */
   prefetch?: number;
-  /** Keep decoded+resized samples in memory after first use (augmentation still per epoch). Default false. */
-  cache?: boolean;
+  /**
+   * Keep decoded+resized samples in memory after first use (augmentation still per epoch).
+   * true: this loader's own cache; a SampleCache: one shared with other loaders over the same
+   * files (each file is decoded once across them). Default false.
+   */
+  cache?: boolean | SampleCache;
   /** Mask binarisation threshold on the 0..255 scale. Default 128. */
   maskThreshold?: number;
   /** Stretch a mask whose size differs from its image's to it; default false: that is an error. */
@@ -70,6 +74,42 @@ export interface Batch {
   width: number;
   epoch: number;
   index: number;
+}
+
+/**
+ * Decoded, resized samples by id, before augmentation and normalisation. Handing one SampleCache
+ * to several loaders over the same files (fit's statistics pass and its training loader)
+ * decodes each file once between them. The loaders must decode alike (size, channels, mask
+ * settings): the first loader fixes the settings and another one that differs is an error, as
+ * its samples would silently come at the wrong size or with the wrong masks.
+ */
+export class SampleCache {
+  private readonly samples = new Map<string, DecodedSample>();
+  private settings: string | null = null;
+
+  /** Samples held. */
+  get size(): number {
+    return this.samples.size;
+  }
+
+  get(id: string): DecodedSample | undefined {
+    return this.samples.get(id);
+  }
+
+  set(id: string, sample: DecodedSample): void {
+    this.samples.set(id, sample);
+  }
+
+  /** Drops every sample (the decode settings stay bound). */
+  clear(): void {
+    this.samples.clear();
+  }
+
+  /** Called by each loader that uses this cache with its decode settings. */
+  bind(settings: string): void {
+    if (this.settings === null) this.settings = settings;
+    else if (this.settings !== settings) throw new Error(`DataLoader: the shared SampleCache holds samples decoded with ${this.settings}; this loader decodes with ${settings}`);
+  }
 }
 
 interface Pending {
@@ -107,9 +147,9 @@ export class DataLoader {
   readonly channels: 1 | 3;
   /** Total milliseconds the consumer spent waiting for batches that were not ready yet. */
   waitMs = 0;
-  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'cache' | 'maskThreshold' | 'resizeMasks' | 'classes'>>;
+  private readonly opts: Required<Pick<DataLoaderOptions, 'shuffle' | 'seed' | 'dropLast' | 'workers' | 'prefetch' | 'maskThreshold' | 'resizeMasks' | 'classes'>> & { cache: boolean };
   private readonly augment: AugmentOptions | null;
-  private readonly cache = new Map<string, DecodedSample>();
+  private readonly cache: SampleCache;
   private pool: PoolWorker[] = [];
   private nextJobId = 1;
   private nextEpoch = 0;
@@ -133,7 +173,7 @@ export class DataLoader {
       dropLast: options.dropLast ?? false,
       workers: Math.max(0, Math.floor(options.workers ?? 1)),
       prefetch: Math.max(1, Math.floor(options.prefetch ?? 2)),
-      cache: options.cache ?? false,
+      cache: options.cache !== undefined && options.cache !== false,
       maskThreshold: options.maskThreshold ?? 128,
       resizeMasks: options.resizeMasks ?? false,
       classes: options.classes ?? 1,
@@ -144,6 +184,9 @@ export class DataLoader {
     const aug: AugmentOptions = { ...validateAugmentOptions(options.augment ?? {}) };
     if (options.normalize) aug.normalize = options.normalize;
     this.augment = Object.keys(aug).length > 0 ? aug : null;
+    this.cache = options.cache instanceof SampleCache ? options.cache : new SampleCache();
+    const { maskThreshold, resizeMasks, classes } = this.opts;
+    this.cache.bind(JSON.stringify({ size: this.size, channels: this.channels, maskThreshold, resizeMasks, classes }));
     if (this.opts.dropLast && this.numBatches === 0) throw new Error(`DataLoader: dropLast with ${ids.length} ids and batch size ${this.batchSize} gives no batches`);
   }
 

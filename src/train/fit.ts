@@ -17,7 +17,7 @@ import { optimize as optimizeForInference } from '../nn/inference';
 import { Optimizer, SGD, Adam, AdamW, clipGradNorm } from '../nn/optim';
 import { LRScheduler, PolyLR, CosineLR, WarmupLR, ReduceLROnPlateau } from '../nn/schedulers';
 import { recoverTransactions, writeFileAtomic } from '../io/atomic';
-import { DataLoader, Dataset, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, Rng, argmaxClasses, multiClassRecord, oneHot, openDataset, generateSyntheticDataset, readClassMask, readImage, readMask } from '../data';
+import { DataLoader, Dataset, SampleCache, MetricAccumulator, MetricSummary, MultiClassMetricAccumulator, Rng, argmaxClasses, multiClassRecord, oneHot, openDataset, generateSyntheticDataset, readClassMask, readImage, readMask } from '../data';
 import { TrainConfig, resolveConfig, deepSupervisionWeightsFor } from './config';
 import { createModel, withImageSize } from './models';
 import { upkern } from '../models/upkern';
@@ -127,8 +127,9 @@ function makeSchedule(cfg: TrainConfig, opt: Optimizer, itersPerEpoch: number): 
 }
 
 /** Per-channel mean/std of the (unaugmented) training images and the background/foreground ratio. */
-async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, needPw: boolean): Promise<{ mean: number[]; std: number[]; posWeight: number }> {
-  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks, classes: cfg.classes });
+async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, needPw: boolean, cache: SampleCache): Promise<{ mean: number[]; std: number[]; posWeight: number }> {
+  // Fills the training loader's cache: the first epoch then decodes nothing again.
+  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks, classes: cfg.classes, cache });
   const C = cfg.channels;
   const s = new Float64Array(C), s2 = new Float64Array(C);
   let n = 0, fg = 0, tot = 0;
@@ -372,6 +373,7 @@ async function fitLocked(
   // Normalisation and pos_weight: computed once from the training set, then kept in the state.
   let normalize: { mean: number[]; std: number[] } | null = null;
   let posWeight: number | undefined = typeof cfg.posWeight === 'number' ? cfg.posWeight : undefined;
+  const trainCache = new SampleCache();
   if (resumed) {
     normalize = resumed.state.model.normalize;
     posWeight = resumed.state.posWeight ?? undefined;
@@ -381,7 +383,7 @@ async function fitLocked(
     const needPw = cfg.posWeight === 'auto' && task === 'segmentation' && classes < 2;
     if (typeof cfg.normalize === 'object') normalize = cfg.normalize;
     if (needNorm || needPw) {
-      const st = await trainingStats(ds, cfg, needNorm, needPw);
+      const st = await trainingStats(ds, cfg, needNorm, needPw, trainCache);
       if (needNorm) normalize = { mean: st.mean, std: st.std };
       if (needPw) posWeight = st.posWeight;
     }
@@ -389,7 +391,7 @@ async function fitLocked(
 
   const trainLoader = new DataLoader(ds, ds.ids.train, {
     batchSize: cfg.batch, size, channels: cfg.channels, shuffle: true, seed: cfg.seed, augment: cfg.augment,
-    normalize: normalize ?? undefined, workers: cfg.workers, cache: true, dropLast: ds.ids.train.length > cfg.batch, resizeMasks: cfg.resizeMasks, classes,
+    normalize: normalize ?? undefined, workers: cfg.workers, cache: trainCache, dropLast: ds.ids.train.length > cfg.batch, resizeMasks: cfg.resizeMasks, classes,
   });
   const valLoader = new DataLoader(ds, ds.ids.val, {
     batchSize: cfg.batch, size, channels: cfg.channels, shuffle: false, augment: null, normalize: normalize ?? undefined, workers: cfg.workers, cache: true, resizeMasks: cfg.resizeMasks, classes,
