@@ -24,9 +24,11 @@ type Mode = 'inference' | 'train_step';
 interface Meas { median_ms: number; min_ms: number; runs: number; peak_rss_mb: number; loss?: number; error?: string; skipped?: string; loadavg?: number[] }
 
 // ------------------------------------------------------------------------------- children
-function loadScalpelModel(sc: any, name: string): any {
+function loadScalpelModel(sc: any, name: string, size: number): any {
   if (!sc.models || typeof sc.models.create !== 'function') throw Object.assign(new Error('sc.models.create is not in this build (branch models not merged yet)'), { skip: true });
-  return sc.models.create(name);
+  // Models whose size is fixed at construction (TransUNet's position embedding) are built for it.
+  const takesSize = sc.models.list().find((m: { name: string }) => m.name === name)?.options?.includes('imgSize');
+  return sc.models.create(name, takesSize ? { imgSize: size } : {});
 }
 
 function timed(fn: () => void, runs: number, warmup: number): number[] {
@@ -46,7 +48,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const sc = require('../src');
   sc.setNumThreads(threads);
-  const model = loadScalpelModel(sc, name);
+  const model = loadScalpelModel(sc, name, s);
   const sinInput = (shape: number[]) => {
     const n = shape.reduce((a, x) => a * x, 1), d = new Float32Array(n);
     for (let i = 0; i < n; i++) d[i] = Math.sin(0.37 * i) * 0.5 + 0.5;

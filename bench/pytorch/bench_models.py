@@ -88,9 +88,14 @@ def timed(fn, runs, warmup):
     return ts
 
 
+def build_at(name, s):
+    """The model for inputs of side s (TransUNet's position embedding is built for one size)."""
+    return models.build(name, img_size=s) if name == "transunet" else models.build(name)
+
+
 def bench_model(name, args):
     s = args.size or SIZE.get(name, 256)
-    m = det_init(models.build(name))
+    m = det_init(build_at(name, s))
     out = []
     # inference, at each batch size asked for
     m.eval()
@@ -133,7 +138,7 @@ def onnx_name(name, b, s):
 
 def export_onnx(name, out_dir, size, b):
     s = size or SIZE.get(name, 256)
-    m = det_init(models.build(name)).eval()
+    m = det_init(build_at(name, s)).eval()
     path = os.path.join(out_dir, onnx_name(name, b, s))
     rec = {"model": name, "mode": "onnx_export", "opset": 13, "input_shape": [b, 3, s, s],
            "path": path}
