@@ -20,11 +20,15 @@ namespace sc {
 namespace {
 constexpr int64_t kRows = 64;
 
+// Decay row of query n: out[y * W + x] = gamma^(|yn - y| + |xn - x|), as two runs per image row
+// (powers read backwards left of xn, forwards from it) that the compiler vectorises.
 void decay_row_f(int64_t n, int64_t H, int64_t W, const std::vector<float>& pw, float* out) {
   const int64_t yn = n / W, xn = n % W;
   for (int64_t y = 0; y < H; ++y) {
     const float* p = pw.data() + std::llabs(yn - y);
-    for (int64_t x = 0; x < W; ++x) out[y * W + x] = p[std::llabs(xn - x)];
+    float* o = out + y * W;
+    for (int64_t x = 0; x < xn; ++x) o[x] = p[xn - x];
+    for (int64_t x = xn; x < W; ++x) o[x] = p[x - xn];
   }
 }
 
@@ -34,20 +38,11 @@ std::vector<float> powers(double gamma, int64_t H, int64_t W) {
   return pw;
 }
 
-// Softmax of row s (length L) in place; returns nothing, P = exp(s - max) / sum.
-// The exponentials use the vectorisable polynomial exp of fast_gelu.h (relative error ~2e-7);
-// the sum runs in 16 float lanes per row (rows are at most a few thousand long).
+// Softmax of row s (length L) in place, P = exp(s - max) / sum, with the polynomial exp of
+// fast_gelu.h (relative error ~2e-7) vectorised for the CPU's ISA; the sum runs in float lanes
+// per row (rows are at most a few thousand long), added up in double.
 inline void softmax_row(float* s, int64_t L) {
-  float mx = s[0];
-  for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
-  for (int64_t m = 0; m < L; ++m) s[m] = fastmath::exp_f(s[m] - mx);
-  float lanes[16] = {};
-  int64_t m = 0;
-  for (; m + 16 <= L; m += 16)
-    for (int j = 0; j < 16; ++j) lanes[j] += s[m + j];
-  double sum = 0;
-  for (; m < L; ++m) sum += s[m];
-  for (int j = 0; j < 16; ++j) sum += lanes[j];
+  const double sum = exp_shift_sum_f32_array(s, L, max_f32_array(s, L));
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < L; ++i) s[i] *= inv;
 }

@@ -13,6 +13,10 @@ const attentionCases: [string, number, number, number, number, number][] = [
   ['1-D column layout', 2, 8, 0.9, 5, 1],
   ['2-D 3x4', 2, 5, 0.7, 3, 4],
   ['2-D 2x3 gamma 1', 1, 4, 1, 2, 3],
+  // Rows longer than the CPU softmax's vector width with a tail (23 = 2 x 8 + 7; 5 x 7 = 35),
+  // and decay runs on both sides of each query.
+  ['1-D row of 23', 2, 4, 0.85, 1, 23],
+  ['2-D 5x7', 1, 3, 0.75, 5, 7],
 ];
 
 const sdpaOps = ['scaled_dot_product_attention', 'scaled_dot_product_attention_backward'];
