@@ -100,11 +100,6 @@ export class SampleCache {
     this.samples.set(id, sample);
   }
 
-  /** Drops every sample (the decode settings stay bound). */
-  clear(): void {
-    this.samples.clear();
-  }
-
   /** Called by each loader that uses this cache with its decode settings. */
   bind(settings: string): void {
     if (this.settings === null) this.settings = settings;
