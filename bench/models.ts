@@ -129,7 +129,14 @@ function spawnTorch(name: string, threads: number, runs: number, trainRuns: numb
   let header: any;
   for (const l of (r.stdout ?? '').split('\n')) {
     if (!l.startsWith('{')) continue;
-    const o = JSON.parse(l);
+    let o: any;
+    try {
+      o = JSON.parse(l);
+    } catch (e) {
+      // One unparsable row (e.g. an older script's bare NaN) must not end the whole run.
+      rows.push({ model: name, error: `unparsable PyTorch row: ${(e as Error).message}`.slice(0, 200) });
+      continue;
+    }
     if (o.header) header = o; else rows.push(o);
   }
   if (!rows.length) return { header, rows, error: (r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-2).join(' | ')).slice(0, 300) };

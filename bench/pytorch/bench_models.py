@@ -15,6 +15,7 @@ peak_rss_mb = resource.getrusage(RUSAGE_SELF).ru_maxrss, the process-wide high-w
 """
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -126,7 +127,9 @@ def bench_model(name, args):
         out.append({"model": name, "mode": "train_step", "batch": b, "size": s,
                     "median_ms": round(statistics.median(ts), 1), "min_ms": round(min(ts), 1),
                     "runs": len(ts), "threads": torch.get_num_threads(),
-                    "loss": round(last["loss"], 5), "peak_rss_mb": round(peak_rss_mb(), 1)})
+                    # JSON has no NaN: a diverged loss is null (the timing still stands).
+                    "loss": round(last["loss"], 5) if math.isfinite(last["loss"]) else None,
+                    "peak_rss_mb": round(peak_rss_mb(), 1)})
         print(json.dumps(out[-1]), flush=True)
     return m
 
