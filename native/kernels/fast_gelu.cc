@@ -50,6 +50,9 @@ SC_GELU_LOOPS(generic, )
     for (; i < n; ++i) sum += s[i] = fastmath::exp_f(s[i] - shift);                          \
     for (float l : lanes) sum += l;                                                          \
     return sum;                                                                              \
+  }                                                                                          \
+  ATTR void exp_##SUFFIX(float* s, int64_t n) {                                              \
+    for (int64_t i = 0; i < n; ++i) s[i] = fastmath::exp_f(s[i]);                            \
   }
 
 SC_SOFTMAX_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
@@ -147,6 +150,12 @@ SC_AVX2 double exp_shift_sum_avx2(float* s, int64_t n, float shift) {
   for (float v : t) sum += v;
   for (; i < n; ++i) sum += s[i] = fastmath::exp_f(s[i] - shift);
   return sum;
+}
+
+SC_AVX2 void exp_avx2(float* s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, exp_ps256(_mm256_loadu_ps(s + i)));
+  for (; i < n; ++i) s[i] = fastmath::exp_f(s[i]);
 }
 
 SC_AVX2 void gelu_grad_avx2(const float* g, const float* x, float* y, int64_t n) {
@@ -248,6 +257,13 @@ double exp_shift_sum_f32_array(float* s, int64_t n, float shift) {
   if (l >= 2) return exp_shift_sum_avx512(s, n, shift);
   if (l == 1) return exp_shift_sum_avx2(s, n, shift);
   return exp_shift_sum_generic(s, n, shift);
+}
+
+void exp_f32_array(float* s, int64_t n) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return exp_avx512(s, n);
+  if (l == 1) return exp_avx2(s, n);
+  exp_generic(s, n);
 }
 
 }  // namespace sc

@@ -99,6 +99,8 @@ void gelu_f32_array(const float* x, float* y, int64_t n);
 // returning the sum of the results (float lanes, summed in double at the end).
 float max_f32_array(const float* s, int64_t n);
 double exp_shift_sum_f32_array(float* s, int64_t n, float shift);
+// s[i] = exp(s[i]) in place.
+void exp_f32_array(float* s, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
 // Batch-norm backward with GELU before it (norm.cc), GELU recomputed from x in registers: the
 // sums of g and g (gelu(x) - mean) over a run of at most a few hundred values (float partial

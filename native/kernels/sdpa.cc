@@ -46,20 +46,35 @@ Dims dims(const TArg& q, const TArg& k, const TArg& v, const char* who) {
   return {q.shape[0] * q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
 }
 
-// exp: the vectorisable polynomial of fast_gelu.h for float (relative error ~2e-7), libm for
-// double (the gradient checks need the exact one).
-inline float expT(float x) { return fastmath::exp_f(x); }
-inline double expT(double x) { return std::exp(x); }
+// s[m] = exp(s[m] - shift[m or 0]) over a row: float through the ISA-dispatched vector loops
+// of fast_gelu.cc (the scalar polynomial's range clamps stay branches, ~15 cycles a value),
+// double through libm. Returns the sum (double) when the shift is one value.
+inline double exp_row(float* s, int64_t L, float shift) { return exp_shift_sum_f32_array(s, L, shift); }
+inline double exp_row(double* s, int64_t L, double shift) {
+  double sum = 0;
+  for (int64_t m = 0; m < L; ++m) sum += s[m] = std::exp(s[m] - shift);
+  return sum;
+}
+inline void exp_row_shifts(float* s, int64_t L, const float* shift) {
+  for (int64_t m = 0; m < L; ++m) s[m] -= shift[m];
+  exp_f32_array(s, L);
+}
+inline void exp_row_shifts(double* s, int64_t L, const double* shift) {
+  for (int64_t m = 0; m < L; ++m) s[m] = std::exp(s[m] - shift[m]);
+}
+inline float row_max(const float* s, int64_t L) { return max_f32_array(s, L); }
+inline double row_max(const double* s, int64_t L) {
+  double mx = s[0];
+  for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
+  return mx;
+}
 
 // Row softmax of s (length L) in place; returns the row's log-sum-exp. The maximum is
 // subtracted first so no exponential overflows; the sum runs in double.
 template <typename T>
 inline T softmax_row(T* s, int64_t L) {
-  T mx = s[0];
-  for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
-  for (int64_t m = 0; m < L; ++m) s[m] = expT(s[m] - mx);
-  double sum = 0;
-  for (int64_t m = 0; m < L; ++m) sum += s[m];
+  const T mx = row_max(s, L);
+  const double sum = exp_row(s, L, mx);
   const T inv = static_cast<T>(1.0 / sum);
   for (int64_t m = 0; m < L; ++m) s[m] *= inv;
   return static_cast<T>(static_cast<double>(mx) + std::log(sum));
@@ -121,11 +136,8 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
         const T d = delta[r] = static_cast<T>(dl);
         T* pr = p.data() + i * Lk;
         T* dr = dp.data() + i * Lk;
-        const T l = lse[r];
-        for (int64_t m = 0; m < Lk; ++m) {
-          const T pm = expT(pr[m] - l);
-          dr[m] = pm * (dr[m] - d);  // dS
-        }
+        exp_row(pr, Lk, lse[r]);                                          // P
+        for (int64_t m = 0; m < Lk; ++m) dr[m] = pr[m] * (dr[m] - d);    // dS
       }
       gemm<T>(false, false, R, D, Lk, scale, dp.data(), Lk, kb, D, T(0), dq + r0 * D, D);  // dQ = dS K
     }
@@ -155,10 +167,8 @@ void backward_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, c
         for (int64_t i = 0; i < Rk; ++i) {
           T* pr = pt.data() + i * C;
           T* dr = dpt.data() + i * C;
-          for (int64_t n = 0; n < C; ++n) {
-            pr[n] = expT(pr[n] - lse[r0 + n]);
-            dr[n] = pr[n] * (dr[n] - delta[r0 + n]);
-          }
+          exp_row_shifts(pr, C, lse + r0);
+          for (int64_t n = 0; n < C; ++n) dr[n] = pr[n] * (dr[n] - delta[r0 + n]);
         }
         const T beta = c0 == 0 ? T(0) : T(1);
         gemm<T>(false, false, Rk, Dv, C, T(1), pt.data(), C, gc, Dv, beta, dvb, Dv);   // dV += P^T dO
