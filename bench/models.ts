@@ -13,6 +13,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { arg, fmt, loadavg, machine, mdTable, median, ROOT, writeResults } from './common';
+// Only src/train/models (nn and the model list), not sc.train: the child's RSS stays the model's.
+import { withImageSize } from '../src/train/models';
 
 const PY = '/usr/bin/python3';
 const TORCH_SCRIPT = path.join(ROOT, 'bench', 'pytorch', 'bench_models.py');
@@ -27,8 +29,7 @@ interface Meas { median_ms: number; min_ms: number; runs: number; peak_rss_mb: n
 function loadScalpelModel(sc: any, name: string, size: number): any {
   if (!sc.models || typeof sc.models.create !== 'function') throw Object.assign(new Error('sc.models.create is not in this build (branch models not merged yet)'), { skip: true });
   // Models whose size is fixed at construction (TransUNet's position embedding) are built for it.
-  const takesSize = sc.models.list().find((m: { name: string }) => m.name === name)?.options?.includes('imgSize');
-  return sc.models.create(name, takesSize ? { imgSize: size } : {});
+  return sc.models.create(name, withImageSize(name, {}, size));
 }
 
 function timed(fn: () => void, runs: number, warmup: number): number[] {

@@ -38,14 +38,6 @@ std::vector<float> powers(double gamma, int64_t H, int64_t W) {
   return pw;
 }
 
-// Softmax of row s (length L) in place, P = exp(s - max) / sum, with the polynomial exp of
-// fast_gelu.h (relative error ~2e-7) vectorised for the CPU's ISA; the sum runs in float lanes
-// per row (rows are at most a few thousand long), added up in double.
-inline void softmax_row(float* s, int64_t L) {
-  const double sum = exp_shift_sum_f32_array(s, L, max_f32_array(s, L));
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t i = 0; i < L; ++i) s[i] *= inv;
-}
 }  // namespace
 
 void decay_attention_forward_f32(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t L,
@@ -63,7 +55,7 @@ void decay_attention_forward_f32(const float* q, const float* k, const float* v,
       gemm<float>(false, true, R, L, D, scale, qb, D, kb, D, 0.f, s.data(), L);
       for (int64_t i = 0; i < R; ++i) {
         float* row = s.data() + i * L;
-        softmax_row(row, L);
+        softmax_f32_array(row, L);
         decay_row_f(n0 + i, H, W, pw, dm.data());
         for (int64_t m = 0; m < L; ++m) row[m] *= dm[m];
       }
@@ -93,7 +85,7 @@ void decay_attention_backward_f32(const float* q, const float* k, const float* v
         for (int64_t i = 0; i < R; ++i) {
           float* pr = p.data() + i * L;
           float* dr = dp.data() + i * L;
-          softmax_row(pr, L);
+          softmax_f32_array(pr, L);
           decay_row_f(n0 + i, H, W, pw, dm.data());
           double delta = 0;
           for (int64_t m = 0; m < L; ++m) {

@@ -1,5 +1,6 @@
 // Vectorised float GELU / GELU-gradient loops (fast_gelu.h), compiled per ISA and chosen with
 // the same run-time level as the other kernels (cpu_isa_level(): SCALPEL_ISA forces it too).
+#include <cmath>
 #include <cstdint>
 #include <immintrin.h>
 
@@ -245,11 +246,13 @@ void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n) {
   gelu_grad_generic(g, x, y, n);
 }
 
-float max_f32_array(const float* s, int64_t n) {
+double softmax_f32_array(float* s, int64_t n) {
   const int l = cpu_isa_level();
-  if (l >= 2) return max_avx512(s, n);
-  if (l == 1) return max_avx2(s, n);
-  return max_generic(s, n);
+  const float mx = l >= 2 ? max_avx512(s, n) : l == 1 ? max_avx2(s, n) : max_generic(s, n);
+  const double sum = exp_shift_sum_f32_array(s, n, mx);
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) s[i] *= inv;
+  return static_cast<double>(mx) + std::log(sum);
 }
 
 double exp_shift_sum_f32_array(float* s, int64_t n, float shift) {

@@ -95,12 +95,13 @@ inline double gelu_grad_exact(double x) {
 namespace sc {
 // Contiguous float loops, vectorised for the CPU's ISA (fast_gelu.cc).
 void gelu_f32_array(const float* x, float* y, int64_t n);
-// Softmax pieces (decay attention): the largest of n values, and s[i] = exp(s[i] - shift) in place
-// returning the sum of the results (float lanes, summed in double at the end).
-float max_f32_array(const float* s, int64_t n);
+// Softmax pieces (decay attention, scaled dot-product attention), with the polynomial exp
+// (relative error ~2e-7): s[i] = exp(s[i] - shift) in place returning the sum of the results
+// (float lanes, summed in double at the end); s[i] = exp(s[i]) in place; and the softmax of a
+// row in place (its maximum subtracted first), returning the row's log-sum-exp.
 double exp_shift_sum_f32_array(float* s, int64_t n, float shift);
-// s[i] = exp(s[i]) in place.
 void exp_f32_array(float* s, int64_t n);
+double softmax_f32_array(float* s, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
 // Batch-norm backward with GELU before it (norm.cc), GELU recomputed from x in registers: the
 // sums of g and g (gelu(x) - mean) over a run of at most a few hundred values (float partial

@@ -62,22 +62,16 @@ inline void exp_row_shifts(float* s, int64_t L, const float* shift) {
 inline void exp_row_shifts(double* s, int64_t L, const double* shift) {
   for (int64_t m = 0; m < L; ++m) s[m] = std::exp(s[m] - shift[m]);
 }
-inline float row_max(const float* s, int64_t L) { return max_f32_array(s, L); }
-inline double row_max(const double* s, int64_t L) {
-  double mx = s[0];
-  for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
-  return mx;
-}
-
 // Row softmax of s (length L) in place; returns the row's log-sum-exp. The maximum is
 // subtracted first so no exponential overflows; the sum runs in double.
-template <typename T>
-inline T softmax_row(T* s, int64_t L) {
-  const T mx = row_max(s, L);
+inline float softmax_row(float* s, int64_t L) { return static_cast<float>(softmax_f32_array(s, L)); }
+inline double softmax_row(double* s, int64_t L) {
+  double mx = s[0];
+  for (int64_t m = 1; m < L; ++m) mx = std::max(mx, s[m]);
   const double sum = exp_row(s, L, mx);
-  const T inv = static_cast<T>(1.0 / sum);
+  const double inv = 1.0 / sum;
   for (int64_t m = 0; m < L; ++m) s[m] *= inv;
-  return static_cast<T>(static_cast<double>(mx) + std::log(sum));
+  return mx + std::log(sum);
 }
 
 template <typename T>
