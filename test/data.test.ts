@@ -27,6 +27,8 @@ import {
   writeFileAtomic,
   writeMaskPng,
   writePng,
+  resizeBilinear,
+  resizeNearest,
   writeSplit,
 } from '../src/data';
 import { metricRecord } from '../src/train/fit';
@@ -143,6 +145,32 @@ describe('data: decode', function () {
     assert.deepEqual(Array.from(await readMask(path.join(dir, 'm.png'), [2, 2])), [0, 1, 0, 1]);
     await writeMaskPng(path.join(dir, 'm2.png'), new Uint8Array([1, 0, 0, 1]), 2, 2);
     assert.deepEqual(Array.from(await readMask(path.join(dir, 'm2.png'))), [1, 0, 0, 1]);
+  });
+
+  it('decoding at a size gives exactly the full decode resized (grey and colour, 1 and 3 channels, masks)', async () => {
+    // readImage(size) converts only the source pixels the resize reads: it must equal
+    // resizeBilinear of the full-size planes bit for bit, shrinking and enlarging.
+    const h = 23, w = 37;
+    const grey = new Uint8Array(h * w).map((_, i) => (i * 37 + (i >> 3) * 11) % 256);
+    const rgb = new Uint8Array(3 * h * w).map((_, i) => (i * 53 + (i >> 2) * 7) % 256);
+    await writePng(path.join(dir, 'exact-g.png'), grey, { width: w, height: h, channels: 1 });
+    await writePng(path.join(dir, 'exact-c.png'), new Float32Array(rgb).map((v) => v / 255), { width: w, height: h, channels: 3 });
+    for (const f of ['exact-g.png', 'exact-c.png']) {
+      for (const channels of [1, 3] as const) {
+        const full = await readImage(path.join(dir, f), { channels });
+        for (const [oh, ow] of [[8, 16], [5, 3], [40, 64], [h, w]] as [number, number][]) {
+          const got = await readImage(path.join(dir, f), { channels, size: [oh, ow] });
+          assert.deepEqual([got.height, got.width, got.sourceHeight, got.sourceWidth], [oh, ow, h, w]);
+          assert.deepEqual(Array.from(got.data), Array.from(resizeBilinear(full.data, channels, h, w, oh, ow)), `${f} channels ${channels} to ${oh}x${ow}`);
+        }
+      }
+    }
+    const mask = new Uint8Array(h * w).map((_, i) => ((i * 29) % 7 < 3 ? 255 : (i * 13) % 200));
+    await writePng(path.join(dir, 'exact-m.png'), mask, { width: w, height: h, channels: 1 });
+    const fullMask = await readMask(path.join(dir, 'exact-m.png'));
+    for (const [oh, ow] of [[8, 16], [40, 64]] as [number, number][]) {
+      assert.deepEqual(Array.from(await readMask(path.join(dir, 'exact-m.png'), [oh, ow])), Array.from(resizeNearest(fullMask, h, w, oh, ow)));
+    }
   });
 
   it('decodes JPEG and TIFF through sharp', async () => {

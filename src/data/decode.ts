@@ -47,8 +47,9 @@ export interface ReadImageOptions {
 
 /** Interleaved (HWC) 8-bit-range pixels as decoded from a file. */
 interface RawPixels {
-  /** Values on the 0..255 scale (16-bit input is rescaled), interleaved HWC. */
-  data: Float32Array;
+  /** Values on the 0..255 scale (16-bit input is rescaled), interleaved HWC. 8-bit input stays
+   * the decoder's bytes: the same values, without a full-image Float32 copy. */
+  data: Float32Array | Uint8Array;
   width: number;
   height: number;
   channels: number;
@@ -88,13 +89,12 @@ async function decodeRaw(file: string): Promise<RawPixels> {
   try {
     const { data, info } = await sharp(buf, { failOn: 'error' }).raw().toBuffer({ resolveWithObject: true });
     const n = info.width * info.height * info.channels;
-    const out = new Float32Array(n);
     // sharp keeps the source sample depth for raw output; normalise to 0..255 so
     // 16-bit PNG/TIFF behave like 8-bit ones.
     const bytesPerSample = data.length / n;
-    if (bytesPerSample === 1) {
-      for (let i = 0; i < n; i++) out[i] = data[i];
-    } else if (bytesPerSample === 2) {
+    if (bytesPerSample === 1) return { data: new Uint8Array(data.buffer, data.byteOffset, n), width: info.width, height: info.height, channels: info.channels };
+    const out = new Float32Array(n);
+    if (bytesPerSample === 2) {
       const v = new Uint16Array(data.buffer, data.byteOffset, n);
       for (let i = 0; i < n; i++) out[i] = v[i] / 257;
     } else if (bytesPerSample === 4) {
@@ -246,14 +246,53 @@ function toPlanes(raw: RawPixels, channels: 1 | 3): Float32Array {
 }
 
 /**
- * Bilinear resize of CHW planes, half-pixel centres (src = (dst + 0.5) * in/out - 0.5,
- * clamped at the borders). No antialiasing, like OpenCV's INTER_LINEAR used by the
- * usual albumentations Resize in segmentation repos.
+ * toPlanes then resizeBilinear, with the same result, but converting only the source pixels the
+ * resize reads: shrinking a 500 x 500 ultrasound to 128 x 128 reads a quarter of it, and the
+ * full-image planes were most of a training sample's decode time.
  */
-export function resizeBilinear(src: Float32Array, c: number, h: number, w: number, oh: number, ow: number): Float32Array {
-  if (oh === h && ow === w) return Float32Array.from(src);
-  const out = new Float32Array(c * oh * ow);
+function resizedPlanes(raw: RawPixels, channels: 1 | 3, oh: number, ow: number): Float32Array {
+  const { width: w, height: h } = raw;
+  if (oh === h && ow === w) return toPlanes(raw, channels);
+  const src = raw.data;
+  const sc = raw.channels;
+  const colour = sc >= 3;
+  const k = 1 / 255;
+  const { x0s, x1s, fxs } = bilinearColumns(w, ow);
+  const out = new Float32Array(channels * oh * ow);
+  // Plane values (as toPlanes stores them, rounded to float32) of the four taps of one output row.
+  const a0 = new Float32Array(ow), a1 = new Float32Array(ow), b0 = new Float32Array(ow), b1 = new Float32Array(ow);
+  const gather = (dst: Float32Array, row: number, cols: Int32Array, ch: number): void => {
+    const base = row * w;
+    for (let x = 0; x < ow; x++) {
+      const p = (base + cols[x]) * sc;
+      dst[x] = channels === 1 && colour ? (0.299 * src[p] + 0.587 * src[p + 1] + 0.114 * src[p + 2]) * k : src[p + (colour ? ch : 0)] * k;
+    }
+  };
+  // Grey input to three channels: the planes are equal, so resize one and copy it.
+  const computed = colour ? channels : 1;
   const sy = h / oh;
+  for (let ch = 0; ch < computed; ch++) {
+    const ob = ch * oh * ow;
+    for (let y = 0; y < oh; y++) {
+      const { y0, y1, wy } = bilinearRow(y, sy, h);
+      gather(a0, y0, x0s, ch);
+      gather(a1, y0, x1s, ch);
+      gather(b0, y1, x0s, ch);
+      gather(b1, y1, x1s, ch);
+      const o = ob + y * ow;
+      for (let x = 0; x < ow; x++) {
+        const a = a0[x] + (a1[x] - a0[x]) * fxs[x];
+        const b = b0[x] + (b1[x] - b0[x]) * fxs[x];
+        out[o + x] = a + (b - a) * wy;
+      }
+    }
+  }
+  for (let ch = computed; ch < channels; ch++) out.copyWithin(ch * oh * ow, 0, oh * ow);
+  return out;
+}
+
+/** Source columns and weights of a half-pixel-centred bilinear resize from w to ow columns. */
+function bilinearColumns(w: number, ow: number): { x0s: Int32Array; x1s: Int32Array; fxs: Float32Array } {
   const sx = w / ow;
   const x0s = new Int32Array(ow);
   const x1s = new Int32Array(ow);
@@ -266,15 +305,32 @@ export function resizeBilinear(src: Float32Array, c: number, h: number, w: numbe
     x1s[x] = Math.min(x0 + 1, w - 1);
     fxs[x] = fx - x0;
   }
+  return { x0s, x1s, fxs };
+}
+
+/** Source rows and weight of output row y (sy = in / out rows). */
+function bilinearRow(y: number, sy: number, h: number): { y0: number; y1: number; wy: number } {
+  let fy = (y + 0.5) * sy - 0.5;
+  if (fy < 0) fy = 0;
+  const y0 = Math.min(Math.floor(fy), h - 1);
+  return { y0, y1: Math.min(y0 + 1, h - 1), wy: fy - y0 };
+}
+
+/**
+ * Bilinear resize of CHW planes, half-pixel centres (src = (dst + 0.5) * in/out - 0.5,
+ * clamped at the borders). No antialiasing, like OpenCV's INTER_LINEAR used by the
+ * usual albumentations Resize in segmentation repos.
+ */
+export function resizeBilinear(src: Float32Array, c: number, h: number, w: number, oh: number, ow: number): Float32Array {
+  if (oh === h && ow === w) return Float32Array.from(src);
+  const out = new Float32Array(c * oh * ow);
+  const sy = h / oh;
+  const { x0s, x1s, fxs } = bilinearColumns(w, ow);
   for (let ch = 0; ch < c; ch++) {
     const sb = ch * h * w;
     const ob = ch * oh * ow;
     for (let y = 0; y < oh; y++) {
-      let fy = (y + 0.5) * sy - 0.5;
-      if (fy < 0) fy = 0;
-      const y0 = Math.min(Math.floor(fy), h - 1);
-      const y1 = Math.min(y0 + 1, h - 1);
-      const wy = fy - y0;
+      const { y0, y1, wy } = bilinearRow(y, sy, h);
       const r0 = sb + y0 * w;
       const r1 = sb + y1 * w;
       for (let x = 0; x < ow; x++) {
@@ -290,13 +346,22 @@ export function resizeBilinear(src: Float32Array, c: number, h: number, w: numbe
 /** Nearest-neighbour resize of a single-channel plane (pixel-centre sampling). */
 export function resizeNearest<A extends Uint8Array | Float32Array>(src: A, h: number, w: number, oh: number, ow: number): A {
   const out = new (src.constructor as { new (n: number): A })(oh * ow);
+  const pick = nearestIndices(h, w, oh, ow) ?? Int32Array.from({ length: oh * ow }, (_, i) => i);
+  for (let i = 0; i < out.length; i++) out[i] = src[pick[i]];
+  return out;
+}
+
+/** The source pixel of each output pixel of a nearest-neighbour resize; null when the size is kept. */
+function nearestIndices(h: number, w: number, oh: number, ow: number): Int32Array | null {
+  if (oh === h && ow === w) return null;
   const xs = new Int32Array(ow);
   for (let x = 0; x < ow; x++) xs[x] = Math.min(w - 1, Math.floor(((x + 0.5) * w) / ow));
+  const pick = new Int32Array(oh * ow);
   for (let y = 0; y < oh; y++) {
     const sy = Math.min(h - 1, Math.floor(((y + 0.5) * h) / oh));
-    for (let x = 0; x < ow; x++) out[y * ow + x] = src[sy * w + xs[x]];
+    for (let x = 0; x < ow; x++) pick[y * ow + x] = sy * w + xs[x];
   }
-  return out;
+  return pick;
 }
 
 function checkSize(size: [number, number] | undefined, file: string): void {
@@ -312,13 +377,8 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   const channels = opts.channels ?? 1;
   checkSize(opts.size, file);
   const raw = await decodeRaw(file);
-  let data = toPlanes(raw, channels);
-  let height = raw.height;
-  let width = raw.width;
-  if (opts.size) {
-    data = resizeBilinear(data, channels, height, width, opts.size[0], opts.size[1]);
-    [height, width] = opts.size;
-  }
+  const [height, width] = opts.size ?? [raw.height, raw.width];
+  const data = opts.size ? resizedPlanes(raw, channels, height, width) : toPlanes(raw, channels);
   return { data, channels, height, width, sourceHeight: raw.height, sourceWidth: raw.width };
 }
 
@@ -341,20 +401,18 @@ export interface DecodedMask {
 export async function readMaskInfo(file: string, size?: [number, number], threshold = 128): Promise<DecodedMask> {
   checkSize(size, file);
   const raw = await decodeRaw(file);
-  const n = raw.width * raw.height;
   const sc = raw.channels;
   const colourChannels = sc >= 3 ? 3 : 1;
-  let data = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = raw.data[i * sc];
-    for (let k = 1; k < colourChannels; k++) v = Math.max(v, raw.data[i * sc + k]);
+  const [height, width] = size ?? [raw.height, raw.width];
+  // Thresholds only the pixels the nearest-neighbour resize picks (the same result as
+  // thresholding the whole mask first).
+  const pick = nearestIndices(raw.height, raw.width, height, width);
+  const data = new Uint8Array(height * width);
+  for (let i = 0; i < data.length; i++) {
+    const p = (pick ? pick[i] : i) * sc;
+    let v = raw.data[p];
+    for (let k = 1; k < colourChannels; k++) v = Math.max(v, raw.data[p + k]);
     data[i] = v >= threshold ? 1 : 0;
-  }
-  let height = raw.height;
-  let width = raw.width;
-  if (size) {
-    data = resizeNearest(data, height, width, size[0], size[1]);
-    [height, width] = size;
   }
   return { data, height, width, sourceHeight: raw.height, sourceWidth: raw.width };
 }

@@ -6,6 +6,7 @@
  * same weights.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import * as cliProgress from 'cli-progress';
@@ -128,8 +129,10 @@ function makeSchedule(cfg: TrainConfig, opt: Optimizer, itersPerEpoch: number): 
 
 /** Per-channel mean/std of the (unaugmented) training images and the background/foreground ratio. */
 async function trainingStats(ds: Dataset, cfg: TrainConfig, needNorm: boolean, needPw: boolean, cache: SampleCache): Promise<{ mean: number[]; std: number[]; posWeight: number }> {
-  // Fills the training loader's cache: the first epoch then decodes nothing again.
-  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers: cfg.workers, augment: null, resizeMasks: cfg.resizeMasks, classes: cfg.classes, cache });
+  // Fills the training loader's cache: the first epoch then decodes nothing again. Nothing else
+  // runs yet, so every core decodes (--workers 0, decoding on the main thread, is kept).
+  const workers = cfg.workers === 0 ? 0 : Math.max(cfg.workers, os.availableParallelism());
+  const loader = new DataLoader(ds, ds.ids.train, { batchSize: 16, size: [cfg.size, cfg.size], channels: cfg.channels, shuffle: false, workers, augment: null, resizeMasks: cfg.resizeMasks, classes: cfg.classes, cache });
   const C = cfg.channels;
   const s = new Float64Array(C), s2 = new Float64Array(C);
   let n = 0, fg = 0, tot = 0;
