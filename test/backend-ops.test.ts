@@ -70,6 +70,20 @@ for (const device of devices) {
         }
       });
       if (device === 'cpu' && c.grad !== false) {
+        // The float64 gradients pass the gradcheck below; the float32 ones take the CPU's
+        // vectorised backward kernels (separate code from the double paths) and are checked
+        // against them here.
+        it(`${c.name} (float32 gradients against float64)`, () => {
+          const f32 = runCase(c, 'cpu', 'float32', true);
+          const f64 = runCase(c, 'cpu', 'float64', true);
+          f64.grads.forEach((g, i) => {
+            if (!g) return;
+            const e = nmse(f32.grads[i]!, g);
+            const scale = Math.max(1, ...Array.from(g, Math.abs));
+            const maxDiff = Math.max(0, ...Array.from(g, (v, j) => Math.abs(v - f32.grads[i]![j])));
+            assert.ok(e <= 1e-8 || maxDiff <= 1e-4 * scale, `${c.name}: float32 gradient of input ${i} against float64: NMSE ${e.toExponential(2)}, max abs diff ${maxDiff.toExponential(2)}`);
+          });
+        });
         it(`${c.name} (gradcheck, float64)`, () => {
           sc.tidy(() => {
             const xs = c.inputs.map((s, i) => makeTensor({ ...s, noncontig: false }, hostValues(s, 1000 + i * 17), 'float64', 'cpu', s.grad !== false));

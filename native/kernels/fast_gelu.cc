@@ -31,6 +31,18 @@ namespace {
                                 float ta, float tk, float tc) {                              \
     for (int64_t i = 0; i < n; ++i)                                                          \
       dx[i] = (ta * g[i] + tk * fastmath::gelu(x[i]) + tc) * fastmath::gelu_grad(x[i]);      \
+  }                                                                                          \
+  ATTR void bn_gelu_sums_stash_##SUFFIX(const float* g, const float* x, int64_t n, float mean,\
+                                        double* sg, double* sgx, float* a, float* d) {       \
+    float s1 = 0, s2 = 0;                                                                    \
+    for (int64_t i = 0; i < n; ++i) {                                                        \
+      a[i] = fastmath::gelu(x[i]);                                                           \
+      d[i] = fastmath::gelu_grad(x[i]);                                                      \
+      s1 += g[i];                                                                            \
+      s2 += g[i] * (a[i] - mean);                                                            \
+    }                                                                                        \
+    *sg += s1;                                                                               \
+    *sgx += s2;                                                                              \
   }
 
 SC_GELU_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
@@ -204,6 +216,30 @@ SC_AVX2 void bn_gelu_sums_avx2(const float* g, const float* x, int64_t n, float 
   *sgx += t2;
 }
 
+SC_AVX2 void bn_gelu_sums_stash_avx2(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx, float* ap, float* dp) {
+  __m256 s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps();
+  const __m256 m = _mm256_set1_ps(mean);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    __m256 a, d;
+    gelu_and_grad_ps256(_mm256_loadu_ps(x + i), a, d);
+    _mm256_storeu_ps(ap + i, a);
+    _mm256_storeu_ps(dp + i, d);
+    s1 = _mm256_add_ps(s1, gv);
+    s2 = _mm256_fmadd_ps(gv, _mm256_sub_ps(a, m), s2);
+  }
+  double t1 = hsum_ps256(s1), t2 = hsum_ps256(s2);
+  for (; i < n; ++i) {
+    ap[i] = fastmath::gelu(x[i]);
+    dp[i] = fastmath::gelu_grad(x[i]);
+    t1 += g[i];
+    t2 += g[i] * (ap[i] - mean);
+  }
+  *sg += t1;
+  *sgx += t2;
+}
+
 SC_AVX2 void bn_gelu_dx_avx2(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {
   const __m256 va = _mm256_set1_ps(ta), vk = _mm256_set1_ps(tk), vc = _mm256_set1_ps(tc);
   int64_t i = 0;
@@ -223,6 +259,13 @@ void bn_gelu_sums_f32(const float* g, const float* x, int64_t n, float mean, dou
   if (l >= 2) return bn_gelu_sums_avx512(g, x, n, mean, sg, sgx);
   if (l == 1) return bn_gelu_sums_avx2(g, x, n, mean, sg, sgx);
   bn_gelu_sums_generic(g, x, n, mean, sg, sgx);
+}
+
+void bn_gelu_sums_stash_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx, float* a, float* d) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return bn_gelu_sums_stash_avx512(g, x, n, mean, sg, sgx, a, d);
+  if (l == 1) return bn_gelu_sums_stash_avx2(g, x, n, mean, sg, sgx, a, d);
+  bn_gelu_sums_stash_generic(g, x, n, mean, sg, sgx, a, d);
 }
 
 void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {

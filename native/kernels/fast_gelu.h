@@ -108,4 +108,7 @@ void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
 // sums, added into the doubles), and dx = (ta g + tk gelu(x) + tc) gelu'(x).
 void bn_gelu_sums_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx);
 void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc);
+// The sums of bn_gelu_sums_f32 that also store a[i] = gelu(x[i]) and d[i] = gelu'(x[i]) (one
+// shared exp / erf), so the dx pass needs no transcendental: dx = (ta g + tk a + tc) d.
+void bn_gelu_sums_stash_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx, float* a, float* d);
 }  // namespace sc

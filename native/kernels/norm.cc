@@ -3,6 +3,7 @@
 // accumulate in double so float32 statistics stay accurate on large batches.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../core/kernel.h"
@@ -187,6 +188,13 @@ void masked_g_run(const T* __restrict__ g, const T* __restrict__ y, int64_t n, T
   }
 }
 
+// gelu'(x) of one channel between the backward's two passes; grown, never shrunk, per thread.
+float* gelu_grad_stash(int64_t n) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 template <typename T>
 void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg &g = in[0], &x = in[1];
@@ -216,12 +224,24 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
           fn(off, len, gp);
         }
     };
+    // float with GELU: the sums pass keeps gelu(x) in dx and gelu'(x) in this thread's stash
+    // (the channel's N*S values), so the dx pass computes no exp / erf again.
+    const bool stash = std::is_same_v<T, float> && act.gelu;
+    float* dstash = stash ? gelu_grad_stash(M) : nullptr;
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
       double sg = 0, sgx = 0;
+      int64_t k = 0;  // position of the block in the channel's stash
       each_block(c, [&](int64_t off, int64_t len, const T* gp) {
-        if (act.gelu) bn_gelu_sums(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
-        else sum_g_gx_run(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        if (stash) {
+          bn_gelu_sums_stash_f32(reinterpret_cast<const float*>(gp), reinterpret_cast<const float*>(xp + off), len, static_cast<float>(mean), &sg, &sgx,
+                                 reinterpret_cast<float*>(dx + off), dstash + k);
+          k += len;
+        } else if (act.gelu) {
+          bn_gelu_sums(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        } else {
+          sum_g_gx_run(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        }
       });
       sgx *= inv;
       dw[c] = static_cast<T>(sgx);
@@ -231,11 +251,19 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
       // gelu(x)), in T so the loop vectorises; dx = da, times gelu'(x) with GELU first.
       const double a = w * inv, mg = training ? sg / M : 0.0, mgx = training ? sgx / M : 0.0;
       const T ta = static_cast<T>(a), tk = static_cast<T>(-a * inv * mgx), tc = static_cast<T>(a * (mean * inv * mgx - mg));
+      k = 0;
       each_block(c, [&](int64_t off, int64_t len, const T* gp) {
         const T* xa = xp + off;
         T* dp = dx + off;
-        if (act.gelu) bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
-        else for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+        if (stash) {
+          const float* d = dstash + k;
+          k += len;
+          for (int64_t i = 0; i < len; ++i) dp[i] = (ta * gp[i] + tk * dp[i] + tc) * d[i];
+        } else if (act.gelu) {
+          bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
+        } else {
+          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+        }
       });
     }
   });
