@@ -84,6 +84,13 @@ export const coreCases: OpCase[] = [
     run: ([x]) => x.permute(2, 0, 1).contiguous().reshape(4, 6).transpose(0, 1).mul(1),
     ref: ([x]) => { const p = R.permute(R.permute(x, [2, 0, 1]), [0, 1, 2]); return R.permute({ data: p.data, shape: [4, 6] }, [1, 0]); },
   },
+  // Permuted views made contiguous at sizes that cross the CPU copy's transpose tiles (16 x 64,
+  // ragged edges): a batched [B, N, C] transpose and both directions of NCHW <-> NHWC.
+  ...([[[3, 37, 70], [0, 2, 1]], [[2, 19, 9, 11], [0, 2, 3, 1]], [[2, 9, 11, 19], [0, 3, 1, 2]]] as [number[], number[]][]).map(([shape, perm]): OpCase => ({
+    name: `permute [${perm}] of [${shape}] made contiguous`, ops: ['permute', 'contiguous'], inputs: [{ shape }],
+    run: ([x]) => x.permute(...perm).contiguous().mul(1),
+    ref: ([x]) => R.permute(x, perm),
+  })),
   {
     name: 'narrow/slice', ops: ['narrow'], inputs: [{ shape: [5, 7] }],
     run: ([x]) => x.narrow(1, 2, 3).slice(0, 1, -1).mul(2),
