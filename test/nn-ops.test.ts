@@ -61,6 +61,44 @@ describe('batchNorm running statistics', () => {
   });
 });
 
+describe('float32 GELU accuracy', () => {
+  // The exact GELU in double. JS has no erf: its Taylor series below 3 and its continued
+  // fraction above, both far below float32's precision.
+  const erf = (x: number): number => {
+    const ax = Math.abs(x);
+    if (ax < 3) {
+      let term = ax, sum = ax;
+      for (let n = 1; n < 200; n++) {
+        term *= -ax * ax / n;
+        const add = term / (2 * n + 1);
+        sum += add;
+        if (Math.abs(add) < 1e-17) break;
+      }
+      return Math.sign(x) * sum * 2 / Math.sqrt(Math.PI);
+    }
+    let f = 0;
+    for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
+    return Math.sign(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
+  };
+  const xs = Float32Array.from({ length: 20001 }, (_, i) => -10 + i / 1000);
+  const exact = Array.from(xs, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)));
+  const check = (got: ArrayLike<number>, what: string) => {
+    for (let i = 0; i < xs.length; i++) {
+      const err = Math.abs(got[i] - exact[i]);
+      assert.ok(err <= 1e-6, `${what}: gelu(${xs[i]}) = ${got[i]}, exact ${exact[i]}`);
+      if (Math.abs(exact[i]) > 1e-3) assert.ok(err <= 1e-3 * Math.abs(exact[i]), `${what}: gelu(${xs[i]}) relative error ${err / Math.abs(exact[i])}`);
+    }
+  };
+  it('the elementwise GELU and the fused convolution epilogue stay within 1e-6 (and 1e-3 relative) of the exact one', () => {
+    sc.noGrad(() => sc.tidy(() => {
+      const x = sc.tensor(xs, [1, 1, 1, xs.length]);
+      check(sc.F.gelu(x).toArray() as Float32Array, 'F.gelu');
+      // A 1x1 identity convolution with GELU fused into its epilogue.
+      check(sc.F.conv2dFused(x, sc.ones([1, 1, 1, 1]), null, { act: 'gelu' }).toArray() as Float32Array, 'conv2dFused act gelu');
+    }));
+  });
+});
+
 describe('dropout', () => {
   it('keeps about 1-p of the elements and scales them by 1/(1-p)', () => {
     const x = sc.ones([200, 500]);

@@ -108,12 +108,22 @@ SC_AVX2_INLINE __m256 erf_ps256(__m256 z, __m256 az, __m256 e) {
   return _mm256_or_ps(mag, _mm256_and_ps(z, _mm256_set1_ps(-0.0f)));
 }
 
+// fastmath::gelu's exp-free form (A&S 7.1.28 erfc), 1 / p^16 by the reciprocal estimate and a
+// Newton step.
 SC_AVX2_INLINE __m256 gelu_ps256(__m256 v) {
-  const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
-  const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-  const __m256 e = exp_ps256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
-  const __m256 hv = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
-  return _mm256_fmadd_ps(hv, erf_ps256(z, az, e), hv);
+  const __m256 az = _mm256_min_ps(_mm256_and_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))), _mm256_set1_ps(5.0f));
+  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(fastmath::kErfcA[5]), az, _mm256_set1_ps(fastmath::kErfcA[4]));
+  for (int k = 3; k >= 0; --k) p = _mm256_fmadd_ps(p, az, _mm256_set1_ps(fastmath::kErfcA[k]));
+  p = _mm256_fmadd_ps(p, az, _mm256_set1_ps(1.0f));
+  p = _mm256_mul_ps(p, p);
+  p = _mm256_mul_ps(p, p);
+  p = _mm256_mul_ps(p, p);
+  p = _mm256_mul_ps(p, p);
+  __m256 r = _mm256_rcp_ps(p);
+  r = _mm256_mul_ps(r, _mm256_fnmadd_ps(p, r, _mm256_set1_ps(2.0f)));
+  const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f), r);  // Phi(-|v|)
+  const __m256 neg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
+  return _mm256_mul_ps(v, _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), h), h, neg));
 }
 
 SC_AVX2_INLINE __m256 gelu_grad_ps256(__m256 v) {
