@@ -1,7 +1,7 @@
 // Memory must stay flat across training steps: tidy scopes, graph release after backward and
 // the optimisers' in-place updates together leave no tensor or byte behind.
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as sc from '../src';
 
@@ -119,5 +119,29 @@ describe('memory', () => {
     assert.equal(sc.memory().cpu.bytesCached, cached0 - 16 * mb);
     whole.dispose();
     sc.emptyCache();
+  });
+
+  it('a miss over the footprint limit grows the largest cached block, keeping its pages (Linux)', function () {
+    if (process.platform !== 'linux') this.skip();
+    this.timeout(60000);
+    // A fresh process, so the limit (the most ever in use + 1/32) is this script's: 16 MB in use
+    // then cached; asking for 20 MB is over the limit (16 cached + 20 > 20.6), and the 16 MB
+    // block grows to 20 MB: only the 4 MB of growth are new pages (1024 faults), where giving
+    // the block back and mapping 20 MB afresh faults on all 5120.
+    const script = `
+      const sc = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});
+      const mb = 1 << 20;
+      sc.zeros([4 * mb]).dispose();
+      const f0 = process.resourceUsage().minorPageFault;
+      const t = sc.zeros([5 * mb]);
+      const faults = process.resourceUsage().minorPageFault - f0;
+      console.log(JSON.stringify({ faults, cached: sc.memory().cpu.bytesCached, inUse: sc.memory().cpu.bytesInUse }));
+      t.dispose();`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.ok(got.faults < 2500, `${got.faults} page faults for a 20 MB block grown from a cached 16 MB one (a fresh mapping takes 5120)`);
+    assert.equal(got.cached, 0, 'the grown block left the cache');
+    assert.ok(got.inUse >= 20 * (1 << 20));
   });
 });

@@ -56,6 +56,15 @@ class HostMemory final : public DeviceMemory {
   }
   // Mapped blocks: any page-aligned part can be unmapped alone (raw_free of a part).
   bool blocks_splittable() const override { return kMapped > 0; }
+  void* raw_grow(void* p, size_t old_bytes, size_t new_bytes) override {
+#ifdef __linux__
+    if (old_bytes >= kMapped && new_bytes >= old_bytes) {
+      void* q = mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE);
+      return q == MAP_FAILED ? nullptr : q;
+    }
+#endif
+    return nullptr;
+  }
   void copy_from_host(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
   void copy_to_host(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
   void copy_device(void* d, const void* s, size_t n) override { std::memmove(d, s, n); }
@@ -162,11 +171,24 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
     if (mem_->blocks_splittable() && sz >= kMinSplitBlock)
       if (void* p = split_cached_locked(sz, block_bytes)) return hand_out_locked(p, *block_bytes);
     if (over) {
+      // Every cached block is smaller than sz here (the split above failed). Fresh memory costs
+      // a page fault per 4 KB touched (~2.8 us each on this VM, against 0.25 us to write a
+      // resident page: 17k a SegFormer-B0 step at 128 px, 100k a NExNet one), so the largest
+      // cached block is grown to sz instead, keeping its pages: only the growth is new.
+      void* grown = nullptr;
+      if (mem_->blocks_splittable() && sz >= kMinSplitBlock && !free_.empty() && free_.rbegin()->first >= kMinSplitBlock) {
+        const auto largest = std::prev(free_.end());
+        const size_t have = largest->first;
+        void* p = pop_cached_locked(largest);
+        grown = mem_->raw_grow(p, have, sz);
+        if (!grown) cache_locked(p, have);
+      }
       // Giving cached blocks back (largest first) before taking new memory beyond the limit.
       // Without this the cache keeps a private set of blocks per size and RSS grows by the
       // fragmentation.
       const size_t held = static_cast<size_t>(stats_.bytes_in_use) + sz;
       trim_locked(limit > held ? limit - held : 0);
+      if (grown) return hand_out_locked(grown, sz);
     }
   }
   void* p = mem_->raw_alloc(sz);

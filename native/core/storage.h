@@ -34,6 +34,9 @@ class DeviceMemory {
   // Memory whose blocks of CachingAllocator::kMinSplitBlock bytes or more are page mappings:
   // raw_free may then be given any page-aligned part of such a block (the cache splits them).
   virtual bool blocks_splittable() const { return false; }
+  // Grows a splittable block (as above) of old_bytes at p to new_bytes keeping the pages it has
+  // (its contents are not needed): the new address, or nullptr with p untouched.
+  virtual void* raw_grow(void* /*p*/, size_t /*old_bytes*/, size_t /*new_bytes*/) { return nullptr; }
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
