@@ -1,5 +1,6 @@
 // Vectorised float GELU / GELU-gradient loops (fast_gelu.h), compiled per ISA and chosen with
 // the same run-time level as the other kernels (cpu_isa_level(): SCALPEL_ISA forces it too).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <immintrin.h>
@@ -13,6 +14,19 @@ namespace {
 #define SC_GELU_LOOPS(SUFFIX, ATTR)                                                          \
   ATTR void gelu_##SUFFIX(const float* x, float* y, int64_t n) {                             \
     for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu(x[i]);                             \
+  }                                                                                          \
+  ATTR double gelu_sum_##SUFFIX(const float* x, float* y, int64_t n) {                      \
+    double total = 0;                                                                        \
+    for (int64_t b = 0; b < n; b += 512) {                                                   \
+      const int64_t e = b + 512 < n ? b + 512 : n;                                           \
+      float lanes[16] = {};                                                                  \
+      int64_t i = b;                                                                         \
+      for (; i + 16 <= e; i += 16)                                                           \
+        for (int j = 0; j < 16; ++j) lanes[j] += y[i + j] = fastmath::gelu(x[i + j]);        \
+      for (; i < e; ++i) total += y[i] = fastmath::gelu(x[i]);                               \
+      for (float l : lanes) total += l;                                                      \
+    }                                                                                        \
+    return total;                                                                            \
   }                                                                                          \
   ATTR void gelu_grad_##SUFFIX(const float* g, const float* x, float* y, int64_t n) {        \
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);                 \
@@ -141,6 +155,26 @@ SC_AVX2 void gelu_avx2(const float* x, float* y, int64_t n) {
     _mm256_storeu_ps(y + i, gelu_ps256(_mm256_loadu_ps(x + i)));
   }
   for (; i < n; ++i) y[i] = fastmath::gelu(x[i]);
+}
+
+SC_AVX2 double hsum_ps256(__m256 v);
+
+SC_AVX2 double gelu_sum_avx2(const float* x, float* y, int64_t n) {
+  double total = 0;
+  int64_t i = 0;
+  while (i + 8 <= n) {
+    // Float lanes over at most 512 values, then into the double.
+    const int64_t e = std::min(n - (n - i) % 8, i + 512);
+    __m256 acc = _mm256_setzero_ps();
+    for (; i < e; i += 8) {
+      const __m256 v = gelu_ps256(_mm256_loadu_ps(x + i));
+      _mm256_storeu_ps(y + i, v);
+      acc = _mm256_add_ps(acc, v);
+    }
+    total += hsum_ps256(acc);
+  }
+  for (; i < n; ++i) total += y[i] = fastmath::gelu(x[i]);
+  return total;
 }
 
 // The scalar exp_f has range clamps GCC leaves as branches at 256 bits: ~15 cycles per value,
@@ -283,6 +317,13 @@ void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float 
   if (l >= 2) return bn_gelu_dx_avx512(g, x, dx, n, ta, tk, tc);
   if (l == 1) return bn_gelu_dx_avx2(g, x, dx, n, ta, tk, tc);
   bn_gelu_dx_generic(g, x, dx, n, ta, tk, tc);
+}
+
+double gelu_sum_f32_array(const float* x, float* y, int64_t n) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return gelu_sum_avx512(x, y, n);
+  if (l == 1) return gelu_sum_avx2(x, y, n);
+  return gelu_sum_generic(x, y, n);
 }
 
 void gelu_f32_array(const float* x, float* y, int64_t n) {

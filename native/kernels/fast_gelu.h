@@ -102,6 +102,8 @@ inline double gelu_grad_exact(double x) {
 namespace sc {
 // Contiguous float loops, vectorised for the CPU's ISA (fast_gelu.cc).
 void gelu_f32_array(const float* x, float* y, int64_t n);
+// y = gelu(x), returning the sum of y (float lanes over blocks of 512, added in double).
+double gelu_sum_f32_array(const float* x, float* y, int64_t n);
 // Softmax pieces (decay attention, scaled dot-product attention), with the polynomial exp
 // (relative error ~2e-7): s[i] = exp(s[i] - shift) in place returning the sum of the results
 // (float lanes, summed in double at the end); s[i] = exp(s[i]) in place; and the softmax of a
