@@ -112,12 +112,9 @@ double exp_shift_sum_f32_array(float* s, int64_t n, float shift);
 void exp_f32_array(float* s, int64_t n);
 double softmax_f32_array(float* s, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
-// Batch-norm backward with GELU before it (norm.cc), GELU recomputed from x in registers: the
-// sums of g and g (gelu(x) - mean) over a run of at most a few hundred values (float partial
-// sums, added into the doubles), and dx = (ta g + tk gelu(x) + tc) gelu'(x).
-void bn_gelu_sums_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx);
-void bn_gelu_dx_f32(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc);
-// The sums of bn_gelu_sums_f32 that also store a[i] = gelu(x[i]) and d[i] = gelu'(x[i]) (one
-// shared exp / erf), so the dx pass needs no transcendental: dx = (ta g + tk a + tc) d.
+// Batch-norm backward with GELU before it (norm.cc), over a run of at most a few hundred values:
+// the sums of g and g (gelu(x) - mean) (float partial sums, added into the doubles), storing
+// a[i] = gelu(x[i]) and d[i] = gelu'(x[i]) (one shared exp / erf) for the dx pass, which then
+// needs no transcendental: dx = (ta g + tk a + tc) d.
 void bn_gelu_sums_stash_f32(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx, float* a, float* d);
 }  // namespace sc

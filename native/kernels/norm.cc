@@ -76,25 +76,20 @@ void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sg
 }
 
 // The activations batch norm can carry (attrs pre: "gelu" before it, post: "relu" after it;
-// see act_batch_norm in src/tensor/ops/norm.ts): GELU on a run, and the backward's two passes
-// over a run with GELU first (GELU and its derivative recomputed from x, not read back).
-// y = gelu(x) on a run, returning the run's sum of y (the mean's pass rides along).
+// see act_batch_norm in src/tensor/ops/norm.ts). GELU on a run, returning the run's sum of the
+// results (the mean's pass rides along); and, for double, the backward's two passes over a run
+// with GELU first, GELU and its derivative recomputed from x (float's keep them between the
+// passes: bn_gelu_sums_stash_f32).
 double gelu_sum_run(const float* x, float* y, int64_t n) { return gelu_sum_f32_array(x, y, n); }
 double gelu_sum_run(const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu_exact(x[i]);
   return sum_run(y, n);
-}
-void bn_gelu_sums(const float* g, const float* x, int64_t n, float mean, double& sg, double& sgx) {
-  bn_gelu_sums_f32(g, x, n, mean, &sg, &sgx);
 }
 void bn_gelu_sums(const double* g, const double* x, int64_t n, double mean, double& sg, double& sgx) {
   for (int64_t i = 0; i < n; ++i) {
     sg += g[i];
     sgx += g[i] * (fastmath::gelu_exact(x[i]) - mean);
   }
-}
-void bn_gelu_dx(const float* g, const float* x, float* dx, int64_t n, float ta, float tk, float tc) {
-  bn_gelu_dx_f32(g, x, dx, n, ta, tk, tc);
 }
 void bn_gelu_dx(const double* g, const double* x, double* dx, int64_t n, double ta, double tk, double tc) {
   for (int64_t i = 0; i < n; ++i) dx[i] = (ta * g[i] + tk * fastmath::gelu_exact(x[i]) + tc) * fastmath::gelu_grad_exact(x[i]);
@@ -228,22 +223,22 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
         }
     };
     // float with GELU: the sums pass keeps gelu(x) in dx and gelu'(x) in this thread's stash
-    // (the channel's N*S values), so the dx pass computes no exp / erf again.
-    const bool stash = std::is_same_v<T, float> && act.gelu;
-    float* dstash = stash ? gelu_grad_stash(M) : nullptr;
+    // (the channel's N*S values), so the dx pass computes no exp / erf again (double
+    // recomputes both from x in the exact form).
+    constexpr bool kStash = std::is_same_v<T, float>;
+    float* dstash = kStash && act.gelu ? gelu_grad_stash(M) : nullptr;
     for (int64_t c = c0; c < c1; ++c) {
       const double mean = smean[c], inv = sinv[c], w = o.weight ? o.weight->ptr<T>()[c] : 1.0;
       double sg = 0, sgx = 0;
       int64_t k = 0;  // position of the block in the channel's stash
       each_block(c, [&](int64_t off, int64_t len, const T* gp) {
-        if (stash) {
-          bn_gelu_sums_stash_f32(reinterpret_cast<const float*>(gp), reinterpret_cast<const float*>(xp + off), len, static_cast<float>(mean), &sg, &sgx,
-                                 reinterpret_cast<float*>(dx + off), dstash + k);
-          k += len;
-        } else if (act.gelu) {
-          bn_gelu_sums(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
-        } else {
+        if (!act.gelu) {
           sum_g_gx_run(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        } else if constexpr (kStash) {
+          bn_gelu_sums_stash_f32(gp, xp + off, len, static_cast<float>(mean), &sg, &sgx, dx + off, dstash + k);
+          k += len;
+        } else {
+          bn_gelu_sums(gp, xp + off, len, mean, sg, sgx);
         }
       });
       sgx *= inv;
@@ -258,14 +253,14 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
       each_block(c, [&](int64_t off, int64_t len, const T* gp) {
         const T* xa = xp + off;
         T* dp = dx + off;
-        if (stash) {
+        if (!act.gelu) {
+          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+        } else if constexpr (kStash) {
           const float* d = dstash + k;
           k += len;
           for (int64_t i = 0; i < len; ++i) dp[i] = (ta * gp[i] + tk * dp[i] + tc) * d[i];
-        } else if (act.gelu) {
-          bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
         } else {
-          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+          bn_gelu_dx(gp, xa, dp, len, ta, tk, tc);
         }
       });
     }
