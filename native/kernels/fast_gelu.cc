@@ -1,6 +1,5 @@
 // Vectorised float GELU / GELU-gradient loops (fast_gelu.h), compiled per ISA and chosen with
 // the same run-time level as the other kernels (cpu_isa_level(): SCALPEL_ISA forces it too).
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <immintrin.h>
@@ -14,19 +13,6 @@ namespace {
 #define SC_GELU_LOOPS(SUFFIX, ATTR)                                                          \
   ATTR void gelu_##SUFFIX(const float* x, float* y, int64_t n) {                             \
     for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu(x[i]);                             \
-  }                                                                                          \
-  ATTR double gelu_sum_##SUFFIX(const float* x, float* y, int64_t n) {                      \
-    double total = 0;                                                                        \
-    for (int64_t b = 0; b < n; b += 512) {                                                   \
-      const int64_t e = b + 512 < n ? b + 512 : n;                                           \
-      float lanes[16] = {};                                                                  \
-      int64_t i = b;                                                                         \
-      for (; i + 16 <= e; i += 16)                                                           \
-        for (int j = 0; j < 16; ++j) lanes[j] += y[i + j] = fastmath::gelu(x[i + j]);        \
-      for (; i < e; ++i) total += y[i] = fastmath::gelu(x[i]);                               \
-      for (float l : lanes) total += l;                                                      \
-    }                                                                                        \
-    return total;                                                                            \
   }                                                                                          \
   ATTR void gelu_grad_##SUFFIX(const float* g, const float* x, float* y, int64_t n) {        \
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);                 \
@@ -107,22 +93,12 @@ SC_AVX2_INLINE __m256 erf_ps256(__m256 z, __m256 az, __m256 e) {
   return _mm256_or_ps(mag, _mm256_and_ps(z, _mm256_set1_ps(-0.0f)));
 }
 
-// fastmath::gelu's exp-free form (A&S 7.1.28 erfc), 1 / p^16 by the reciprocal estimate and a
-// Newton step.
 SC_AVX2_INLINE __m256 gelu_ps256(__m256 v) {
-  const __m256 az = _mm256_min_ps(_mm256_and_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))), _mm256_set1_ps(5.0f));
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(fastmath::kErfcA[5]), az, _mm256_set1_ps(fastmath::kErfcA[4]));
-  for (int k = 3; k >= 0; --k) p = _mm256_fmadd_ps(p, az, _mm256_set1_ps(fastmath::kErfcA[k]));
-  p = _mm256_fmadd_ps(p, az, _mm256_set1_ps(1.0f));
-  p = _mm256_mul_ps(p, p);
-  p = _mm256_mul_ps(p, p);
-  p = _mm256_mul_ps(p, p);
-  p = _mm256_mul_ps(p, p);
-  __m256 r = _mm256_rcp_ps(p);
-  r = _mm256_mul_ps(r, _mm256_fnmadd_ps(p, r, _mm256_set1_ps(2.0f)));
-  const __m256 h = _mm256_mul_ps(_mm256_set1_ps(0.5f), r);  // Phi(-|v|)
-  const __m256 neg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
-  return _mm256_mul_ps(v, _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), h), h, neg));
+  const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
+  const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  const __m256 e = exp_ps256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+  const __m256 hv = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
+  return _mm256_fmadd_ps(hv, erf_ps256(z, az, e), hv);
 }
 
 SC_AVX2_INLINE __m256 gelu_grad_ps256(__m256 v) {
@@ -140,26 +116,6 @@ SC_AVX2 void gelu_avx2(const float* x, float* y, int64_t n) {
     _mm256_storeu_ps(y + i, gelu_ps256(_mm256_loadu_ps(x + i)));
   }
   for (; i < n; ++i) y[i] = fastmath::gelu(x[i]);
-}
-
-SC_AVX2 double hsum_ps256(__m256 v);
-
-SC_AVX2 double gelu_sum_avx2(const float* x, float* y, int64_t n) {
-  double total = 0;
-  int64_t i = 0;
-  while (i + 8 <= n) {
-    // Float lanes over at most 512 values, then into the double.
-    const int64_t e = std::min(n - (n - i) % 8, i + 512);
-    __m256 acc = _mm256_setzero_ps();
-    for (; i < e; i += 8) {
-      const __m256 v = gelu_ps256(_mm256_loadu_ps(x + i));
-      _mm256_storeu_ps(y + i, v);
-      acc = _mm256_add_ps(acc, v);
-    }
-    total += hsum_ps256(acc);
-  }
-  for (; i < n; ++i) total += y[i] = fastmath::gelu(x[i]);
-  return total;
 }
 
 // The scalar exp_f has range clamps GCC leaves as branches at 256 bits: ~15 cycles per value,
@@ -208,9 +164,8 @@ SC_AVX2 void gelu_grad_avx2(const float* g, const float* x, float* y, int64_t n)
   for (; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);
 }
 
-// GELU and its derivative of 8 values, sharing exp and erf (7.1.26): with cdf = (1 + erf(v /
-// sqrt 2)) / 2, gelu = v cdf and gelu' = cdf + v exp(-v^2 / 2) / sqrt(2 pi). (This gelu and the
-// forward's exp-free gelu_ps256 differ by under 1e-6.)
+// GELU and its derivative of 8 values, sharing exp and erf: with cdf = (1 + erf(v / sqrt 2)) / 2,
+// gelu = v cdf and gelu' = cdf + v exp(-v^2 / 2) / sqrt(2 pi).
 SC_AVX2_INLINE void gelu_and_grad_ps256(__m256 v, __m256& a, __m256& d) {
   const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
   const __m256 az = _mm256_and_ps(z, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
@@ -259,13 +214,6 @@ void bn_gelu_sums_stash_f32(const float* g, const float* x, int64_t n, float mea
   if (l >= 2) return bn_gelu_sums_stash_avx512(g, x, n, mean, sg, sgx, a, d);
   if (l == 1) return bn_gelu_sums_stash_avx2(g, x, n, mean, sg, sgx, a, d);
   bn_gelu_sums_stash_generic(g, x, n, mean, sg, sgx, a, d);
-}
-
-double gelu_sum_f32_array(const float* x, float* y, int64_t n) {
-  const int l = cpu_isa_level();
-  if (l >= 2) return gelu_sum_avx512(x, y, n);
-  if (l == 1) return gelu_sum_avx2(x, y, n);
-  return gelu_sum_generic(x, y, n);
 }
 
 void gelu_f32_array(const float* x, float* y, int64_t n) {

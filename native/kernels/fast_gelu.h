@@ -34,25 +34,12 @@ inline float erf_pos(float ax, float e) {
   return 1.0f - poly * e;
 }
 
-// GELU's forward alone needs no exp: Phi(x) from erfc(z) = 1 / (1 + a1 z + ... + a6 z^6)^16
-// (z = |x| / sqrt 2, Abramowitz & Stegun 7.1.28, |error| <= 3e-7), Phi = 1 - erfc / 2 for x >= 0
-// and erfc / 2 below 0, so the negative tail keeps its relative accuracy (no 1 - (1 - t)). About
-// two thirds of the erf-by-exp form's work (7.1.26 below, which the derivative still uses, since
-// it needs exp(-x^2 / 2) anyway); float32 GELU within 8e-7 of the exact one, 2.8e-4 relative.
-constexpr float kErfcA[6] = {0.0705230784f, 0.0422820123f, 0.0092705272f, 0.0001520143f, 0.0002765672f, 0.0000430638f};
-
 inline float gelu(float x) {
-  float az = (x < 0 ? -x : x) * 0.70710678118654752440f;
-  az = az > 5.0f ? 5.0f : az;  // erfc(5) < 2e-12; keeps p^16 finite
-  float p = kErfcA[5];
-  for (int k = 4; k >= 0; --k) p = p * az + kErfcA[k];
-  p = p * az + 1.0f;
-  p *= p;
-  p *= p;
-  p *= p;
-  p *= p;
-  const float h = 0.5f / p;  // Phi(-|x|)
-  return x * (x < 0 ? h : 1.0f - h);
+  const float z = x * 0.70710678118654752440f;
+  const float az = z < 0 ? -z : z;
+  const float e = erf_pos(az, exp_f(-az * az));
+  const float erfz = z < 0 ? -e : e;
+  return 0.5f * x * (1.0f + erfz);
 }
 
 inline float gelu_grad(float x) {
@@ -73,20 +60,26 @@ template <typename VF, typename VI>
 __attribute__((always_inline)) inline VF gelu_vec(VF x) {
   const VF z = x * 0.70710678118654752440f;
   const VI zi = (VI)(z);
-  VF az = (VF)(zi & 0x7fffffff);
-  az = az > 5.0f ? az * 0.0f + 5.0f : az;
-  VF p = az * kErfcA[5] + kErfcA[4];
-  p = p * az + kErfcA[3];
-  p = p * az + kErfcA[2];
-  p = p * az + kErfcA[1];
-  p = p * az + kErfcA[0];
-  p = p * az + 1.0f;
-  p = p * p;
-  p = p * p;
-  p = p * p;
-  p = p * p;
-  const VF h = 0.5f / p;
-  return x * (x < 0.0f ? h : 1.0f - h);
+  const VI azi = zi & 0x7fffffff;
+  const VF az = (VF)(azi);
+  VF a = -(az * az);
+  a = a < -87.0f ? a * 0.0f - 87.0f : a;  // exp(-87) is below float's normal range: e = 0
+  const VF kf = (a * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const VF r = (a - kf * 0.693145751953125f) - kf * 1.42860682030941723212e-6f;
+  VF p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const VI bits = (__builtin_convertvector(kf, VI) + 127) << 23;
+  const VF e = p * (VF)(bits);
+  const VF t = 1.0f / (az * 0.3275911f + 1.0f);
+  const VF poly = t * (t * (t * (t * (t * 1.061405429f - 1.453152027f) + 1.421413741f) - 0.284496736f) + 0.254829592f);
+  const VF mag = 1.0f - poly * e;
+  const VI erfi = (VI)(mag) | (zi & static_cast<int32_t>(0x80000000u));
+  const VF hx = x * 0.5f;
+  return hx * (VF)(erfi) + hx;
 }
 
 // double keeps the exact erf form.
@@ -102,8 +95,6 @@ inline double gelu_grad_exact(double x) {
 namespace sc {
 // Contiguous float loops, vectorised for the CPU's ISA (fast_gelu.cc).
 void gelu_f32_array(const float* x, float* y, int64_t n);
-// y = gelu(x), returning the sum of y (float lanes over blocks of 512, added in double).
-double gelu_sum_f32_array(const float* x, float* y, int64_t n);
 // Softmax pieces (decay attention, scaled dot-product attention), with the polynomial exp
 // (relative error ~2e-7): s[i] = exp(s[i] - shift) in place returning the sum of the results
 // (float lanes, summed in double at the end); s[i] = exp(s[i]) in place; and the softmax of a

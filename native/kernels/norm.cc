@@ -76,14 +76,12 @@ void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sg
 }
 
 // The activations batch norm can carry (attrs pre: "gelu" before it, post: "relu" after it;
-// see act_batch_norm in src/tensor/ops/norm.ts). GELU on a run, returning the run's sum of the
-// results (the mean's pass rides along); and, for double, the backward's two passes over a run
-// with GELU first, GELU and its derivative recomputed from x (float's keep them between the
-// passes: bn_gelu_sums_stash_f32).
-double gelu_sum_run(const float* x, float* y, int64_t n) { return gelu_sum_f32_array(x, y, n); }
-double gelu_sum_run(const double* x, double* y, int64_t n) {
+// see act_batch_norm in src/tensor/ops/norm.ts): GELU on a run, and, for double, the backward's
+// two passes over a run with GELU first, GELU and its derivative recomputed from x (float's
+// keep them between the passes: bn_gelu_sums_stash_f32).
+void gelu_run(const float* x, float* y, int64_t n) { gelu_f32_array(x, y, n); }
+void gelu_run(const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fastmath::gelu_exact(x[i]);
-  return sum_run(y, n);
 }
 void bn_gelu_sums(const double* g, const double* x, int64_t n, double mean, double& sg, double& sgx) {
   for (int64_t i = 0; i < n; ++i) {
@@ -117,16 +115,16 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
   T* sinv = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      // With GELU first, the channel's GELU values go to y (summed on the way) and the later
-      // passes read them there.
-      double s = 0;
+      // With GELU first, the channel's GELU values go to y and every pass reads them there.
+      // (Summing inside the GELU pass would save a read, but in another order than sum_run:
+      // batch norm after a separate GELU op must get bit-identical statistics.)
       if (act.gelu)
-        for (int64_t n = 0; n < N; ++n) s += gelu_sum_run(xp + (n * C + c) * S, yp + (n * C + c) * S, S);
+        for (int64_t n = 0; n < N; ++n) gelu_run(xp + (n * C + c) * S, yp + (n * C + c) * S, S);
       const T* ap = act.gelu ? yp : xp;
       double mean, invstd;
       if (training) {
-        if (!act.gelu)
-          for (int64_t n = 0; n < N; ++n) s += sum_run(ap + (n * C + c) * S, S);
+        double s = 0;
+        for (int64_t n = 0; n < N; ++n) s += sum_run(ap + (n * C + c) * S, S);
         mean = s / M;
         double ss = 0;  // two passes: no cancellation for large means
         for (int64_t n = 0; n < N; ++n) ss += sumsq_run(ap + (n * C + c) * S, S, static_cast<T>(mean));
