@@ -247,8 +247,8 @@ function toPlanes(raw: RawPixels, channels: 1 | 3): Float32Array {
 
 /**
  * toPlanes then resizeBilinear, with the same result, but converting only the source pixels the
- * resize reads: shrinking a 500 x 500 ultrasound to 128 x 128 reads a quarter of it, and the
- * full-image planes were most of a training sample's decode time.
+ * resize reads (four per output pixel and channel at most) instead of the whole image first,
+ * and resizing a grey image's plane once when three channels are asked for.
  */
 function resizedPlanes(raw: RawPixels, channels: 1 | 3, oh: number, ow: number): Float32Array {
   const { width: w, height: h } = raw;
