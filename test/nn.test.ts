@@ -227,6 +227,31 @@ describe('optimizers', () => {
       close(run((ps) => new sc.optim.SGD(ps, o)), refSgd(p0, grads, o), 1e-12);
     });
   }
+  it('float32 updates of 1003 values (the vectorised loops and their tails) match the reference', () => {
+    const n = 1003;
+    const q0 = Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i * 0.7)));
+    const gs = [0, 1, 2].map((k) => Array.from({ length: n }, (_, i) => Math.fround(Math.cos(i * 0.3 + k))));
+    const runF32 = (make: (ps: sc.Tensor[]) => sc.optim.Optimizer) => {
+      const p = sc.tensor(q0, { dtype: 'float32', requiresGrad: true });
+      const opt = make([p]);
+      for (const g of gs) {
+        p.grad = sc.keep(sc.tensor(g, { dtype: 'float32' }));
+        opt.step();
+        opt.zeroGrad();
+      }
+      const out = Array.from(p.toArray() as Float32Array);
+      opt.dispose();
+      p.dispose();
+      return out;
+    };
+    for (const nesterov of [false, true]) {
+      const o = { lr: 0.1, momentum: 0.9, weightDecay: 1e-2, nesterov };
+      close(runF32((ps) => new sc.optim.SGD(ps, o)), refSgd(q0, gs, o), 1e-5);
+    }
+    close(runF32((ps) => new sc.optim.SGD(ps, { lr: 0.5, weightDecay: 1e-2 })), refSgd(q0, gs, { lr: 0.5, momentum: 0, weightDecay: 1e-2, nesterov: false }), 1e-5);
+    close(runF32((ps) => new sc.optim.Adam(ps, { lr: 0.01, weightDecay: 0.1 })), refAdam(q0, gs, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.1, decoupled: false }), 1e-5);
+    close(runF32((ps) => new sc.optim.AdamW(ps, { lr: 0.01 })), refAdam(q0, gs, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01, decoupled: true }), 1e-5);
+  });
   it('plain SGD', () => {
     close(run((ps) => new sc.optim.SGD(ps, { lr: 0.5 })), refSgd(p0, grads, { lr: 0.5, momentum: 0, weightDecay: 0, nesterov: false }), 1e-12);
   });
