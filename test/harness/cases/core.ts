@@ -115,6 +115,13 @@ export const coreCases: OpCase[] = [
         return R.reduce(x, ax, keep, Infinity, Math.min);
       },
     }))),
+  // Sum / mean over leading axes of a contiguous tensor (the bias-gradient path): 900 rows cross
+  // its 256-row chunks, 37 columns.
+  ...(['sum', 'mean'] as const).map((op): OpCase => ({
+    name: `reduce ${op} over leading axes of [3, 300, 37]`, ops: ['reduce'], inputs: [{ shape: [3, 300, 37] }], tol: 1e-9,
+    run: ([x]) => x[op]([0, 1]),
+    ref: ([x]) => (op === 'sum' ? R.reduce(x, [0, 1], false, 0, (a, v) => a + v) : R.reduce(x, [0, 1], false, 0, (a, v) => a + v, (a, n) => a / n)),
+  })),
   {
     name: 'reduce sum large (parallel path)', ops: ['reduce'], inputs: [{ shape: [300, 301] }], tol: 1e-9,
     run: ([x]) => x.sum(), ref: ([x]) => R.reduce(x, [0, 1], false, 0, (a, v) => a + v), gradTol: { atol: 1e-4 },
