@@ -317,32 +317,65 @@ void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   const T *w = a.w, *mean = a.mean, *inv = a.inv;
   const int64_t D = a.D, R = a.R;
   const T *gp = a.g, *xp = a.x;
-  parallel_for(0, R, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T *gr = gp + r * D, *xr = xp + r * D;
-      const double m = mean[r], iv = inv[r];
-      T* dx = out[0].ptr<T>() + r * D;
-      // s1, s2: means of gw = g*w and of gw*xhat over the row, by the batch norm's blocked sums
-      // (gw formed a block at a time in dx, which the second pass overwrites).
-      double s1 = 0, s2 = 0;
-      for (int64_t i0 = 0; i0 < D; i0 += kBlock) {
-        const int64_t len = std::min(kBlock, D - i0);
-        const T* gw = gr + i0;
-        if (w) {
-          for (int64_t i = 0; i < len; ++i) dx[i0 + i] = gr[i0 + i] * w[i0 + i];
-          gw = dx + i0;
-        }
-        sum_g_gx_run(gw, xr + i0, len, static_cast<T>(m), s1, s2);
+  // One row's dx; with sw / sb, the row's parameter-gradient terms are added there too.
+  auto row = [&](int64_t r, double* __restrict__ sw, double* __restrict__ sb) {
+    const T *gr = gp + r * D, *xr = xp + r * D;
+    const double m = mean[r], iv = inv[r];
+    T* dx = out[0].ptr<T>() + r * D;
+    if (sw)
+      for (int64_t c = 0; c < D; ++c) {
+        const double gv = gr[c];
+        sw[c] += gv * (xr[c] - m) * iv;
+        sb[c] += gv;
       }
-      s1 /= D;
-      s2 = s2 * iv / D;
-      // dx = iv (gw - s1 - xhat s2) = iv gw + k x + c, in T so the loop vectorises.
-      const T ti = static_cast<T>(iv), tk = static_cast<T>(-iv * iv * s2), tc = static_cast<T>(iv * (m * iv * s2 - s1));
-      if (w) for (int64_t i = 0; i < D; ++i) dx[i] = ti * (gr[i] * w[i]) + tk * xr[i] + tc;
-      else for (int64_t i = 0; i < D; ++i) dx[i] = ti * gr[i] + tk * xr[i] + tc;
+    // s1, s2: means of gw = g*w and of gw*xhat over the row, by the batch norm's blocked sums
+    // (gw formed a block at a time in dx, which the second pass overwrites).
+    double s1 = 0, s2 = 0;
+    for (int64_t i0 = 0; i0 < D; i0 += kBlock) {
+      const int64_t len = std::min(kBlock, D - i0);
+      const T* gw = gr + i0;
+      if (w) {
+        for (int64_t i = 0; i < len; ++i) dx[i0 + i] = gr[i0 + i] * w[i0 + i];
+        gw = dx + i0;
+      }
+      sum_g_gx_run(gw, xr + i0, len, static_cast<T>(m), s1, s2);
     }
+    s1 /= D;
+    s2 = s2 * iv / D;
+    // dx = iv (gw - s1 - xhat s2) = iv gw + k x + c, in T so the loop vectorises.
+    const T ti = static_cast<T>(iv), tk = static_cast<T>(-iv * iv * s2), tc = static_cast<T>(iv * (m * iv * s2 - s1));
+    if (w) for (int64_t i = 0; i < D; ++i) dx[i] = ti * (gr[i] * w[i]) + tk * xr[i] + tc;
+    else for (int64_t i = 0; i < D; ++i) dx[i] = ti * gr[i] + tk * xr[i] + tc;
+  };
+  T* dw = out[1].ptr<T>();
+  T* db = out[2].ptr<T>();
+  if (D <= 1024) {
+    // Short rows (token layer norms: [8,1024,32]): the parameter gradients are summed in the row
+    // pass, per fixed chunk of rows, and the chunks combined in order (the same result for any
+    // thread count). Reducing them afterwards by column ranges read every row once per range.
+    constexpr int64_t kRows = 64;
+    const int64_t nchunks = (R + kRows - 1) / kRows;
+    std::vector<double> psw(static_cast<size_t>(nchunks * D), 0.0), psb(static_cast<size_t>(nchunks * D), 0.0);
+    parallel_for(0, nchunks, std::max<int64_t>(1, 8192 / (D * kRows)), [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k)
+        for (int64_t r = k * kRows, re = std::min(R, r + kRows); r < re; ++r) row(r, psw.data() + k * D, psb.data() + k * D);
+    });
+    for (int64_t c = 0; c < D; ++c) {
+      double sw = 0, sb = 0;
+      for (int64_t k = 0; k < nchunks; ++k) {
+        sw += psw[k * D + c];
+        sb += psb[k * D + c];
+      }
+      dw[c] = static_cast<T>(sw);
+      db[c] = static_cast<T>(sb);
+    }
+    return;
+  }
+  parallel_for(0, R, std::max<int64_t>(1, 8192 / D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) row(r, nullptr, nullptr);
   });
-  // Parameter gradients reduce over rows: split the columns so each thread owns its sums.
+  // Long rows (group norm's whole planes), few of them: the parameter gradients reduce over
+  // rows with the columns split, so each thread owns its sums.
   parallel_for(0, D, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, R)), [&](int64_t c0, int64_t c1) {
     std::vector<double> sw(c1 - c0, 0.0), sb(c1 - c0, 0.0);
     for (int64_t r = 0; r < R; ++r) {
@@ -354,8 +387,8 @@ void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
       }
     }
     for (int64_t c = c0; c < c1; ++c) {
-      out[1].ptr<T>()[c] = static_cast<T>(sw[c - c0]);
-      out[2].ptr<T>()[c] = static_cast<T>(sb[c - c0]);
+      dw[c] = static_cast<T>(sw[c - c0]);
+      db[c] = static_cast<T>(sb[c - c0]);
     }
   });
 }

@@ -306,6 +306,10 @@ export const nn1Cases: OpCase[] = [
     ['no affine', [5, 6], [6], false],
     ['two dims affine 23x29 (several 512-value blocks per row)', [2, 23, 29], [23, 29], true],
     ['no affine 23x29', [2, 23, 29], [23, 29], false],
+    // The CPU backward's two ways to sum the parameter gradients: 150 short rows in fixed chunks
+    // of 64, and rows longer than 1024 reduced by column ranges.
+    ['150 rows of 37, affine', [150, 37], [37], true],
+    ['rows of 1100, affine', [3, 1100], [1100], true],
   ] as [string, number[], number[], boolean][]).map(([label, shape, ns, affine]): OpCase => ({
     name: `layerNorm ${label}`, ops: ['layer_norm', 'layer_norm_backward'],
     inputs: affine ? [{ shape }, { shape: ns }, { shape: ns }] : [{ shape }],
