@@ -173,8 +173,8 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
     if (over) {
       // Every cached block is smaller than sz here (the split above failed). Fresh memory costs
       // a page fault per 4 KB touched (~2.8 us each on this VM, against 0.25 us to write a
-      // resident page: 17k a SegFormer-B0 step at 128 px, 100k a NExNet one), so the largest
-      // cached block is grown to sz instead, keeping its pages: only the growth is new.
+      // resident page; 17k faults a SegFormer-B0 step at 128 px), so the largest cached block
+      // is grown to sz instead, keeping its pages: only the growth is new.
       void* grown = nullptr;
       if (mem_->blocks_splittable() && sz >= kMinSplitBlock && !free_.empty() && free_.rbegin()->first >= kMinSplitBlock) {
         const auto largest = std::prev(free_.end());

@@ -11,8 +11,6 @@ namespace {
 
 using optim::check_same;
 
-// in: grad; out (updated in place): param, momentum buffer.
-// attrs: lr, momentum, dampening, weightDecay, nesterov, first (1 on the step that creates the buffer).
 // One loop per case, with restrict pointers: written as one loop with the momentum / first /
 // Nesterov tests inside and the buffer possibly aliasing the parameter (momentum 0 passes the
 // parameter twice), GCC kept it scalar, about 2.6x the memory-bound time (TransUNet's 105 M
@@ -31,6 +29,8 @@ void sgd_plain_run(const T* __restrict__ g, T* __restrict__ p, int64_t n, T lr, 
   for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
 }
 
+// in: grad; out (updated in place): param, momentum buffer.
+// attrs: lr, momentum, dampening, weightDecay, nesterov, first (1 on the step that creates the buffer).
 template <typename T>
 void sgd_typed(const TArg& g, const TArg& p, const TArg& buf, const Attrs& a) {
   const optim::Sgd h = optim::sgd(a);
