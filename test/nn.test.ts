@@ -211,15 +211,19 @@ describe('optimizers', () => {
   }
   const grads = [[0.5, -1, 2], [0.1, 0.3, -0.2], [-1, 0.5, 0.25]];
   const p0 = [1, 2, -3];
-  const run = (make: (ps: sc.Tensor[]) => sc.optim.Optimizer) => {
-    const p = sc.tensor(p0, { dtype: 'float64', requiresGrad: true });
+  // The parameter after one step per gradient in gs, from start.
+  const run = (make: (ps: sc.Tensor[]) => sc.optim.Optimizer, start = p0, gs = grads, dtype: 'float32' | 'float64' = 'float64') => {
+    const p = sc.tensor(start, { dtype, requiresGrad: true });
     const opt = make([p]);
-    for (const g of grads) {
-      p.grad = sc.keep(sc.tensor(g, { dtype: 'float64' }));
+    for (const g of gs) {
+      p.grad = sc.keep(sc.tensor(g, { dtype }));
       opt.step();
       opt.zeroGrad();
     }
-    return Array.from(p.toArray() as Float64Array);
+    const out = Array.from(p.toArray() as ArrayLike<number>);
+    opt.dispose();
+    p.dispose();
+    return out;
   };
   for (const nesterov of [false, true]) {
     it(`SGD momentum weight decay nesterov=${nesterov} matches the reference`, () => {
@@ -231,19 +235,7 @@ describe('optimizers', () => {
     const n = 1003;
     const q0 = Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i * 0.7)));
     const gs = [0, 1, 2].map((k) => Array.from({ length: n }, (_, i) => Math.fround(Math.cos(i * 0.3 + k))));
-    const runF32 = (make: (ps: sc.Tensor[]) => sc.optim.Optimizer) => {
-      const p = sc.tensor(q0, { dtype: 'float32', requiresGrad: true });
-      const opt = make([p]);
-      for (const g of gs) {
-        p.grad = sc.keep(sc.tensor(g, { dtype: 'float32' }));
-        opt.step();
-        opt.zeroGrad();
-      }
-      const out = Array.from(p.toArray() as Float32Array);
-      opt.dispose();
-      p.dispose();
-      return out;
-    };
+    const runF32 = (make: (ps: sc.Tensor[]) => sc.optim.Optimizer) => run(make, q0, gs, 'float32');
     for (const nesterov of [false, true]) {
       const o = { lr: 0.1, momentum: 0.9, weightDecay: 1e-2, nesterov };
       close(runF32((ps) => new sc.optim.SGD(ps, o)), refSgd(q0, gs, o), 1e-5);
