@@ -346,8 +346,9 @@ export function resizeBilinear(src: Float32Array, c: number, h: number, w: numbe
 /** Nearest-neighbour resize of a single-channel plane (pixel-centre sampling). */
 export function resizeNearest<A extends Uint8Array | Float32Array>(src: A, h: number, w: number, oh: number, ow: number): A {
   const out = new (src.constructor as { new (n: number): A })(oh * ow);
-  const pick = nearestIndices(h, w, oh, ow) ?? Int32Array.from({ length: oh * ow }, (_, i) => i);
-  for (let i = 0; i < out.length; i++) out[i] = src[pick[i]];
+  const pick = nearestIndices(h, w, oh, ow);
+  if (!pick) out.set(src.subarray(0, oh * ow));
+  else for (let i = 0; i < out.length; i++) out[i] = src[pick[i]];
   return out;
 }
 
