@@ -53,6 +53,26 @@ describe('nn.Module', () => {
     assert.equal(b.numBatchesTracked!.item(), 3);
   });
 
+  it("to('float64') casts float parameters and buffers in place, keeping integer buffers and references", () => {
+    const bn = new sc.nn.BatchNorm2d(2);
+    const w = bn.weight!;
+    const before = Array.from(w.toArray() as Float32Array);
+    bn.to('float64');
+    assert.equal(w, bn.weight, 'the parameter object is the same');
+    assert.equal(w.dtype, 'float64');
+    assert.deepEqual(Array.from(w.toArray() as Float64Array), before);
+    const sd = bn.stateDict();
+    assert.equal(sd.running_var.dtype, 'float64');
+    assert.equal(sd.num_batches_tracked.dtype, 'int64');
+    const y = sc.tidy(() => bn.forward(sc.randn([3, 2, 4, 4]).to('float64')));
+    assert.equal(y.dtype, 'float64');
+    bn.to('float32');
+    assert.equal(w.dtype, 'float32');
+    assert.throws(() => bn.to('int32'), /Module.to: parameters can be cast to 'float32' or 'float64', not 'int32'/);
+    y.dispose();
+    bn.dispose();
+  });
+
   it('train/eval flags reach every child', () => {
     const m = new Tiny().eval();
     assert.ok(m.namedModules().every(([, c]) => !c.training));

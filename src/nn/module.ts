@@ -187,9 +187,16 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Moves every parameter and buffer to `device` in place (references stay valid). */
-  to(device: Device | string): this {
-    const d = checkDevice(device, 'Module.to');
+  /**
+   * Moves every parameter and buffer to a device ('cpu', 'cuda') or casts the floating-point ones
+   * to a float dtype ('float32', 'float64'; integer buffers such as num_batches_tracked keep
+   * theirs), in place: references to the parameters stay valid. Gradients are dropped; create
+   * optimizers after the cast.
+   */
+  to(target: Device | 'float32' | 'float64' | string): this {
+    if (target === 'float32' || target === 'float64') return this.castFloat(target);
+    if (target in DTYPES) throw new Error(`Module.to: parameters can be cast to 'float32' or 'float64', not '${target}'`);
+    const d = checkDevice(target, 'Module.to');
     this.dropInferenceAll();
     noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
@@ -198,6 +205,20 @@ export abstract class Module {
         const moved = toDevice(t, d);
         t.replaceStorage(moved.storage);
         moved.dispose();
+      }
+    });
+    return this;
+  }
+
+  private castFloat(dtype: 'float32' | 'float64'): this {
+    this.dropInferenceAll();
+    noGrad(() => {
+      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
+        if (t.dtype === dtype || !isFloat(t.dtype)) continue;
+        t.zeroGrad();
+        const c = cast(t, dtype); // a fresh contiguous tensor
+        t.replaceStorage(c.storage, dtype);
+        c.dispose();
       }
     });
     return this;

@@ -71,12 +71,17 @@ export class Tensor {
    * @internal Moves this tensor's values onto `storage` (same shape and dtype, contiguous) and
    * gives the old storage back. Used by module.to(device) so references to parameters stay valid.
    */
-  replaceStorage(storage: Storage): void {
+  /**
+   * Points this tensor at `storage` (contiguous, this shape), optionally of another dtype: how a
+   * module moves or casts its parameters in place while references to them stay valid.
+   */
+  replaceStorage(storage: Storage, dtype: DType = this.dtype): void {
     this.assertAlive('replaceStorage');
     const old = this.storage;
     storage.retain();
     storageFinalizer.unregister(this);
     this.storage = storage;
+    (this as { dtype: DType }).dtype = dtype;
     (this as { strides: number[] }).strides = contiguousStrides(this.shape);
     (this as { offset: number }).offset = 0;
     storageFinalizer.register(this, storage, this);

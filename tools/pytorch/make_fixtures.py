@@ -295,6 +295,32 @@ def bce_dice(logits, t):
     return bce + dice, bce, dice
 
 
+def train_step_float64():
+    """The same step in float64 (model, input and target .double()): the reference that float32
+    runs are judged against where the det_init network's nearly constant logits make float32
+    gradients and the loss after the step ill-conditioned."""
+    m = det_init(models.build("cmunext-s")).double()
+    x = sin_input([2, 3, 64, 64]).double()
+    t = (sinv([2, 1, 64, 64], 0.21) > 0.3).to(torch.float64)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    m.train()
+    loss0, bce0, dice0 = bce_dice(m(x), t)
+    opt.zero_grad()
+    loss0.backward()
+    grad_stats = {n: {"sum": r(p.grad.sum()), "abs_sum": r(p.grad.abs().sum())}
+                  for n, p in m.named_parameters()}
+    opt.step()
+    param_after = {n: {"sum": r(p.detach().sum()), "abs_sum": r(p.detach().abs().sum())}
+                   for n, p in m.named_parameters()}
+    loss1, bce1, dice1 = bce_dice(m(x), t)
+    return {
+        "before": {"loss": r(loss0), "bce": r(bce0), "dice": r(dice0)},
+        "after": {"loss": r(loss1), "bce": r(bce1), "dice": r(dice1)},
+        "grad_stats": grad_stats,
+        "param_after_step": param_after,
+    }
+
+
 def train_fixture(out_dir):
     m = det_init(models.build("cmunext-s"))
     x = sin_input([2, 3, 64, 64])
@@ -330,7 +356,8 @@ def train_fixture(out_dir):
         "w -= lr*buf). 'after' = a second train-mode forward on the same x after the step "
         "(BN running stats are then updated twice, num_batches_tracked = 2); 'eval_after' = "
         "eval-mode forward after that. grad_stats/param_after_step keyed by parameter name; "
-        "running_stats_after_first_forward keyed by buffer name.",
+        "running_stats_after_first_forward keyed by buffer name. 'float64': the same step with "
+        "model, input and target in float64 (.double()): losses, grad_stats, param_after_step.",
         "model": "cmunext-s",
         "input": {"shape": [2, 3, 64, 64], "formula": "sin(0.37*i)*0.5+0.5"},
         "target": {"shape": [2, 1, 64, 64], "formula": "sin(0.21*i) > 0.3", "positives": int(t.sum())},
@@ -344,6 +371,7 @@ def train_fixture(out_dir):
         "grad_stats": grad_stats,
         "param_after_step": param_after,
         "running_stats_after_first_forward": bufs_after_fwd,
+        "float64": train_step_float64(),
     }
     return "cmunext_s_train.json", dump(os.path.join(out_dir, "cmunext_s_train.json"), obj)
 
