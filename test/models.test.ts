@@ -317,10 +317,13 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
       }
       // Gradients, compared by their abs-sums with the float64 step. The det_init network's logits
       // are nearly constant (std/mean ~ 5e-3), so train-mode BN backward cancels heavily and float32
-      // gradients are noisy: PyTorch's own float32 ones are up to 1.2 % off its float64 ones, 0.2 %
-      // in RMS over the parameters, and which parameter is worst depends on rounding. scalpel's
-      // float32 must be as accurate as PyTorch's: RMS error within 1.5x PyTorch's, and no
-      // parameter's error over 2x PyTorch's worst.
+      // gradients are noisy: PyTorch's own float32 ones are 0.2 % off its float64 ones in RMS over
+      // the parameters and up to 1.2 % on one. Which parameter is worst is chance: between PyTorch
+      // and scalpel single parameters differ 3-30x either way (L2 errors of Up2.up.2.bias 1.5e-4 vs
+      // 4.7e-3, stem.conv.1.bias 3.7e-3 vs 7e-4). So scalpel's float32 must be as accurate as
+      // PyTorch's in aggregate: RMS error within 2x PyTorch's, and no parameter over 3x PyTorch's
+      // worst. (A wrong term anywhere is orders of magnitude beyond; the float64 test above is the
+      // exact check.)
       const names: string[] = [], errs: number[] = [], torchErrs: number[] = [];
       for (const [k, g] of Object.entries(r.gradAbsSum)) {
         const want = ref.float64.grad_stats[k].abs_sum;
@@ -332,19 +335,19 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
       }
       const rms = (v: number[]) => Math.sqrt(v.reduce((a, e) => a + e * e, 0) / v.length);
       const [mine, torch32] = [rms(errs), rms(torchErrs)];
-      assert.ok(mine <= 1.5 * torch32, `gradient abs-sums vs float64: RMS relative error ${mine.toExponential(2)}, PyTorch float32 ${torch32.toExponential(2)}`);
+      assert.ok(mine <= 2 * torch32, `gradient abs-sums vs float64: RMS relative error ${mine.toExponential(2)}, PyTorch float32 ${torch32.toExponential(2)}`);
       const [worst, torchWorst] = [Math.max(...errs), Math.max(...torchErrs)];
-      assert.ok(worst <= 2 * torchWorst, `gradient abs-sums vs float64: worst relative error ${worst.toExponential(2)} (${names[errs.indexOf(worst)]}), PyTorch float32's worst ${torchWorst.toExponential(2)}`);
+      assert.ok(worst <= 3 * torchWorst, `gradient abs-sums vs float64: worst relative error ${worst.toExponential(2)} (${names[errs.indexOf(worst)]}), PyTorch float32's worst ${torchWorst.toExponential(2)}`);
       for (const [k, p] of Object.entries(r.paramAfter)) {
         const want = ref.param_after_step[k];
         relClose(p.absSum, want.abs_sum, 1e-4, `${k} after step (abs-sum)`);
         assert.ok(Math.abs(p.sum - want.sum) <= 1e-4 * want.abs_sum, `${k} after step: sum ${p.sum} vs ${want.sum}`);
       }
-      // The loss after the step is ill-conditioned in float32: PyTorch float32 is 2e-4 from its
-      // float64 run. Check against both.
+      // The loss after the step is ill-conditioned in float32 (the stem's weight gradient cancels
+      // over 8192 positions): PyTorch float32 is 1.9e-4 from its float64 run, scalpel 6e-5.
       for (const k of ['loss', 'bce', 'dice'] as const) {
         relClose(r.after[k], ref.after[k], 5e-4, `${k} after (vs float32 PyTorch)`);
-        relClose(r.after[k], ref.float64.after[k], 5e-4, `${k} after (vs float64 PyTorch)`);
+        relClose(r.after[k], ref.float64.after[k], 2e-4, `${k} after (vs float64 PyTorch)`);
       }
       assert.equal(Number(m.stateDict()['stem.conv.1.num_batches_tracked'].item()), 2);
       m.eval();
