@@ -124,8 +124,8 @@ describe('memory', () => {
   it('a miss over the footprint limit grows the largest cached block, keeping its pages (Linux)', function () {
     if (process.platform !== 'linux') this.skip();
     this.timeout(60000);
-    // A fresh process, so the limit (the most ever in use + 1/32) is this script's: 16 MB in use
-    // then cached; asking for 20 MB is over the limit (16 cached + 20 > 20.6), and the 16 MB
+    // A fresh process, so the limit (the most ever in use + 1/16) is this script's: 16 MB in use
+    // then cached; asking for 20 MB is over the limit (16 cached + 20 > 21.25), and the 16 MB
     // block grows to 20 MB: only the 4 MB of growth are new pages (1024 faults), where giving
     // the block back and mapping 20 MB afresh faults on all 5120.
     const script = `
@@ -143,5 +143,30 @@ describe('memory', () => {
     assert.ok(got.faults < 2500, `${got.faults} page faults for a 20 MB block grown from a cached 16 MB one (a fresh mapping takes 5120)`);
     assert.equal(got.cached, 0, 'the grown block left the cache');
     assert.ok(got.inUse >= 20 * (1 << 20));
+  });
+
+  it('a small miss over the footprint limit gives back a small cached block, not the largest', function () {
+    this.timeout(60000);
+    // A fresh process: 16 MB + five 200 KB blocks in use (the limit is that + 1/16), then all
+    // cached. 300 KB tensors of a new size then go over the limit from the fourth on; each must
+    // give back about its own size (a 200 KB block), not the 16 MB one. Giving back the largest
+    // first, a validation pass between training epochs left CMUNeXt-S without its large blocks,
+    // and every later training step faulted ~17k fresh pages (4k before).
+    const script = `
+      const sc = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});
+      const big = sc.zeros([4 << 20]);
+      const small = Array.from({ length: 5 }, () => sc.zeros([50000]));
+      big.dispose();
+      small.forEach((t) => t.dispose());
+      const cachedBefore = sc.memory().cpu.bytesCached;
+      const more = Array.from({ length: 6 }, () => sc.zeros([75000]));
+      console.log(JSON.stringify({ cachedBefore, cachedAfter: sc.memory().cpu.bytesCached }));
+      more.forEach((t) => t.dispose());`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.ok(got.cachedBefore >= 17 << 20, `cached before: ${got.cachedBefore}`);
+    assert.ok(got.cachedAfter >= 16 << 20, `the 16 MB block was given back: ${got.cachedAfter} bytes cached after the small misses`);
+    assert.ok(got.cachedAfter < got.cachedBefore, 'small blocks were given back to stay within the limit');
   });
 });

@@ -56,7 +56,7 @@ class CachingAllocator {
   void empty_cache();
   MemoryStats stats();
   void reset_peak();
-  // Cached (freed, kept for reuse) bytes above this are given back at once, largest blocks first.
+  // Cached (freed, kept for reuse) bytes above this are given back at once (as trim_locked does).
   void set_cache_limit(size_t bytes);
   DeviceMemory* memory() { return mem_; }
 
