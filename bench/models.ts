@@ -23,7 +23,7 @@ export const SIZE: Record<string, number> = { nexnet: 224, 'nexnet-ssl': 224, 'n
 const sizeOf = (m: string) => SIZE[m] ?? 256;
 
 type Mode = 'inference' | 'train_step';
-interface Meas { median_ms: number; min_ms: number; runs: number; peak_rss_mb: number; loss?: number; error?: string; skipped?: string; loadavg?: number[] }
+interface Meas { median_ms: number; min_ms: number; runs: number; peak_rss_mb: number; loss?: number; gmac?: number; error?: string; skipped?: string; loadavg?: number[] }
 
 // ------------------------------------------------------------------------------- children
 function loadScalpelModel(sc: any, name: string, size: number): any {
@@ -57,6 +57,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
   };
   let ts: number[];
   let loss: number | undefined;
+  let gmac: number | undefined;
   if (mode === 'inference') {
     model.eval();
     const x = sinInput([batch, 3, s, s]);
@@ -64,6 +65,10 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
     if (process.env.SCALPEL_BENCH_PLAIN !== '1') sc.inference.optimize(model, [batch, 3, s, s]);
     ts = timed(() => sc.noGrad(() => sc.tidy(() => { model.forward(x); })), runs, 2);
   } else {
+    // The forward's multiply-accumulates per image (the engine's count, batch 1, before training
+    // starts): the step's arithmetic is about 3x the forward's (input and weight gradients each
+    // cost about one forward), which the table turns into GF/s for both engines.
+    gmac = sc.summary(model, [1, 3, s, s]).totals.gmac;
     model.train();
     const xb = sinInput([batch, 3, s, s]);
     // target: 1 where the input pattern > 0.8 (as the PyTorch script), built on the host
@@ -83,7 +88,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
     };
     ts = timed(step, runs, 1);
   }
-  return { median_ms: median(ts), min_ms: Math.min(...ts), runs: ts.length, peak_rss_mb: rssMb(), loss };
+  return { median_ms: median(ts), min_ms: Math.min(...ts), runs: ts.length, peak_rss_mb: rssMb(), loss, gmac };
 }
 
 const onnxFile = (name: string, b: number, s: number) => path.join(ONNX_DIR, `${name}-b${b}-s${s}.onnx`);
@@ -236,6 +241,9 @@ async function parent() {
   }
 
   const ips = (x: any, b: number) => (x?.median_ms ? (1000 * b) / x.median_ms : null);
+  // Training rows: GFLOP per step = 2 (FLOP per MAC) x 3 (forward + two gradients) x batch x GMAC.
+  const stepGflop = (r: any) => (r.mode === 'train_step' && r.scalpel?.gmac ? 6 * r.batch * r.scalpel.gmac : null);
+  const gfs = (r: any, x: any) => (stepGflop(r) && x?.median_ms ? stepGflop(r)! / (x.median_ms / 1000) : null);
   const cell = (x: any) => (x?.median_ms != null ? fmt(x.median_ms, 1) : x?.skipped ? 'skip' : 'err');
   const h = info.torchHeader;
   const md = [
@@ -243,13 +251,13 @@ async function parent() {
     `${info.date}, ${info.cpu} (${info.logicalCpus} logical CPUs), ${info.node}, ${threads} thread(s) for every engine, loadavg at start ${info.loadavg.join(' ')}, at end ${loadavg().join(' ')}.`,
     h ? `PyTorch ${h.torch} (BLAS_INFO=${h.build_flags?.BLAS_INFO}, libblas -> ${JSON.stringify(h.build_flags?.['libblas.so.3'])}, USE_MKLDNN=${h.build_flags?.USE_MKLDNN}, mkldnn available ${h.mkldnn_available}).` : `PyTorch: ${torchSkip ?? 'no header'}.`,
     `ONNX Runtime: ${ortSkip ?? 'onnxruntime-node ' + (() => { try { return require('onnxruntime-node/package.json').version; } catch { return '?'; } })()}.`, '',
-    'Inference: eval mode, no grad, the sc.inference.optimize plan. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak).', '',
-    mdTable(['model', 'mode', 'size', 'scalpel ms', 'img/s', 'RSS MB', 'PyTorch ms', 'img/s', 'RSS MB', 'ORT ms', 'RSS MB', 'scalpel/PyTorch', 'scalpel/ORT', 'loadavg (1 min)'],
+    'Inference: eval mode, no grad, the sc.inference.optimize plan. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak). Step GFLOP (train rows) = 6 x batch x the forward GMAC per image that scalpel counts (forward + input and weight gradients, ~3 forwards); GF/s = step GFLOP / median step time, to hold against the machine\'s FMA peak (`bench/peak-fma.c`).', '',
+    mdTable(['model', 'mode', 'size', 'scalpel ms', 'img/s', 'RSS MB', 'PyTorch ms', 'img/s', 'RSS MB', 'ORT ms', 'RSS MB', 'scalpel/PyTorch', 'scalpel/ORT', 'step GFLOP', 'scalpel GF/s', 'PyTorch GF/s', 'loadavg (1 min)'],
       rows.map((r) => [r.model, r.mode === 'inference' ? `inference b${r.batch}` : `train b${r.batch}`, r.size,
         cell(r.scalpel), fmt(ips(r.scalpel, r.batch), 1), fmt(r.scalpel?.peak_rss_mb, 0),
         cell(r.torch), fmt(ips(r.torch, r.batch), 1), fmt(r.torch?.peak_rss_mb, 0),
         r.ort ? cell(r.ort) : '', r.ort ? fmt(r.ort?.peak_rss_mb, 0) : '',
-        fmt(r.ratioTorch), fmt(r.ratioOrt), r.loadavgAfter[0]])),
+        fmt(r.ratioTorch), fmt(r.ratioOrt), fmt(stepGflop(r), 1), fmt(gfs(r, r.scalpel), 1), fmt(gfs(r, r.torch), 1), r.loadavgAfter[0]])),
     '',
     ...rows.filter((r) => r.scalpel?.error || r.scalpel?.skipped).slice(0, 1).map((r) => `scalpel rows missing: ${r.scalpel.error ?? r.scalpel.skipped}`),
   ].join('\n');
