@@ -13,6 +13,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { arg, fmt, loadavg, machine, mdTable, median, ROOT, writeResults } from './common';
+import { native } from '../src/native';
 // Only src/train/models (nn and the model list), not sc.train: the child's RSS stays the model's.
 import { withImageSize } from '../src/train/models';
 
@@ -181,7 +182,8 @@ async function parent() {
   if ([...infBatches, ...(sizesArg ? sizesArg.split(',').map(Number) : [])].some((v) => !Number.isInteger(v) || v < 1)) throw new Error(`--sizes / --batches: expected comma-separated positive integers`);
   const noTrain = arg('no-train') === 'true';
   const timeoutMs = Number(arg('timeout-s', '1200')) * 1000;
-  const info: any = { ...machine(), threads, runs, trainRuns, trainBatch: batch };
+  // The ceiling for the GF/s columns: the addon's FMA calibration loop on as many threads.
+  const info: any = { ...machine(), threads, runs, trainRuns, trainBatch: batch, fmaPeakGflops: native.fmaPeakGflops(threads) };
   console.log(`scalpel model benchmarks: ${threads} thread(s), models ${models.join(', ')}, loadavg ${loadavg().join(' ')}`);
 
   const torchSkip = arg('no-torch') === 'true' ? 'disabled (--no-torch)' : torchAvailable();
@@ -251,7 +253,7 @@ async function parent() {
     `${info.date}, ${info.cpu} (${info.logicalCpus} logical CPUs), ${info.node}, ${threads} thread(s) for every engine, loadavg at start ${info.loadavg.join(' ')}, at end ${loadavg().join(' ')}.`,
     h ? `PyTorch ${h.torch} (BLAS_INFO=${h.build_flags?.BLAS_INFO}, libblas -> ${JSON.stringify(h.build_flags?.['libblas.so.3'])}, USE_MKLDNN=${h.build_flags?.USE_MKLDNN}, mkldnn available ${h.mkldnn_available}).` : `PyTorch: ${torchSkip ?? 'no header'}.`,
     `ONNX Runtime: ${ortSkip ?? 'onnxruntime-node ' + (() => { try { return require('onnxruntime-node/package.json').version; } catch { return '?'; } })()}.`, '',
-    'Inference: eval mode, no grad, the sc.inference.optimize plan. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak). Step GFLOP (train rows) = 6 x batch x the forward GMAC per image that scalpel counts (forward + input and weight gradients, ~3 forwards); GF/s = step GFLOP / median step time, to hold against the machine\'s FMA peak (`bench/peak-fma.c`).', '',
+    'Inference: eval mode, no grad, the sc.inference.optimize plan. Train step: batch ' + batch + ', forward + BCE-with-logits + soft Dice + backward + SGD (momentum 0.9, wd 1e-4). Median ms; ratio < 1 means scalpel is faster. Peak RSS per child process (one model and mode each; PyTorch runs inference then training in one process, so its train RSS includes the inference peak). Step GFLOP (train rows) = 6 x batch x the forward GMAC per image that scalpel counts (forward + input and weight gradients, ~3 forwards); GF/s = step GFLOP / median step time, against the FMA peak the addon measures in this run: ' + fmt(info.fmaPeakGflops, 1) + ' GF/s on ' + threads + ' thread(s).', '',
     mdTable(['model', 'mode', 'size', 'scalpel ms', 'img/s', 'RSS MB', 'PyTorch ms', 'img/s', 'RSS MB', 'ORT ms', 'RSS MB', 'scalpel/PyTorch', 'scalpel/ORT', 'step GFLOP', 'scalpel GF/s', 'PyTorch GF/s', 'loadavg (1 min)'],
       rows.map((r) => [r.model, r.mode === 'inference' ? `inference b${r.batch}` : `train b${r.batch}`, r.size,
         cell(r.scalpel), fmt(ips(r.scalpel, r.batch), 1), fmt(r.scalpel?.peak_rss_mb, 0),
