@@ -246,7 +246,8 @@ describe('models: PyTorch fixtures (det_init, eval)', () => {
     const lossOf = (y: sc.Tensor) => {
       const bce = sc.F.bceWithLogits(y, t);
       const dice = sc.F.diceLoss(y, t);
-      return { loss: sc.F.add(bce, dice).item(), bce: bce.item(), dice: dice.item(), total: sc.F.add(bce, dice) };
+      const total = sc.F.add(bce, dice);
+      return { loss: total.item(), bce: bce.item(), dice: dice.item(), total };
     };
     const opt = new sc.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
     const before = sc.tidy(() => {

@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <cstdio>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -267,14 +266,6 @@ void CachingAllocator::reset_peak() {
 
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lk(m_);
-  if (getenv("SC_DUMP")) {
-    size_t small = 0, smallN = 0;
-    for (auto& kv : free_) {
-      if (kv.first < kMinSplitBlock) { small += kv.first * kv.second.size(); smallN += kv.second.size(); }
-      else fprintf(stderr, "  %zu x%zu\n", kv.first, kv.second.size());
-    }
-    fprintf(stderr, "small: %zu bytes in %zu blocks; in use %lld\n", small, smallN, (long long)stats_.bytes_in_use);
-  }
   for (auto& kv : free_)
     for (void* p : kv.second) mem_->raw_free(p, kv.first);
   free_.clear();

@@ -1,7 +1,7 @@
 // Branch-free float GELU and its derivative that the compiler can vectorise: the forward by an
 // exp-free erfc (below), the derivative with erf by Abramowitz & Stegun 7.1.26 (|error| <=
-// 1.5e-7) and a polynomial exp (range reduction by ln 2, relative error ~2e-7). Used by the elementwise kernels for float32; double keeps
-// std::erf / std::exp.
+// 1.5e-7) and a polynomial exp (range reduction by ln 2, relative error ~2e-7). Used by the
+// elementwise kernels for float32; double keeps std::erf / std::exp.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -41,9 +41,9 @@ inline float erf_pos(float ax, float e) {
 // ((1 + q)^2 = 1 + q (2 + q)), up to Q = (1 + q)^16 - 1, and t = x Phi(-|x|) = x / (2 (1 + Q)):
 // q never passes through a float 1 + q that would round away its low bits (GELU's slope near 0,
 // which a batch norm over nearly equal values magnifies: gradients of CMUNeXt-S's stem were 5x
-// further from float64 with 1 + q rounded first). About two thirds of the
-// erf-by-exp form's work (7.1.26 below, which the derivative keeps, since it needs exp(-x^2 / 2)
-// anyway). z is clamped at 5 (erfc(5) < 2e-12), which keeps Q finite.
+// further from float64 with 1 + q rounded first). About two thirds of the erf-by-exp form's
+// work (7.1.26 below, which the derivative keeps, since it needs exp(-x^2 / 2) anyway). z is
+// clamped at 5 (erfc(5) < 2e-12), which keeps Q finite.
 constexpr int kErfcDegree = 8;
 constexpr float kErfcA[kErfcDegree] = {7.0523738191e-02f, 4.2274662535e-02f, 9.2939676046e-03f, 1.2859426066e-04f,
                                        2.6825385229e-04f, 7.1316545488e-05f, -1.6355605114e-05f, 2.9761581744e-06f};

@@ -68,12 +68,9 @@ export class Tensor {
   }
 
   /**
-   * @internal Moves this tensor's values onto `storage` (same shape and dtype, contiguous) and
-   * gives the old storage back. Used by module.to(device) so references to parameters stay valid.
-   */
-  /**
-   * Points this tensor at `storage` (contiguous, this shape), optionally of another dtype: how a
-   * module moves or casts its parameters in place while references to them stay valid.
+   * @internal Moves this tensor onto `storage` (contiguous, this shape; of `dtype`, this tensor's
+   * own unless given) and gives the old storage back. Used by Module.to(device | dtype), so that
+   * references to parameters stay valid.
    */
   replaceStorage(storage: Storage, dtype: DType = this.dtype): void {
     this.assertAlive('replaceStorage');
