@@ -351,24 +351,13 @@ void ln_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   T* db = out[2].ptr<T>();
   if (D <= 1024) {
     // Short rows (token layer norms: [8,1024,32]): the parameter gradients are summed in the row
-    // pass, per fixed chunk of rows, and the chunks combined in order (the same result for any
-    // thread count). Reducing them afterwards by column ranges read every row once per range.
+    // pass, per fixed chunk of 64 rows, and the chunks combined in order (ordered_row_sums: the
+    // same result for any thread count). Reducing them afterwards by column ranges read every row
+    // once per range. Partials: D weight-gradient columns, then D bias-gradient ones.
     constexpr int64_t kRows = 64;
-    const int64_t nchunks = (R + kRows - 1) / kRows;
-    std::vector<double> psw(static_cast<size_t>(nchunks * D), 0.0), psb(static_cast<size_t>(nchunks * D), 0.0);
-    parallel_for(0, nchunks, std::max<int64_t>(1, 8192 / (D * kRows)), [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k)
-        for (int64_t r = k * kRows, re = std::min(R, r + kRows); r < re; ++r) row(r, psw.data() + k * D, psb.data() + k * D);
-    });
-    for (int64_t c = 0; c < D; ++c) {
-      double sw = 0, sb = 0;
-      for (int64_t k = 0; k < nchunks; ++k) {
-        sw += psw[k * D + c];
-        sb += psb[k * D + c];
-      }
-      dw[c] = static_cast<T>(sw);
-      db[c] = static_cast<T>(sb);
-    }
+    ordered_row_sums(R, 2 * D, kRows, std::max<int64_t>(1, 8192 / (D * kRows)),
+                     [&](int64_t r, double* part) { row(r, part, part + D); },
+                     [&](int64_t j, double s) { (j < D ? dw[j] : db[j - D]) = static_cast<T>(s); });
     return;
   }
   parallel_for(0, R, std::max<int64_t>(1, 8192 / D), [&](int64_t r0, int64_t r1) {
