@@ -186,9 +186,9 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
         grown = mem_->raw_grow(p, have, sz);
         if (!grown) cache_locked(p, have);
       }
-      // Giving cached blocks back (largest first) before taking new memory beyond the limit.
-      // Without this the cache keeps a private set of blocks per size and RSS grows by the
-      // fragmentation.
+      // Giving cached blocks back (trim_locked: as little beyond the limit as it can) before
+      // taking new memory beyond the limit. Without this the cache keeps a private set of blocks
+      // per size and RSS grows by the fragmentation.
       const size_t held = static_cast<size_t>(stats_.bytes_in_use) + sz;
       trim_locked(limit > held ? limit - held : 0);
       if (grown) return hand_out_locked(grown, sz);

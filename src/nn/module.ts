@@ -194,30 +194,26 @@ export abstract class Module {
    * optimizers after the cast.
    */
   to(target: Device | 'float32' | 'float64' | string): this {
-    if (target === 'float32' || target === 'float64') return this.castFloat(target);
+    if (target === 'float32' || target === 'float64') {
+      return this.replaceEach((t) => (t.dtype === target || !isFloat(t.dtype) ? null : cast(t, target)));
+    }
     if (target in DTYPES) throw new Error(`Module.to: parameters can be cast to 'float32' or 'float64', not '${target}'`);
     const d = checkDevice(target, 'Module.to');
-    this.dropInferenceAll();
-    noGrad(() => {
-      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-        if (t.device === d) continue;
-        t.zeroGrad();
-        const moved = toDevice(t, d);
-        t.replaceStorage(moved.storage);
-        moved.dispose();
-      }
-    });
-    return this;
+    return this.replaceEach((t) => (t.device === d ? null : toDevice(t, d)));
   }
 
-  private castFloat(dtype: 'float32' | 'float64'): this {
+  /**
+   * Points every parameter and buffer at convert(t)'s storage (a fresh contiguous tensor), or
+   * leaves it as it is where convert returns null.
+   */
+  private replaceEach(convert: (t: Tensor) => Tensor | null): this {
     this.dropInferenceAll();
     noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-        if (t.dtype === dtype || !isFloat(t.dtype)) continue;
+        const c = convert(t);
+        if (!c) continue;
         t.zeroGrad();
-        const c = cast(t, dtype); // a fresh contiguous tensor
-        t.replaceStorage(c.storage, dtype);
+        t.replaceStorage(c.storage, c.dtype);
         c.dispose();
       }
     });
