@@ -22,6 +22,18 @@ function rssLoop(args: string[]): { warm: Record<string, number>; end: Record<st
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
+/**
+ * Runs `body` in a fresh node process with `sc` bound to this project, so that the caching
+ * allocator's limit (the most it ever had in use) is the script's own; returns the JSON object
+ * the script printed last.
+ */
+function inFreshProcess(body: string): any {
+  const script = `const sc = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});\n${body}`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
 describe('memory', () => {
   // dispose() must give native memory back at once, also in a loop that never yields to the
   // event loop (N-API finalizers only run when it turns; storage handles need none).
@@ -128,18 +140,14 @@ describe('memory', () => {
     // then cached; asking for 20 MB is over the limit (16 cached + 20 > 21.25), and the 16 MB
     // block grows to 20 MB: only the 4 MB of growth are new pages (1024 faults), where giving
     // the block back and mapping 20 MB afresh faults on all 5120.
-    const script = `
-      const sc = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});
+    const got = inFreshProcess(`
       const mb = 1 << 20;
       sc.zeros([4 * mb]).dispose();
       const f0 = process.resourceUsage().minorPageFault;
       const t = sc.zeros([5 * mb]);
       const faults = process.resourceUsage().minorPageFault - f0;
       console.log(JSON.stringify({ faults, cached: sc.memory().cpu.bytesCached, inUse: sc.memory().cpu.bytesInUse }));
-      t.dispose();`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    const got = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      t.dispose();`);
     assert.ok(got.faults < 2500, `${got.faults} page faults for a 20 MB block grown from a cached 16 MB one (a fresh mapping takes 5120)`);
     assert.equal(got.cached, 0, 'the grown block left the cache');
     assert.ok(got.inUse >= 20 * (1 << 20));
@@ -152,8 +160,7 @@ describe('memory', () => {
     // give back about its own size (a 200 KB block), not the 16 MB one. Giving back the largest
     // first, a validation pass between training epochs left CMUNeXt-S without its large blocks,
     // and every later training step faulted ~17k fresh pages (4k before).
-    const script = `
-      const sc = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});
+    const got = inFreshProcess(`
       const big = sc.zeros([4 << 20]);
       const small = Array.from({ length: 5 }, () => sc.zeros([50000]));
       big.dispose();
@@ -161,10 +168,7 @@ describe('memory', () => {
       const cachedBefore = sc.memory().cpu.bytesCached;
       const more = Array.from({ length: 6 }, () => sc.zeros([75000]));
       console.log(JSON.stringify({ cachedBefore, cachedAfter: sc.memory().cpu.bytesCached }));
-      more.forEach((t) => t.dispose());`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    const got = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      more.forEach((t) => t.dispose());`);
     assert.ok(got.cachedBefore >= 17 << 20, `cached before: ${got.cachedBefore}`);
     assert.ok(got.cachedAfter >= 16 << 20, `the 16 MB block was given back: ${got.cachedAfter} bytes cached after the small misses`);
     assert.ok(got.cachedAfter < got.cachedBefore, 'small blocks were given back to stay within the limit');
