@@ -54,6 +54,41 @@ describe('batchNorm running statistics', () => {
     close(arr(rm), m.map((v) => 0.1 * v), 1e-6);
   });
 
+  it('float32 statistics stay exact over many uneven blocks with a large mean and shifts between images', () => {
+    // The kernel takes each channel's statistics in one pass, a block of 512 values at a time,
+    // merging the blocks' means and deviations: rows of 37 x 29 give blocks of 512, 512 and 49,
+    // and each image sits 3 apart on top of 1000, so most of the variance is between blocks.
+    const [N, C, H, W] = [4, 2, 37, 29], S = H * W;
+    const base = sc.randn([N, C, H, W]);
+    const vals = Float32Array.from(base.toArray() as Float32Array, (v, i) => 1000 + 3 * Math.floor(i / (C * S)) + v);
+    const x = sc.tensor(vals, [N, C, H, W]);
+    for (const preActivation of [undefined, 'gelu'] as const) {
+      const rm = sc.zeros([C]), rv = sc.zeros([C]);
+      const y = sc.noGrad(() => sc.F.batchNorm(x, rm, rv, null, null, { training: true, momentum: 1, preActivation }));
+      const got = arr(y);
+      for (let c = 0; c < C; c++) {
+        const idx: number[] = [];
+        for (let n = 0; n < N; n++) for (let i = 0; i < S; i++) idx.push((n * C + c) * S + i);
+        // GELU of values near 1000 is the value itself.
+        const v = idx.map((i) => vals[i]);
+        const mu = v.reduce((a, b) => a + b, 0) / v.length;
+        const ss = v.reduce((a, b) => a + (b - mu) ** 2, 0);
+        assert.ok(Math.abs(arr(rm)[c] - mu) <= 1e-6 * mu, `${preActivation ?? 'plain'} mean ${arr(rm)[c]} vs ${mu}`);
+        assert.ok(Math.abs(arr(rv)[c] - ss / (v.length - 1)) <= 1e-4 * (ss / v.length), `${preActivation ?? 'plain'} variance ${arr(rv)[c]} vs ${ss / (v.length - 1)}`);
+        const inv = 1 / Math.sqrt(ss / v.length + 1e-5);
+        idx.forEach((i, k) => { if (k % 97 === 0) assert.ok(Math.abs(got[i] - (v[k] - mu) * inv) < 2e-3, `y[${i}] ${got[i]} vs ${(v[k] - mu) * inv}`); });
+      }
+    }
+    // Layer / group norm rows go through the same statistics.
+    const g = arr(sc.noGrad(() => sc.F.groupNorm(x, 1)));
+    for (let n = 0; n < N; n++) {
+      const v = Array.from(vals.subarray(n * C * S, (n + 1) * C * S));
+      const mu = v.reduce((a, b) => a + b, 0) / v.length;
+      const inv = 1 / Math.sqrt(v.reduce((a, b) => a + (b - mu) ** 2, 0) / v.length + 1e-5);
+      for (let k = 0; k < v.length; k += 101) assert.ok(Math.abs(g[n * C * S + k] - (v[k] - mu) * inv) < 2e-3, `groupNorm ${n}:${k}`);
+    }
+  });
+
   it('names its errors', () => {
     assert.throws(() => sc.F.batchNorm(sc.randn([4, 3]), sc.zeros([2]), sc.ones([2]), null, null, { training: true }), /runningMean must be \[3\]/);
     assert.throws(() => sc.F.batchNorm(sc.randn([1, 3]), null, null, null, null, { training: true }), /more than 1 value per channel/);

@@ -24,40 +24,47 @@ using norm::optional_inputs;
 constexpr int kLanes = 16;
 constexpr int64_t kBlock = 512;
 
-template <typename T>
-double sum_run(const T* p, int64_t n) {
-  double total = 0;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t e = std::min(n, b + kBlock);
-    T acc[kLanes] = {};
-    int64_t i = b;
-    for (; i + kLanes <= e; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j];
-    double t = 0;
-    for (; i < e; ++i) t += p[i];
-    for (int j = 0; j < kLanes; ++j) t += acc[j];
-    total += t;
-  }
-  return total;
-}
+// Mean and sum of squared deviations of a channel (or row) fed a block at a time, in one pass
+// over memory: each block's sum (float lanes, a double per block) and its squared deviations
+// from its own float mean are taken while the block is in L1, and blocks are merged exactly
+// (Chan et al.: the deviation of the block's mean from the running mean carries the rest), so
+// there is no second pass over the channel for the variance and no cancellation for large
+// means.
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;
 
-// sum (p - m)^2, and (with q) sum q and sum q (p - m).
-template <typename T>
-double sumsq_run(const T* p, int64_t n, T m) {
-  double total = 0;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t e = std::min(n, b + kBlock);
+  template <typename T>
+  void add(const T* p, int64_t len) {
+    if (len <= 0) return;
     T acc[kLanes] = {};
-    int64_t i = b;
-    for (; i + kLanes <= e; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) { const T d = p[i + j] - m; acc[j] += d * d; }
-    double t = 0;
-    for (; i < e; ++i) { const double d = p[i] - m; t += d * d; }
-    for (int j = 0; j < kLanes; ++j) t += acc[j];
-    total += t;
+    int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j];
+    double s = 0;
+    for (int64_t k = i; k < len; ++k) s += p[k];
+    for (int j = 0; j < kLanes; ++j) s += acc[j];
+    const T m = static_cast<T>(s / len);
+    T sq[kLanes] = {};
+    i = 0;
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) { const T d = p[i + j] - m; sq[j] += d * d; }
+    double q = 0;
+    for (int64_t k = i; k < len; ++k) { const double d = p[k] - m; q += d * d; }
+    for (int j = 0; j < kLanes; ++j) q += sq[j];
+    // About the block's exact mean b rather than its float rounding m.
+    const double b = s / len, off = b - m;
+    const double bm2 = std::max(0.0, q - len * off * off);
+    const double nn = n + len, delta = b - mean;
+    mean += delta * (len / nn);
+    m2 += bm2 + delta * delta * (n * len / nn);
+    n = nn;
   }
-  return total;
-}
+  // add() over a run of any length, kBlock values at a time.
+  template <typename T>
+  void add_run(const T* p, int64_t len) {
+    for (int64_t b = 0; b < len; b += kBlock) add(p + b, std::min(kBlock, len - b));
+  }
+};
 
 template <typename T>
 void sum_g_gx_run(const T* g, const T* x, int64_t n, T m, double& sg, double& sgx) {
@@ -115,19 +122,23 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
   T* sinv = out[2].ptr<T>();
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      // With GELU first, the channel's GELU values go to y and every pass reads them there.
-      // (Summing inside the GELU pass would save a read, but in another order than sum_run:
-      // batch norm after a separate GELU op must get bit-identical statistics.)
-      if (act.gelu)
-        for (int64_t n = 0; n < N; ++n) gelu_run(xp + (n * C + c) * S, yp + (n * C + c) * S, S);
+      // One pass for the statistics; with GELU first, each block's GELU values go to y and
+      // are summed from L1 there (the normalising pass then reads them back from y). A batch
+      // norm after a separate GELU op sees the same values in the same blocks: the same bits.
       const T* ap = act.gelu ? yp : xp;
       double mean, invstd;
       if (training) {
-        double s = 0;
-        for (int64_t n = 0; n < N; ++n) s += sum_run(ap + (n * C + c) * S, S);
-        mean = s / M;
-        double ss = 0;  // two passes: no cancellation for large means
-        for (int64_t n = 0; n < N; ++n) ss += sumsq_run(ap + (n * C + c) * S, S, static_cast<T>(mean));
+        Moments st;
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t row = (n * C + c) * S;
+          for (int64_t b = 0; b < S; b += kBlock) {
+            const int64_t len = std::min(kBlock, S - b);
+            if (act.gelu) gelu_run(xp + row + b, yp + row + b, len);
+            st.add(ap + row + b, len);
+          }
+        }
+        mean = st.mean;
+        const double ss = st.m2;
         invstd = 1.0 / std::sqrt(ss / M + eps);
         if (o.rmean) {
           // In-place running-stat update; the variance is the unbiased one, like PyTorch.
@@ -137,6 +148,8 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
           rv[c] = static_cast<T>((1 - mom) * rv[c] + mom * (M > 1 ? ss / (M - 1) : ss));
         }
       } else {
+        if (act.gelu)
+          for (int64_t n = 0; n < N; ++n) gelu_run(xp + (n * C + c) * S, yp + (n * C + c) * S, S);
         mean = o.rmean->ptr<T>()[c];
         invstd = 1.0 / std::sqrt(static_cast<double>(o.rvar->ptr<T>()[c]) + eps);
       }
@@ -291,8 +304,10 @@ void ln_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
       // The batch norm's blocked sums (float lanes, a double per block) and a normalising loop
       // in T: the scalar double loops here took ~4 cycles per value (GroupNorm rows are whole
       // planes: 65536 values at 256 px).
-      const double mean = sum_run(p, D) / D;
-      const double inv = 1.0 / std::sqrt(sumsq_run(p, D, static_cast<T>(mean)) / D + eps);
+      Moments st;
+      st.add_run(p, D);
+      const double mean = st.mean;
+      const double inv = 1.0 / std::sqrt(st.m2 / D + eps);
       out[1].ptr<T>()[r] = static_cast<T>(mean);
       out[2].ptr<T>()[r] = static_cast<T>(inv);
       const T tm = static_cast<T>(mean), ti = static_cast<T>(inv);
