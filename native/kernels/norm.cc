@@ -287,6 +287,138 @@ void batch_norm_backward_kernel(const std::vector<TArg>& in, const std::vector<T
 }
 SC_KERNEL("batch_norm_backward", cpu, batch_norm_backward_kernel);
 
+// ---- group norm ----------------------------------------------------------------------------
+//
+// Rows are (image, group): the group's Cg = C / G channel planes of S values, contiguous in
+// [N, C, *]. The per-channel affine and a ReLU after it are applied in the normalising pass, and
+// the backward gives dx, dweight and dbias from two passes over g and x; composed of the layer
+// norm kernels and elementwise ops, the affine, its gradient and the recomputed normalised
+// values were five more passes over activation-sized tensors (MedNeXt normalises every block).
+
+template <typename T>
+void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg& x = in[0];
+  const Opt o = optional_inputs(in, 1, at, false);
+  const bool relu = at.str("post", "none") == "relu";
+  const int64_t G = at.i("groups"), N = x.shape[0], C = x.shape[1];
+  if (G < 1 || C % G != 0) throw KernelError("group_norm_fused: channels not divisible by groups");
+  const int64_t S = x.numel() / std::max<int64_t>(1, N * C), Cg = C / G, D = Cg * S;
+  const double eps = at.num("eps");
+  const T* xp = x.ptr<T>();
+  T* yp = out[0].ptr<T>();
+  T* mp = out[1].ptr<T>();
+  T* ip = out[2].ptr<T>();
+  const T* w = o.weight ? o.weight->ptr<T>() : nullptr;
+  const T* b = o.bias ? o.bias->ptr<T>() : nullptr;
+  parallel_for(0, N * G, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      Moments st;
+      st.add_run(xp + r * D, D);
+      const double mean = st.mean, inv = 1.0 / std::sqrt(st.m2 / D + eps);
+      mp[r] = static_cast<T>(mean);
+      ip[r] = static_cast<T>(inv);
+      for (int64_t ci = 0; ci < Cg; ++ci) {
+        const int64_t c = (r % G) * Cg + ci;
+        const double a = (w ? w[c] : 1.0) * inv;
+        const T ta = static_cast<T>(a), sh = static_cast<T>((b ? b[c] : 0.0) - mean * a);
+        const T* p = xp + r * D + ci * S;
+        T* q = yp + r * D + ci * S;
+        if (relu) {
+          for (int64_t i = 0; i < S; ++i) {
+            const T v = p[i] * ta + sh;
+            q[i] = v > T(0) ? v : T(0);
+          }
+        } else {
+          for (int64_t i = 0; i < S; ++i) q[i] = p[i] * ta + sh;
+        }
+      }
+    }
+  });
+}
+
+// in: x [N, C, *], weight? [C], bias? [C] (attrs hasWeight, hasBias); out: y, mean [N * G],
+// invstd [N * G]; attrs: groups, eps, post ("relu" after the affine, or "none").
+void group_norm_fused_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, gn_typed<T>(in, out, at));
+}
+SC_KERNEL("group_norm_fused", cpu, group_norm_fused_kernel);
+
+template <typename T>
+void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg &g = in[0], &x = in[1];
+  const Opt o = optional_inputs(in, 2, at, false);
+  const bool relu = at.str("post", "none") == "relu";
+  const size_t k = 2 + (o.weight ? 1 : 0);
+  const T* mp = in[k].ptr<T>();
+  const T* ip = in[k + 1].ptr<T>();
+  const T* yout = relu ? in[k + 2].ptr<T>() : nullptr;  // relu'(v) from the output: y > 0 where v > 0
+  const int64_t G = at.i("groups"), N = x.shape[0], C = x.shape[1];
+  const int64_t S = x.numel() / std::max<int64_t>(1, N * C), Cg = C / G, D = Cg * S;
+  const T* w = o.weight ? o.weight->ptr<T>() : nullptr;
+  const T* xp = x.ptr<T>();
+  T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
+  // Per (image, channel) parameter-gradient terms, summed over images in order below: the
+  // result does not depend on how rows were split between threads.
+  std::vector<double> pw((size_t)(N * C)), pb((size_t)(N * C));
+  parallel_for(0, N * G, 1, [&](int64_t r0, int64_t r1) {
+    alignas(64) T gbuf[kBlock];
+    // fn(offset, len, gp) over one channel plane, gp the incoming gradient (masked by the ReLU).
+    auto each_block = [&](int64_t plane, auto&& fn) {
+      for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
+        const int64_t off = plane + i0, len = std::min(kBlock, S - i0);
+        const T* gp = g.ptr<T>() + off;
+        if (relu) {
+          masked_g_run(gp, yout + off, len, gbuf);
+          gp = gbuf;
+        }
+        fn(off, len, gp);
+      }
+    };
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / G, c0 = (r % G) * Cg;
+      const double mean = mp[r], inv = ip[r];
+      // With gh = g * w[c] the gradient of the normalised value xh:
+      // dx = inv (gh - mean(gh) - xh mean(gh xh)), means over the row.
+      double sgh = 0, sghx = 0;
+      for (int64_t ci = 0; ci < Cg; ++ci) {
+        double sg = 0, sgx = 0;
+        each_block(r * D + ci * S, [&](int64_t off, int64_t len, const T* gp) {
+          sum_g_gx_run(gp, xp + off, len, static_cast<T>(mean), sg, sgx);
+        });
+        const double wc = w ? w[c0 + ci] : 1.0;
+        sgh += wc * sg;
+        sghx += wc * sgx * inv;
+        pw[n * C + c0 + ci] = sgx * inv;
+        pb[n * C + c0 + ci] = sg;
+      }
+      const double ma = sgh / D, mb = sghx / D;
+      const T tk = static_cast<T>(-inv * inv * mb), tc = static_cast<T>(inv * (inv * mb * mean - ma));
+      for (int64_t ci = 0; ci < Cg; ++ci) {
+        const T ta = static_cast<T>(inv * (w ? w[c0 + ci] : 1.0));
+        each_block(r * D + ci * S, [&](int64_t off, int64_t len, const T* gp) {
+          const T* xa = xp + off;
+          T* dp = dx + off;
+          for (int64_t i = 0; i < len; ++i) dp[i] = ta * gp[i] + tk * xa[i] + tc;
+        });
+      }
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    double sw = 0, sb = 0;
+    for (int64_t n = 0; n < N; ++n) sw += pw[n * C + c], sb += pb[n * C + c];
+    dw[c] = static_cast<T>(sw);
+    db[c] = static_cast<T>(sb);
+  }
+}
+
+// in: gy, x, weight? (attr hasWeight), mean, invstd (from group_norm_fused), then y (the
+// forward's output) with post relu; out: dx, dweight [C], dbias [C] (always all three); attrs:
+// groups, hasWeight, post.
+void group_norm_fused_backward_kernel(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, gn_bwd_typed<T>(in, out, at));
+}
+SC_KERNEL("group_norm_fused_backward", cpu, group_norm_fused_backward_kernel);
+
 // ---- layer norm ---------------------------------------------------------------------------
 
 template <typename T>

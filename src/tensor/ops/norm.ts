@@ -245,9 +245,33 @@ function gnNormalise(x: Tensor, { groups, eps }: GnAttrs): [Tensor, Tensor, Tens
 }
 
 /**
- * Group normalisation as one op over the layer-norm kernels: forward keeps only the input (which
- * the layer before keeps anyway) and the per-(image, group) statistics; the normalised values
- * are recomputed in backward (one more layer-norm pass). The affine is applied to a temporary.
+ * The CPU's group-norm kernels: statistics per (image, group), the per-channel affine and a ReLU
+ * after it in one pass, and a backward giving dx, dweight and dbias at once. Inputs: x, weight?,
+ * bias? (the has* attrs); outputs y, mean and invstd per (image, group).
+ */
+export const groupNormFusedOp = defineOp<GnAttrs>({
+  name: 'group_norm_fused',
+  infer([x], { groups }) {
+    const rows = [x.shape[0] * groups];
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: rows, dtype: x.dtype }, { shape: rows.slice(), dtype: x.dtype }];
+  },
+  kernelAttrs: ({ groups, eps, hasWeight, hasBias, post }) => ({ groups, eps, hasWeight, hasBias, post: post ?? 'none' }),
+});
+
+/** Inputs: gy, x, weight? (attr hasWeight), mean, invstd, then the forward's output with post 'relu'; outputs dx, dweight, dbias. */
+export const groupNormFusedBackwardOp = defineOp<{ groups: number; hasWeight: boolean; post: 'none' | 'relu' }>({
+  name: 'group_norm_fused_backward',
+  infer([, x]) {
+    const c = [x.shape[1]];
+    return [{ shape: x.shape.slice(), dtype: x.dtype }, { shape: c, dtype: x.dtype }, { shape: c.slice(), dtype: x.dtype }];
+  },
+});
+
+/**
+ * Group normalisation as one op: forward keeps only the input (which the layer before keeps
+ * anyway) and the per-(image, group) statistics. On the CPU it is the fused kernels above; on
+ * other backends the layer-norm kernels, the normalised values recomputed in backward (one more
+ * layer-norm pass) and the affine applied to a temporary.
  * Composed of separate ops, each group norm kept two more activation-sized tensors (the
  * normalised values and their scaled copy) for backward (MedNeXt, TransUNet's ResNet trunk).
  * post 'relu': a ReLU after it, fused (TransUNet's GN -> ReLU): its input is a temporary, and
@@ -258,6 +282,12 @@ export const groupNormOp = defineOp<GnAttrs>({
   forward(inputs, attrs, saved) {
     const [x, ...rest] = inputs;
     const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+    if (kernelsFuseActivations(x)) {
+      const outs = runOutputs(groupNormFusedOp, inputs, groupNormFusedOp.infer!(inputs, attrs), attrs);
+      if (recording) Object.assign(saved, { mean: outs[1], invstd: outs[2] });
+      else outs.slice(1).forEach((t) => t.dispose());
+      return [outs[0]];
+    }
     const prev = setGradEnabled(false);
     try {
       const [xhat, mean, invstd] = gnNormalise(x, attrs);
@@ -287,10 +317,15 @@ export const groupNormOp = defineOp<GnAttrs>({
   },
   backward({ inputs, outputs, attrs, saved }, [gOut]) {
     if (!gOut) return inputs.map(() => null);
-    // relu'(y) from the output: out > 0 exactly where y > 0.
-    const g = attrs.post === 'relu' ? binary('relu_grad', gOut, outputs[0]) : gOut;
     const [x, ...rest] = inputs;
     const w = attrs.hasWeight ? rest[0] : null;
+    if (kernelsFuseActivations(x)) {
+      const relu = attrs.post === 'relu' ? [outputs[0]] : [];
+      const [dx, dw, db] = apply(groupNormFusedBackwardOp, [gOut, x, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor, ...relu], { groups: attrs.groups, hasWeight: attrs.hasWeight, post: attrs.post ?? 'none' });
+      return [x.requiresGrad ? dx : null, ...(w ? [dw] : []), ...(attrs.hasBias ? [db] : [])];
+    }
+    // relu'(y) from the output: out > 0 exactly where y > 0.
+    const g = attrs.post === 'relu' ? binary('relu_grad', gOut, outputs[0]) : gOut;
     const grads: (Tensor | null)[] = [];
     const rows = reshape(x.isContiguous() ? x : contiguous(x), gnRows(x, attrs.groups));
     const gw = w ? mul(g, reshape(w, gnChannelShape(x))) : g;

@@ -255,7 +255,7 @@ export const nn1Cases: OpCase[] = [
       return post ? R.map(y, (v) => Math.max(0, v)) : y;
     },
   })),
-  // Group norm: one op over the layer-norm kernels (normalised values recomputed in backward).
+  // Group norm: the fused kernels on the CPU, the layer-norm kernels elsewhere (compared).
   ...([
     ['2 groups affine 4-D', [2, 4, 3, 5], 2, true],
     ['one group per channel (MedNeXt) affine', [2, 3, 4, 4], 3, true],
@@ -263,7 +263,7 @@ export const nn1Cases: OpCase[] = [
     // 667 values per row: the kernels' 512-value blocks, one of them ragged.
     ['one group per channel affine 23x29', [2, 2, 23, 29], 2, true],
   ] as [string, number[], number, boolean][]).map(([label, shape, groups, affine]): OpCase => ({
-    name: `groupNorm ${label}`, ops: ['group_norm', 'layer_norm', 'layer_norm_backward'],
+    name: `groupNorm ${label}`, ops: ['group_norm', 'group_norm_fused', 'group_norm_fused_backward', 'layer_norm', 'layer_norm_backward'],
     inputs: affine ? [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }] : [{ shape }],
     tol: 1e-9,
     run: ([x, w, b]) => sc.F.groupNorm(x, groups, w ?? null, b ?? null),
@@ -274,18 +274,23 @@ export const nn1Cases: OpCase[] = [
       return normalise(x, grp, shape[0] * groups, 1e-5, w ?? null, b ?? null, ch);
     },
   })),
-  {
-    // GN -> ReLU fused (TransUNet's trunk); the reference is the plain composition.
-    name: 'groupNorm with ReLU after, 4 groups affine', ops: ['group_norm', 'layer_norm', 'layer_norm_backward'],
-    inputs: [{ shape: [2, 8, 3, 3] }, { shape: [8] }, { shape: [8] }],
+  // GN -> ReLU fused (TransUNet's trunk); the reference is the plain composition. 23 x 29: the
+  // kernels' 512-value blocks with the ReLU mask, one of them ragged.
+  ...([
+    ['4 groups affine', [2, 8, 3, 3], 4],
+    ['2 groups affine 23x29', [2, 4, 23, 29], 2],
+  ] as [string, number[], number][]).map(([label, shape, groups]): OpCase => ({
+    name: `groupNorm with ReLU after, ${label}`, ops: ['group_norm', 'group_norm_fused', 'group_norm_fused_backward', 'layer_norm', 'layer_norm_backward'],
+    inputs: [{ shape }, { shape: [shape[1]] }, { shape: [shape[1]] }],
     tol: 1e-9,
-    run: ([x, w, b]) => sc.F.groupNorm(x, 4, w, b, 1e-5, { postActivation: 'relu' }),
+    run: ([x, w, b]) => sc.F.groupNorm(x, groups, w, b, 1e-5, { postActivation: 'relu' }),
     ref: ([x, w, b]) => {
-      const ch = (i: number) => Math.floor(i / 9) % 8;
-      const grp = (i: number) => Math.floor(i / 72) * 4 + Math.floor(ch(i) / 2);
-      return R.map(normalise(x, grp, 8, 1e-5, w, b, ch), (v) => Math.max(0, v));
+      const S = shape[2] * shape[3], C = shape[1], Cg = C / groups;
+      const ch = (i: number) => Math.floor(i / S) % C;
+      const grp = (i: number) => Math.floor(i / (S * C)) * groups + Math.floor(ch(i) / Cg);
+      return R.map(normalise(x, grp, shape[0] * groups, 1e-5, w, b, ch), (v) => Math.max(0, v));
     },
-  },
+  })),
   {
     name: 'batchNorm eval with running stats', ops: ['batch_norm', 'batch_norm_backward'],
     inputs: [{ shape: [2, 3, 4, 5] }, { shape: [3], grad: false }, { shape: [3], kind: 'positive', grad: false }, { shape: [3] }, { shape: [3] }],
