@@ -129,8 +129,8 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // One pass for the statistics; with GELU first, each block's GELU values go to y and
-      // are summed from L1 there (the normalising pass then reads them back from y). A batch
-      // norm after a separate GELU op sees the same values in the same blocks: the same bits.
+      // are summed from L1 there (the normalising pass then reads them back from y), in the
+      // same blocks and order as a batch norm reading a separate GELU op's output.
       const T* ap = act.gelu ? yp : xp;
       double mean, invstd;
       if (training) {

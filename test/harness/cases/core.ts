@@ -174,6 +174,8 @@ export const coreCases: OpCase[] = [
     ['conv2d stride 2 no bias', [1, 4, 11, 10], [6, 4, 3, 3], 2, 1, 1, 1, false],
     ['conv2d dilation 2 pad 2', [1, 3, 10, 9], [5, 3, 3, 3], 1, 2, 2, 1, true],
     ['conv2d 1x1', [2, 6, 5, 7], [3, 6, 1, 1], 1, 0, 1, 1, true],
+    // Above 8 output channels per group a plain 1x1 is a GEMM per (image, group).
+    ['conv2d 1x1 wide groups 2', [2, 8, 5, 7], [20, 4, 1, 1], 1, 0, 1, 2, true],
     ['conv2d groups 2', [1, 4, 7, 7], [6, 2, 3, 3], 1, 1, 1, 2, true],
     ['conv2d depthwise k7', [2, 5, 12, 11], [5, 1, 7, 7], 1, 3, 1, 5, true],
     ['conv2d depthwise k9', [1, 3, 10, 10], [3, 1, 9, 9], 1, 4, 1, 3, true],
