@@ -477,8 +477,8 @@ void dw_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw) {
 
 // Whether a convolution with at most a bias after it (no fused activation / affine) takes the
 // direct kernel. 1x1: only with 8 or fewer output channels per group, where the GEMM's 6-row
-// tiles are mostly padding; from 16 up the packed GEMM (one packed copy of the input, a separate
-// bias pass) was 1.3-2x faster per call at CMUNeXt's and MedNeXt's training shapes (AVX2,
+// tiles are a third padding; above that the packed GEMM (one packed copy of the input, a
+// separate bias pass) was 1.3-2x faster per call at CMUNeXt's and MedNeXt's training shapes (AVX2,
 // alternated in one process: the 1x1 convs of a CMUNeXt-S step 65 -> 55 ms, MedNeXt-S 1175 ->
 // 1050). conv2d_fused keeps the direct kernel for wider 1x1s: there its epilogue saves the
 // GEMM path's separate activation pass, and inference measured the same either way.

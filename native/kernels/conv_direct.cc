@@ -457,7 +457,7 @@ void conv_direct_backward_weight(const ConvP& p, const float* x, const float* gy
 bool conv_direct_supported(const ConvP& p) {
   if (!direct_enabled() || p.sh != 1 || p.sw != 1 || p.depthwise()) return false;
   // 1x1: up to 64 output channels per group, for the fused epilogue (conv2d_fused); plain 1x1
-  // convolutions take the GEMM from 16 channels up (direct_without_epilogue in conv.cc).
+  // convolutions take the GEMM above 8 channels (direct_without_epilogue in conv.cc).
   return p.KH * p.KW > 1 || p.OCg <= 64;
 }
 
