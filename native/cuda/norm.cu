@@ -1,4 +1,4 @@
-// Batch and layer normalisation on the CUDA backend (mirror native/kernels/norm.cc). Sums
+// Batch, layer and group normalisation on the CUDA backend (mirror native/kernels/norm.cc). Sums
 // accumulate in double like the CPU's, so float32 statistics stay accurate on large batches.
 //
 // batch_norm: x [N, C, S] viewed per channel as M = N*S elements. Statistics are a two-stage,
@@ -10,6 +10,7 @@
 // and computes the affine scale/shift; an elementwise kernel applies it.
 // batch_norm_backward: one reduction pass gives sum(g) and sum(g * xhat) per channel (dbias,
 // dweight and the two mean terms), then an elementwise kernel writes dx.
+// group_norm_fused / group_norm_fused_backward: see their section below.
 // layer_norm / layer_norm_backward: one warp per row (one block for rows longer than 1024) with
 // shuffle reductions; dweight/dbias are column sums over rows, done in (column tile x row split)
 // blocks of 32 x 8 threads into partials and summed per column in order.
@@ -429,12 +430,155 @@ void layer_norm_backward_cuda(const std::vector<TArg>& in, const std::vector<TAr
   SC_FLOAT_DISPATCH(in[0].dtype, T, ln_bwd_typed<T>(in, out, at));
 }
 
+// ---- group norm (fused: per-channel affine, optional ReLU) ------------------------------------
+//
+// Rows are (image, group): Cg = C / G channel planes of S values, contiguous. One block per row
+// (grid-stride over rows): two block reductions for the statistics, then the affine. Backward:
+// per channel of the row, block sums of g and g * xhat (written as per-(image, channel)
+// partials, added over images in order by a final kernel), then dx over the row.
+
+template <typename T>
+__global__ void gn_fwd_k(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
+                         T* __restrict__ mean_out, T* __restrict__ inv_out, int64_t R, int64_t G, int64_t Cg,
+                         int64_t S, double eps, bool relu) {
+  __shared__ double scratch[32];
+  const int64_t D = Cg * S;
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    const T* p = x + r * D;
+    double s = 0;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += p[i];
+    const double mean = block_sum(s, scratch) / (double)D;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) { const double d = (double)p[i] - mean; ss += d * d; }
+    const double inv = 1.0 / sqrt(block_sum(ss, scratch) / (double)D + eps);
+    if (threadIdx.x == 0) { mean_out[r] = static_cast<T>(mean); inv_out[r] = static_cast<T>(inv); }
+    const int64_t c0 = (r % G) * Cg;
+    T* q = y + r * D;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+      const int64_t c = c0 + i / S;
+      double v = ((double)p[i] - mean) * inv;
+      if (w) v *= (double)w[c];
+      if (b) v += (double)b[c];
+      q[i] = static_cast<T>(relu && v < 0 ? 0.0 : v);
+    }
+  }
+}
+
+template <typename T>
+__global__ void gn_bwd_k(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ w,
+                         const T* __restrict__ mean, const T* __restrict__ inv, const T* __restrict__ yout,
+                         T* __restrict__ dx, double* __restrict__ pw, double* __restrict__ pb, int64_t R, int64_t G,
+                         int64_t C, int64_t Cg, int64_t S) {
+  __shared__ double scratch[32];
+  const int64_t D = Cg * S;
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    const int64_t n = r / G, c0 = (r % G) * Cg;
+    const double m = mean[r], iv = inv[r];
+    const T* gr = g + r * D;
+    const T* xr = x + r * D;
+    const T* yr = yout ? yout + r * D : nullptr;  // relu'(v) from the output: y > 0 where v > 0
+    // With gh = g * w[c]: dx = iv (gh - mean(gh) - xhat mean(gh xhat)), means over the row.
+    double sgh = 0, sghx = 0;
+    for (int64_t ci = 0; ci < Cg; ++ci) {
+      double sg = 0, sgx = 0;
+      for (int64_t i = ci * S + threadIdx.x; i < (ci + 1) * S; i += blockDim.x) {
+        const double gv = yr && !((double)yr[i] > 0) ? 0.0 : (double)gr[i];
+        sg += gv;
+        sgx += gv * ((double)xr[i] - m) * iv;
+      }
+      sg = block_sum(sg, scratch);
+      sgx = block_sum(sgx, scratch);
+      const double wc = w ? (double)w[c0 + ci] : 1.0;
+      sgh += wc * sg;
+      sghx += wc * sgx;
+      if (threadIdx.x == 0) { pw[n * C + c0 + ci] = sgx; pb[n * C + c0 + ci] = sg; }
+    }
+    const double ma = sgh / (double)D, mb = sghx / (double)D;
+    T* q = dx + r * D;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+      const double wc = w ? (double)w[c0 + i / S] : 1.0;
+      const double gv = yr && !((double)yr[i] > 0) ? 0.0 : (double)gr[i];
+      q[i] = static_cast<T>(iv * (wc * gv - ma - ((double)xr[i] - m) * iv * mb));
+    }
+  }
+}
+
+template <typename T>
+__global__ void gn_bwd_param_k(const double* __restrict__ pw, const double* __restrict__ pb, T* __restrict__ dw,
+                               T* __restrict__ db, int64_t N, int64_t C) {
+  SC_GRID_STRIDE(c, C) {
+    double tw = 0, tb = 0;
+    for (int64_t n = 0; n < N; ++n) { tw += pw[n * C + c]; tb += pb[n * C + c]; }
+    dw[c] = static_cast<T>(tw);
+    db[c] = static_cast<T>(tb);
+  }
+}
+
+struct GnShape {
+  int64_t N, C, G, Cg, S;
+};
+inline GnShape gn_shape(const TArg& x, const Attrs& at, const char* what) {
+  GnShape s;
+  s.N = x.shape[0];
+  s.C = x.shape[1];
+  s.G = at.i("groups");
+  if (s.G < 1 || s.C % s.G != 0) throw KernelError(std::string(what) + ": channels not divisible by groups");
+  s.Cg = s.C / s.G;
+  s.S = x.numel() / std::max<int64_t>(1, s.N * s.C);
+  return s;
+}
+
+template <typename T>
+void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg& x = in[0];
+  const Opt o = optional_inputs(in, 1, at, false);
+  const GnShape s = gn_shape(x, at, "group_norm_fused");
+  const int64_t R = s.N * s.G;
+  if (R == 0 || x.numel() == 0) return;
+  KLAUNCH(gn_fwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(x.ptr<T>(), opt_ptr<T>(o.weight), opt_ptr<T>(o.bias), out[0].ptr<T>(), out[1].ptr<T>(), out[2].ptr<T>(), R, s.G, s.Cg, s.S, at.num("eps"), at.str("post", "none") == "relu");
+  check_launch("group_norm_fused");
+}
+
+// in: x [N, C, *], weight? [C], bias? [C]; out: y, mean [N * G], invstd [N * G]; attrs: groups,
+// eps, hasWeight, hasBias, post ("relu" or "none").
+void group_norm_fused_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, gn_typed<T>(in, out, at));
+}
+
+template <typename T>
+void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  const TArg &g = in[0], &x = in[1];
+  const Opt o = optional_inputs(in, 2, at, false);
+  const bool relu = at.str("post", "none") == "relu";
+  const size_t k = 2 + (o.weight ? 1 : 0);
+  const GnShape s = gn_shape(x, at, "group_norm_fused_backward");
+  const int64_t R = s.N * s.G;
+  if (s.C == 0) return;
+  Scratch spart(sizeof(double) * std::max<int64_t>(1, s.N * s.C) * 2);
+  double* pw = spart.as<double>();
+  double* pb = pw + s.N * s.C;
+  if (R > 0 && x.numel() > 0) {
+    KLAUNCH(gn_bwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(g.ptr<T>(), x.ptr<T>(), opt_ptr<T>(o.weight), in[k].ptr<T>(), in[k + 1].ptr<T>(), relu ? in[k + 2].ptr<T>() : nullptr, out[0].ptr<T>(), pw, pb, R, s.G, s.C, s.Cg, s.S);
+    check_launch("group_norm_fused_backward");
+  }
+  KLAUNCH(gn_bwd_param_k<T>, blocks_for(s.C), kThreads, 0, 0)(pw, pb, out[1].ptr<T>(), out[2].ptr<T>(), s.N, s.C);
+  check_launch("group_norm_fused_backward");
+}
+
+// in: gy, x, weight? (hasWeight), mean, invstd, then y with post relu; out: dx, dweight [C],
+// dbias [C]; attrs: groups, hasWeight, post.
+void group_norm_fused_backward_cuda(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
+  SC_FLOAT_DISPATCH(in[0].dtype, T, gn_bwd_typed<T>(in, out, at));
+}
+
 }  // namespace
 
 SC_KERNEL("batch_norm", cuda, batch_norm_cuda);
 SC_KERNEL("batch_norm_backward", cuda, batch_norm_backward_cuda);
 SC_KERNEL("layer_norm", cuda, layer_norm_cuda);
 SC_KERNEL("layer_norm_backward", cuda, layer_norm_backward_cuda);
+SC_KERNEL("group_norm_fused", cuda, group_norm_fused_cuda);
+SC_KERNEL("group_norm_fused_backward", cuda, group_norm_fused_backward_cuda);
 
 }  // namespace cu
 }  // namespace sc

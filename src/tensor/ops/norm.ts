@@ -1,13 +1,11 @@
-// Batch normalisation (running statistics updated in place by the kernel, outside autograd)
-// and layer normalisation, each with a single-kernel backward giving all gradients at once.
+// Batch normalisation (running statistics updated in place by the kernel, outside autograd),
+// layer and group normalisation, each with a single-kernel backward giving all gradients at once.
 import { apply, defineOp } from '../op';
 import { isGradEnabled, setGradEnabled } from '../grad-mode';
 import { shapeStr } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFloat, runOutputs } from './run';
-import { contiguous, reshape } from './view';
-import { sum } from './reduce';
-import { add, binary, mul, unary } from './elementwise';
+import { binary, unary } from './elementwise';
 
 // ---- batch norm ---------------------------------------------------------------------------
 
@@ -232,22 +230,10 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight:
 
 type GnAttrs = { groups: number; eps: number; hasWeight: boolean; hasBias: boolean; post?: 'none' | 'relu' };
 
-const gnRows = (x: Tensor, groups: number) => [x.shape[0], groups, x.size / (x.shape[0] * groups)];
-const gnChannelShape = (x: Tensor) => [1, x.shape[1], ...x.shape.slice(2).map(() => 1)];
-const gnReduceDims = (x: Tensor) => [0, ...x.shape.slice(2).map((_, i) => i + 2)];
-
-/** x normalised per (image, group): layer_norm over [N, groups, C / groups * spatial]. */
-function gnNormalise(x: Tensor, { groups, eps }: GnAttrs): [Tensor, Tensor, Tensor] {
-  const rows = reshape(x.isContiguous() ? x : contiguous(x), gnRows(x, groups));
-  const ln = { normalizedShape: [rows.shape[2]], eps, hasWeight: false, hasBias: false };
-  const [xhat, mean, invstd] = runOutputs(layerNormOp, [rows], layerNormOp.infer!([rows], ln), ln);
-  return [reshape(xhat, x.shape), mean, invstd];
-}
-
 /**
- * The CPU's group-norm kernels: statistics per (image, group), the per-channel affine and a ReLU
- * after it in one pass, and a backward giving dx, dweight and dbias at once. Inputs: x, weight?,
- * bias? (the has* attrs); outputs y, mean and invstd per (image, group).
+ * The group-norm kernels: statistics per (image, group), the per-channel affine and a ReLU after
+ * it in one pass, and a backward giving dx, dweight and dbias at once. Inputs: x, weight?, bias?
+ * (the has* attrs); outputs y, mean and invstd per (image, group).
  */
 export const groupNormFusedOp = defineOp<GnAttrs>({
   name: 'group_norm_fused',
@@ -268,78 +254,29 @@ export const groupNormFusedBackwardOp = defineOp<{ groups: number; hasWeight: bo
 });
 
 /**
- * Group normalisation as one op: forward keeps only the input (which the layer before keeps
- * anyway) and the per-(image, group) statistics. On the CPU it is the fused kernels above; on
- * other backends the layer-norm kernels, the normalised values recomputed in backward (one more
- * layer-norm pass) and the affine applied to a temporary.
- * Composed of separate ops, each group norm kept two more activation-sized tensors (the
- * normalised values and their scaled copy) for backward (MedNeXt, TransUNet's ResNet trunk).
- * post 'relu': a ReLU after it, fused (TransUNet's GN -> ReLU): its input is a temporary, and
- * its mask comes from the output in backward.
+ * Group normalisation as one op over the kernels above: forward keeps only the input (which the
+ * layer before keeps anyway) and the per-(image, group) statistics; backward reads x again. (As
+ * separate ops, each group norm kept two more activation-sized tensors for backward, the
+ * normalised values and their scaled copy, and ran five more passes over them: MedNeXt,
+ * TransUNet's ResNet trunk.) post 'relu': a ReLU after it, fused (TransUNet's GN -> ReLU); its
+ * mask comes from the output in backward.
  */
 export const groupNormOp = defineOp<GnAttrs>({
   name: 'group_norm',
   forward(inputs, attrs, saved) {
-    const [x, ...rest] = inputs;
     const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-    if (kernelsFuseActivations(x)) {
-      const outs = runOutputs(groupNormFusedOp, inputs, groupNormFusedOp.infer!(inputs, attrs), attrs);
-      if (recording) Object.assign(saved, { mean: outs[1], invstd: outs[2] });
-      else outs.slice(1).forEach((t) => t.dispose());
-      return [outs[0]];
-    }
-    const prev = setGradEnabled(false);
-    try {
-      const [xhat, mean, invstd] = gnNormalise(x, attrs);
-      let y = xhat;
-      const cs = gnChannelShape(x);
-      if (attrs.hasWeight) {
-        const scaled = mul(y, reshape(rest[0], cs));
-        y.dispose();
-        y = scaled;
-      }
-      if (attrs.hasBias) {
-        const shifted = add(y, reshape(rest[attrs.hasWeight ? 1 : 0], cs));
-        y.dispose();
-        y = shifted;
-      }
-      if (recording) Object.assign(saved, { mean, invstd });
-      else [mean, invstd].forEach((t) => t.dispose());
-      if (attrs.post === 'relu') {
-        const out = unary('relu', y);
-        y.dispose();
-        y = out;
-      }
-      return [y];
-    } finally {
-      setGradEnabled(prev);
-    }
+    const [y, mean, invstd] = runOutputs(groupNormFusedOp, inputs, groupNormFusedOp.infer!(inputs, attrs), attrs);
+    if (recording) Object.assign(saved, { mean, invstd });
+    else [mean, invstd].forEach((t) => t.dispose());
+    return [y];
   },
-  backward({ inputs, outputs, attrs, saved }, [gOut]) {
-    if (!gOut) return inputs.map(() => null);
+  backward({ inputs, outputs, attrs, saved }, [g]) {
+    if (!g) return inputs.map(() => null);
     const [x, ...rest] = inputs;
     const w = attrs.hasWeight ? rest[0] : null;
-    if (kernelsFuseActivations(x)) {
-      const relu = attrs.post === 'relu' ? [outputs[0]] : [];
-      const [dx, dw, db] = apply(groupNormFusedBackwardOp, [gOut, x, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor, ...relu], { groups: attrs.groups, hasWeight: attrs.hasWeight, post: attrs.post ?? 'none' });
-      return [x.requiresGrad ? dx : null, ...(w ? [dw] : []), ...(attrs.hasBias ? [db] : [])];
-    }
-    // relu'(y) from the output: out > 0 exactly where y > 0.
-    const g = attrs.post === 'relu' ? binary('relu_grad', gOut, outputs[0]) : gOut;
-    const grads: (Tensor | null)[] = [];
-    const rows = reshape(x.isContiguous() ? x : contiguous(x), gnRows(x, attrs.groups));
-    const gw = w ? mul(g, reshape(w, gnChannelShape(x))) : g;
-    const gRows = reshape(gw.isContiguous() ? gw : contiguous(gw), rows.shape);
-    const [dx] = apply(layerNormBackwardOp, [gRows, rows, saved.mean as Tensor, saved.invstd as Tensor], { normalizedShape: [rows.shape[2]], hasWeight: false });
-    grads.push(x.requiresGrad ? reshape(dx, x.shape) : null);
-    if (w) {
-      const [xhat, m, iv] = gnNormalise(x, attrs);
-      m.dispose();
-      iv.dispose();
-      grads.push(sum(mul(g, xhat), gnReduceDims(x)));
-    }
-    if (attrs.hasBias) grads.push(sum(g, gnReduceDims(x)));
-    return grads;
+    const relu = attrs.post === 'relu' ? [outputs[0]] : [];
+    const [dx, dw, db] = apply(groupNormFusedBackwardOp, [g, x, ...(w ? [w] : []), saved.mean as Tensor, saved.invstd as Tensor, ...relu], { groups: attrs.groups, hasWeight: attrs.hasWeight, post: attrs.post ?? 'none' });
+    return [x.requiresGrad ? dx : null, ...(w ? [dw] : []), ...(attrs.hasBias ? [db] : [])];
   },
 });
 
