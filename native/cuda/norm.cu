@@ -514,28 +514,14 @@ __global__ void gn_bwd_param_k(const double* __restrict__ pw, const double* __re
   }
 }
 
-struct GnShape {
-  int64_t N, C, G, Cg, S;
-};
-inline GnShape gn_shape(const TArg& x, const Attrs& at, const char* what) {
-  GnShape s;
-  s.N = x.shape[0];
-  s.C = x.shape[1];
-  s.G = at.i("groups");
-  if (s.G < 1 || s.C % s.G != 0) throw KernelError(std::string(what) + ": channels not divisible by groups");
-  s.Cg = s.C / s.G;
-  s.S = x.numel() / std::max<int64_t>(1, s.N * s.C);
-  return s;
-}
-
 template <typename T>
 void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
   const Opt o = optional_inputs(in, 1, at, false);
-  const GnShape s = gn_shape(x, at, "group_norm_fused");
+  const norm::GnShape s = norm::gn_shape(x, at, "group_norm_fused");
   const int64_t R = s.N * s.G;
   if (R == 0 || x.numel() == 0) return;
-  KLAUNCH(gn_fwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(x.ptr<T>(), opt_ptr<T>(o.weight), opt_ptr<T>(o.bias), out[0].ptr<T>(), out[1].ptr<T>(), out[2].ptr<T>(), R, s.G, s.Cg, s.S, at.num("eps"), at.str("post", "none") == "relu");
+  KLAUNCH(gn_fwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(x.ptr<T>(), opt_ptr<T>(o.weight), opt_ptr<T>(o.bias), out[0].ptr<T>(), out[1].ptr<T>(), out[2].ptr<T>(), R, s.G, s.Cg, s.S, at.num("eps"), s.relu);
   check_launch("group_norm_fused");
 }
 
@@ -547,18 +533,15 @@ void group_norm_fused_cuda(const std::vector<TArg>& in, const std::vector<TArg>&
 
 template <typename T>
 void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const TArg &g = in[0], &x = in[1];
-  const Opt o = optional_inputs(in, 2, at, false);
-  const bool relu = at.str("post", "none") == "relu";
-  const size_t k = 2 + (o.weight ? 1 : 0);
-  const GnShape s = gn_shape(x, at, "group_norm_fused_backward");
+  const norm::GnBackward<T> a = norm::gn_backward_inputs<T>(in, at);
+  const norm::GnShape& s = a.s;
   const int64_t R = s.N * s.G;
   if (s.C == 0) return;
   Scratch spart(sizeof(double) * std::max<int64_t>(1, s.N * s.C) * 2);
   double* pw = spart.as<double>();
   double* pb = pw + s.N * s.C;
-  if (R > 0 && x.numel() > 0) {
-    KLAUNCH(gn_bwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(g.ptr<T>(), x.ptr<T>(), opt_ptr<T>(o.weight), in[k].ptr<T>(), in[k + 1].ptr<T>(), relu ? in[k + 2].ptr<T>() : nullptr, out[0].ptr<T>(), pw, pb, R, s.G, s.C, s.Cg, s.S);
+  if (R > 0 && in[1].numel() > 0) {
+    KLAUNCH(gn_bwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(a.g, a.x, a.w, a.mean, a.inv, a.y, out[0].ptr<T>(), pw, pb, R, s.G, s.C, s.Cg, s.S);
     check_launch("group_norm_fused_backward");
   }
   KLAUNCH(gn_bwd_param_k<T>, blocks_for(s.C), kThreads, 0, 0)(pw, pb, out[1].ptr<T>(), out[2].ptr<T>(), s.N, s.C);

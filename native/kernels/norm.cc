@@ -305,10 +305,9 @@ template <typename T>
 void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
   const Opt o = optional_inputs(in, 1, at, false);
-  const bool relu = at.str("post", "none") == "relu";
-  const int64_t G = at.i("groups"), N = x.shape[0], C = x.shape[1];
-  if (G < 1 || C % G != 0) throw KernelError("group_norm_fused: channels not divisible by groups");
-  const int64_t S = x.numel() / std::max<int64_t>(1, N * C), Cg = C / G, D = Cg * S;
+  const norm::GnShape sh = norm::gn_shape(x, at, "group_norm_fused");
+  const bool relu = sh.relu;
+  const int64_t G = sh.G, N = sh.N, S = sh.S, Cg = sh.Cg, D = Cg * S;
   const double eps = at.num("eps");
   const T* xp = x.ptr<T>();
   T* yp = out[0].ptr<T>();
@@ -351,17 +350,11 @@ SC_KERNEL("group_norm_fused", cpu, group_norm_fused_kernel);
 
 template <typename T>
 void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
-  const TArg &g = in[0], &x = in[1];
-  const Opt o = optional_inputs(in, 2, at, false);
-  const bool relu = at.str("post", "none") == "relu";
-  const size_t k = 2 + (o.weight ? 1 : 0);
-  const T* mp = in[k].ptr<T>();
-  const T* ip = in[k + 1].ptr<T>();
-  const T* yout = relu ? in[k + 2].ptr<T>() : nullptr;  // relu'(v) from the output: y > 0 where v > 0
-  const int64_t G = at.i("groups"), N = x.shape[0], C = x.shape[1];
-  const int64_t S = x.numel() / std::max<int64_t>(1, N * C), Cg = C / G, D = Cg * S;
-  const T* w = o.weight ? o.weight->ptr<T>() : nullptr;
-  const T* xp = x.ptr<T>();
+  const norm::GnBackward<T> a = norm::gn_backward_inputs<T>(in, at);
+  const T *mp = a.mean, *ip = a.inv, *w = a.w, *xp = a.x;
+  const T* yout = a.y;  // relu'(v) from the output: y > 0 where v > 0
+  const bool relu = a.s.relu;
+  const int64_t G = a.s.G, N = a.s.N, C = a.s.C, S = a.s.S, Cg = a.s.Cg, D = Cg * S;
   T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
   // Per (image, channel) parameter-gradient terms, summed over images in order below: the
   // result does not depend on how rows were split between threads.
@@ -372,7 +365,7 @@ void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
     auto each_block = [&](int64_t plane, auto&& fn) {
       for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
         const int64_t off = plane + i0, len = std::min(kBlock, S - i0);
-        const T* gp = g.ptr<T>() + off;
+        const T* gp = a.g + off;
         if (relu) {
           masked_g_run(gp, yout + off, len, gbuf);
           gp = gbuf;
