@@ -435,7 +435,8 @@ void layer_norm_backward_cuda(const std::vector<TArg>& in, const std::vector<TAr
 // Rows are (image, group): Cg = C / G channel planes of S values, contiguous. One block per row
 // (grid-stride over rows): two block reductions for the statistics, then the affine. Backward:
 // per channel of the row, block sums of g and g * xhat (written as per-(image, channel)
-// partials, added over images in order by a final kernel), then dx over the row.
+// partials, added over images in order by layer norm's ln_bwd_param_final_k), then dx over the
+// row.
 
 template <typename T>
 __global__ void gn_fwd_k(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
@@ -504,17 +505,6 @@ __global__ void gn_bwd_k(const T* __restrict__ g, const T* __restrict__ x, const
 }
 
 template <typename T>
-__global__ void gn_bwd_param_k(const double* __restrict__ pw, const double* __restrict__ pb, T* __restrict__ dw,
-                               T* __restrict__ db, int64_t N, int64_t C) {
-  SC_GRID_STRIDE(c, C) {
-    double tw = 0, tb = 0;
-    for (int64_t n = 0; n < N; ++n) { tw += pw[n * C + c]; tb += pb[n * C + c]; }
-    dw[c] = static_cast<T>(tw);
-    db[c] = static_cast<T>(tb);
-  }
-}
-
-template <typename T>
 void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
   const Opt o = optional_inputs(in, 1, at, false);
@@ -544,7 +534,8 @@ void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
     KLAUNCH(gn_bwd_k<T>, (unsigned)std::min<int64_t>(R, 65535), kThreads, 0, 0)(a.g, a.x, a.w, a.mean, a.inv, a.y, out[0].ptr<T>(), pw, pb, R, s.G, s.C, s.Cg, s.S);
     check_launch("group_norm_fused_backward");
   }
-  KLAUNCH(gn_bwd_param_k<T>, blocks_for(s.C), kThreads, 0, 0)(pw, pb, out[1].ptr<T>(), out[2].ptr<T>(), s.N, s.C);
+  // dweight / dbias: the per-image partials added in order, as layer norm's per-chunk ones.
+  KLAUNCH(ln_bwd_param_final_k<T>, blocks_for(s.C), kThreads, 0, 0)(pw, pb, out[1].ptr<T>(), out[2].ptr<T>(), s.C, s.N);
   check_launch("group_norm_fused_backward");
 }
 

@@ -114,6 +114,20 @@ struct BnActs {
   }
 };
 
+// q = p * a + sh over a run, then a ReLU when relu: the normalising pass of batch and group
+// norm (per channel a = weight * invstd, sh = bias - mean * a).
+template <typename T>
+void affine_run(const T* p, T* q, int64_t n, T a, T sh, bool relu) {
+  if (relu) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = p[i] * a + sh;
+      q[i] = v > T(0) ? v : T(0);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) q[i] = p[i] * a + sh;
+  }
+}
+
 template <typename T>
 void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
@@ -163,18 +177,7 @@ void bn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
       sinv[c] = static_cast<T>(invstd);
       const double w = o.weight ? o.weight->ptr<T>()[c] : 1.0, b = o.bias ? o.bias->ptr<T>()[c] : 0.0;
       const T a = static_cast<T>(w * invstd), sh = static_cast<T>(b - mean * (w * invstd));
-      for (int64_t n = 0; n < N; ++n) {
-        const T* p = ap + (n * C + c) * S;
-        T* q = yp + (n * C + c) * S;
-        if (act.relu) {
-          for (int64_t i = 0; i < S; ++i) {
-            const T v = p[i] * a + sh;
-            q[i] = v > T(0) ? v : T(0);
-          }
-        } else {
-          for (int64_t i = 0; i < S; ++i) q[i] = p[i] * a + sh;
-        }
-      }
+      for (int64_t n = 0; n < N; ++n) affine_run(ap + (n * C + c) * S, yp + (n * C + c) * S, S, a, sh, act.relu);
     }
   });
 }
@@ -203,6 +206,21 @@ void masked_g_run(const T* __restrict__ g, const T* __restrict__ y, int64_t n, T
   }
 }
 
+// Visits the plane [plane, plane + S) a block at a time: fn(offset, len, gp), gp the incoming
+// gradient of the normalised value: g, masked by the ReLU into gbuf when its output y is given.
+template <typename T, typename F>
+void each_masked_block(const T* g, const T* y, int64_t plane, int64_t S, T* gbuf, F&& fn) {
+  for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
+    const int64_t off = plane + i0, len = std::min(kBlock, S - i0);
+    const T* gp = g + off;
+    if (y) {
+      masked_g_run(gp, y + off, len, gbuf);
+      gp = gbuf;
+    }
+    fn(off, len, gp);
+  }
+}
+
 // gelu'(x) of one channel between the backward's two passes; grown, never shrunk, per thread.
 float* gelu_grad_stash(int64_t n) {
   thread_local std::vector<float> buf;
@@ -225,19 +243,9 @@ void bn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     alignas(64) T gbuf[kBlock];
     const T* xp = x.ptr<T>();
-    // Visits channel c a block at a time: fn(offset, len, gp), gp the incoming gradient of the
-    // normalised value (g, masked by the ReLU into gbuf when there is one).
+    // Visits channel c's planes a block at a time (each_masked_block).
     auto each_block = [&](int64_t c, auto&& fn) {
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
-          const int64_t off = (n * C + c) * S + i0, len = std::min(kBlock, S - i0);
-          const T* gp = g.ptr<T>() + off;
-          if (act.relu) {
-            masked_g_run(gp, yout + off, len, gbuf);
-            gp = gbuf;
-          }
-          fn(off, len, gp);
-        }
+      for (int64_t n = 0; n < N; ++n) each_masked_block(g.ptr<T>(), yout, (n * C + c) * S, S, gbuf, fn);
     };
     // float with GELU: the sums pass keeps gelu(x) in dx and gelu'(x) in this thread's stash
     // (the channel's N*S values), so the dx pass computes no exp / erf again (double
@@ -305,9 +313,8 @@ template <typename T>
 void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const TArg& x = in[0];
   const Opt o = optional_inputs(in, 1, at, false);
-  const norm::GnShape sh = norm::gn_shape(x, at, "group_norm_fused");
-  const bool relu = sh.relu;
-  const int64_t G = sh.G, N = sh.N, S = sh.S, Cg = sh.Cg, D = Cg * S;
+  const norm::GnShape gs = norm::gn_shape(x, at, "group_norm_fused");
+  const int64_t G = gs.G, N = gs.N, S = gs.S, Cg = gs.Cg, D = Cg * S;
   const double eps = at.num("eps");
   const T* xp = x.ptr<T>();
   T* yp = out[0].ptr<T>();
@@ -325,17 +332,8 @@ void gn_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const A
       for (int64_t ci = 0; ci < Cg; ++ci) {
         const int64_t c = (r % G) * Cg + ci;
         const double a = (w ? w[c] : 1.0) * inv;
-        const T ta = static_cast<T>(a), sh = static_cast<T>((b ? b[c] : 0.0) - mean * a);
-        const T* p = xp + r * D + ci * S;
-        T* q = yp + r * D + ci * S;
-        if (relu) {
-          for (int64_t i = 0; i < S; ++i) {
-            const T v = p[i] * ta + sh;
-            q[i] = v > T(0) ? v : T(0);
-          }
-        } else {
-          for (int64_t i = 0; i < S; ++i) q[i] = p[i] * ta + sh;
-        }
+        affine_run(xp + r * D + ci * S, yp + r * D + ci * S, S, static_cast<T>(a),
+                   static_cast<T>((b ? b[c] : 0.0) - mean * a), gs.relu);
       }
     }
   });
@@ -351,9 +349,7 @@ SC_KERNEL("group_norm_fused", cpu, group_norm_fused_kernel);
 template <typename T>
 void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, const Attrs& at) {
   const norm::GnBackward<T> a = norm::gn_backward_inputs<T>(in, at);
-  const T *mp = a.mean, *ip = a.inv, *w = a.w, *xp = a.x;
-  const T* yout = a.y;  // relu'(v) from the output: y > 0 where v > 0
-  const bool relu = a.s.relu;
+  const T *mp = a.mean, *ip = a.inv, *w = a.w, *xp = a.x;  // a.y: the ReLU's output, for its mask
   const int64_t G = a.s.G, N = a.s.N, C = a.s.C, S = a.s.S, Cg = a.s.Cg, D = Cg * S;
   T *dx = out[0].ptr<T>(), *dw = out[1].ptr<T>(), *db = out[2].ptr<T>();
   // Per (image, channel) parameter-gradient terms, summed over images in order below: the
@@ -361,18 +357,7 @@ void gn_bwd_typed(const std::vector<TArg>& in, const std::vector<TArg>& out, con
   std::vector<double> pw((size_t)(N * C)), pb((size_t)(N * C));
   parallel_for(0, N * G, 1, [&](int64_t r0, int64_t r1) {
     alignas(64) T gbuf[kBlock];
-    // fn(offset, len, gp) over one channel plane, gp the incoming gradient (masked by the ReLU).
-    auto each_block = [&](int64_t plane, auto&& fn) {
-      for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
-        const int64_t off = plane + i0, len = std::min(kBlock, S - i0);
-        const T* gp = a.g + off;
-        if (relu) {
-          masked_g_run(gp, yout + off, len, gbuf);
-          gp = gbuf;
-        }
-        fn(off, len, gp);
-      }
-    };
+    auto each_block = [&](int64_t plane, auto&& fn) { each_masked_block(a.g, a.y, plane, S, gbuf, fn); };
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / G, c0 = (r % G) * Cg;
       const double mean = mp[r], inv = ip[r];
