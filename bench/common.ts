@@ -53,6 +53,22 @@ export function timeIt(fn: () => void, { warmup = 1, minRuns = 3, maxRuns = 50, 
   return { median: median(ts), min: Math.min(...ts), runs: ts.length };
 }
 
+/**
+ * Kernel microbenchmarks: two warm-up calls, then `rounds` timings of `reps` back-to-back calls
+ * each; ms per call, median and best of the rounds.
+ */
+export function timeReps(fn: () => void, reps: number, rounds = 5): { median: number; min: number } {
+  fn();
+  fn();
+  const ts: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let q = 0; q < reps; q++) fn();
+    ts.push((performance.now() - t0) / reps);
+  }
+  return { median: median(ts), min: Math.min(...ts) };
+}
+
 export function fmt(x: number | null | undefined, digits = 2): string {
   if (x == null || !Number.isFinite(x)) return '-';
   if (Math.abs(x) >= 1000) return x.toFixed(0);

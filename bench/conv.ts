@@ -8,7 +8,7 @@ import * as sc from '../src';
 import { native } from '../src/native';
 import { apply } from '../src/tensor/op';
 import { conv2dBackwardInputOp, conv2dBackwardWeightOp, conv2dOp } from '../src/tensor/ops/conv';
-import { arg } from './common';
+import { arg, timeReps } from './common';
 
 const shapes: number[][] = JSON.parse(process.argv[2]?.startsWith('[') ? process.argv[2] :
   '[[8,160,128,32,3,1],[8,256,256,32,3,2],[8,128,32,64,3,1],[8,32,16,128,3,1],[8,16,16,128,3,2],[8,64,32,32,3,1],[8,128,64,16,3,1]]');
@@ -29,15 +29,8 @@ sc.noGrad(() => {
     for (const op of ops) {
       const run = runs[op];
       if (!run) throw new Error(`--ops: unknown op ${op} (fwd, bwd_in, bwd_w)`);
-      const reps = Math.max(3, Math.round(3e8 / flop));
-      run(); run();
-      const ts: number[] = [];
-      for (let r = 0; r < 5; r++) {
-        const t0 = performance.now();
-        for (let q = 0; q < reps; q++) run();
-        ts.push((performance.now() - t0) / reps);
-      }
-      const ms = ts.sort((a, b) => a - b)[process.env.BENCH_MIN ? 0 : 2];
+      const t = timeReps(run, Math.max(3, Math.round(3e8 / flop)));
+      const ms = process.env.BENCH_MIN ? t.min : t.median;
       cols.push(`${op} ${ms.toFixed(2)} ms ${(flop / ms / 1e6).toFixed(0)} GF/s`);
     }
     console.log(`N${N} ${C} -> ${OC} k${K} g${G} ${S} px: ${cols.join(' | ')}`);

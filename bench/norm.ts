@@ -8,21 +8,10 @@
 import * as sc from '../src';
 import { apply } from '../src/tensor/op';
 import { batchNormBackwardOp } from '../src/tensor/ops/norm';
-import { arg } from './common';
+import { arg, timeReps } from './common';
 
 const shapes: number[][] = JSON.parse(process.argv[2]?.startsWith('[') ? process.argv[2] : '[[8,32,128,128],[8,8,128,128],[8,64,64,64],[8,256,32,32],[1,32,256,256]]');
 const reps = Number(arg('reps', '20'));
-const time = (fn: () => void) => {
-  fn(); fn();
-  const ts: number[] = [];
-  for (let r = 0; r < 5; r++) {
-    const t0 = performance.now();
-    for (let q = 0; q < reps; q++) fn();
-    ts.push((performance.now() - t0) / reps);
-  }
-  ts.sort((a, b) => a - b);
-  return { med: ts[2], best: ts[0] };
-};
 console.log(`${sc.getNumThreads()} threads`);
 for (const shape of shapes) {
   const C = shape[1];
@@ -31,8 +20,8 @@ for (const shape of shapes) {
   const mb = (x.size * 4) / 1e6;
   const cols: string[] = [];
   const report = (name: string, passes: number, fn: () => void) => {
-    const t = time(fn);
-    cols.push(`${name} ${t.med.toFixed(2)} (${t.best.toFixed(2)}) ms ${(passes * mb / t.med).toFixed(0)} GB/s`);
+    const t = timeReps(fn, reps);
+    cols.push(`${name} ${t.median.toFixed(2)} (${t.min.toFixed(2)}) ms ${(passes * mb / t.median).toFixed(0)} GB/s`);
   };
   sc.noGrad(() => {
     report('bn', 2, () => sc.tidy(() => void sc.F.batchNorm(x, rm, rv, w, b, { training: true })));
