@@ -223,6 +223,10 @@ export const coreCases: OpCase[] = [
     ['conv2d_fused 3x3 gelu no bias', [1, 4, 8, 33], [6, 4, 3, 3], 1, 1, 1, false, 'gelu', false],
     ['conv2d_fused 1x1 gelu affine', [2, 8, 4, 16], [10, 8, 1, 1], 1, 0, 1, true, 'gelu', true],
     ['conv2d_fused 1x1 wide none affine', [1, 6, 5, 5], [80, 6, 1, 1], 1, 0, 1, true, 'none', true],
+    // Rows of whole vectors: the fast whole-tile path (GELU and the affine after the tiles) next
+    // to a partial channel block that takes the general tile.
+    ['conv2d_fused 1x1 whole tiles gelu affine', [2, 12, 3, 48], [10, 12, 1, 1], 1, 0, 1, true, 'gelu', true],
+    ['conv2d_fused 3x3 whole tiles relu affine', [1, 6, 5, 48], [10, 6, 3, 3], 1, 1, 1, true, 'relu', true],
     ['conv2d_fused stride 2 relu', [1, 3, 11, 10], [4, 3, 3, 3], 2, 1, 1, true, 'relu', false],
     ['conv2d_fused depthwise k7 gelu affine', [2, 5, 12, 11], [5, 1, 7, 7], 1, 3, 5, true, 'gelu', true],
   ] as [string, number[], number[], number, number, number, boolean, 'none' | 'relu' | 'gelu', boolean][]).map(([name, xs, ws, s, p, g, bias, act, affine]): OpCase => {
