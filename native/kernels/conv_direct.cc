@@ -206,8 +206,13 @@ SC_AI void run_tiles_core(const ConvP& p, const Geometry& g, int64_t t0, int64_t
     const float* xb[kGroup][NV];
     float* yo[kGroup][NV];
     int nv[kGroup][NV];
+    // Slot s is output row s / spr, vector s % spr: stepped from the group's first slot instead
+    // of a division per slot.
+    const int64_t s0 = tg * NV;
+    int64_t oh = s0 / g.spr, sv = s0 - oh * g.spr;
     for (int k = 0; k < nt; ++k)
-      for (int j = 0; j < NV; ++j) {
+      for (int j = 0; j < NV; ++j, ++sv) {
+        if (sv == g.spr) sv = 0, ++oh;
         const int64_t s = (tg + k) * NV + j;
         if (s >= g.slots) {
           xb[k][j] = xpad;
@@ -215,7 +220,7 @@ SC_AI void run_tiles_core(const ConvP& p, const Geometry& g, int64_t t0, int64_t
           nv[k][j] = 0;
           continue;
         }
-        const int64_t oh = s / g.spr, ow = (s % g.spr) * L;
+        const int64_t ow = sv * L;
         xb[k][j] = xpad + oh * g.Wp + ow;
         yo[k][j] = y + oh * p.OW + ow;
         nv[k][j] = (int)std::min<int64_t>(L, p.OW - ow);
@@ -384,8 +389,11 @@ SC_AI void wgrad_items(const WgradGeom& g, int64_t r0, int64_t r1, int64_t i0, i
     V acc[OCB][TB];
     _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i)
       _Pragma("GCC unroll 8") for (int j = 0; j < TB; ++j) acc[i][j] = V{};
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t k = r / g.OH, oh = r - k * g.OH;
+    // Row r is image r / OH, output row r % OH: stepped, not divided per row (a 16-32 pixel
+    // row is only 2-4 vectors of work).
+    int64_t k = r0 / g.OH, oh = r0 - k * g.OH;
+    for (int64_t r = r0; r < r1; ++r, ++oh) {
+      if (oh == g.OH) oh = 0, ++k;
       const float* xr = g.xpad + k * g.x_img + oh * g.x_row;
       const int64_t gro = k * g.gy_img + oh * g.gy_row;
       for (int64_t v = 0; v < g.nvec; ++v) {
