@@ -77,6 +77,27 @@ int64_t* scratch_i(size_t n) {
 // extra add per accumulator every kTapBlock FMAs.
 constexpr int64_t kTapBlock = 128;
 
+// acc[i][j] += w[tap][i] * x[slot j + tap offset] over taps [t0, t1): the register-tiled
+// reduction of tile() and tile_whole().
+template <int L, int OCB, int NV>
+SC_AI void accumulate_taps(int64_t t0, int64_t t1, const int64_t* __restrict toff,
+                           const float* const* xp, const float* __restrict wp,
+                           typename Vec<L>::type (&acc)[OCB][NV]) {
+  using V = typename Vec<L>::type;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t off = toff[t];
+    V xv[NV];
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xv[j] = *reinterpret_cast<const V*>(xp[j] + off);
+    const float* wt = wp + t * OCB;
+    // A scalar operand is broadcast by the vector multiply (vbroadcastss / embedded
+    // broadcast); V{} + w would add an FP add per weight.
+    _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
+      const float wv = wt[i];
+      _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] += wv * xv[j];
+    }
+  }
+}
+
 // One tile: OCB output channels x NV slots over all taps, then the epilogue and the store.
 // first: start from zero (else add to the partial sums already in y); last: apply the epilogue
 // (else store the partial sums).
@@ -94,18 +115,7 @@ SC_AI void tile(int64_t ntaps, const int64_t* __restrict toff, const float* cons
   _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xp[j] = xb[j];
   for (int64_t t0 = 0; t0 < ntaps; t0 += kTapBlock) {
     const int64_t t1 = std::min(ntaps, t0 + kTapBlock);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t off = toff[t];
-      V xv[NV];
-      _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xv[j] = *reinterpret_cast<const V*>(xp[j] + off);
-      const float* wt = wp + t * OCB;
-      // A scalar operand is broadcast by the vector multiply (vbroadcastss / embedded
-      // broadcast); V{} + w would add an FP add per weight.
-      _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
-        const float wv = wt[i];
-        _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] += wv * xv[j];
-      }
-    }
+    accumulate_taps<L, OCB, NV>(t0, t1, toff, xp, wp, acc);
     if (t1 < ntaps)
       _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i)
         _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) sum[i][j] += acc[i][j], acc[i][j] = V{};
@@ -167,16 +177,7 @@ SC_AI void tile_whole(int64_t ntaps, const int64_t* __restrict toff, const float
     _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] = V{};
   const float* xp[NV];
   _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xp[j] = xb[j];
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const int64_t off = toff[t];
-    V xv[NV];
-    _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) xv[j] = *reinterpret_cast<const V*>(xp[j] + off);
-    const float* wt = wp + t * OCB;
-    _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
-      const float wv = wt[i];
-      _Pragma("GCC unroll 8") for (int j = 0; j < NV; ++j) acc[i][j] += wv * xv[j];
-    }
-  }
+  accumulate_taps<L, OCB, NV>(0, ntaps, toff, xp, wp, acc);
   _Pragma("GCC unroll 16") for (int i = 0; i < OCB; ++i) {
     const int64_t oc = oc0 + i;
     const float b = ep.bias ? ep.bias[oc] : 0.0f;
