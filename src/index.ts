@@ -12,7 +12,7 @@ export { checkpoint } from './autograd/checkpoint';
 export type { BackwardOptions } from './autograd/engine';
 export { gradcheck } from './autograd/gradcheck';
 export { F, nn, optim, models };
-/** sc.inference.optimize(model, example): fused conv -> BN -> activation chains for eval-mode inference. */
+/** sc.inference.optimize(model, example): fused conv -> BN -> activation chains and a recorded, replayed forward for eval-mode inference. */
 export * as inference from './nn/inference';
 /** sc.onnx.export(model, [N, C, H, W], file): the eval-mode forward as an ONNX model. */
 export * as onnx from './onnx';

@@ -58,4 +58,48 @@ function load(): NativeAddon {
   throw new Error(`scalpel: native addon ${file} not found under ${path.join(packageRoot, 'build')}: ${hint}`);
 }
 
-export const native: NativeAddon = load();
+/**
+ * Watches what the addon is asked to do while a kernel sequence is recorded (src/tensor/replay.ts):
+ * every run(), and every transfer between JavaScript and a storage, which a recorded sequence
+ * cannot repeat.
+ */
+export interface NativeRecorder {
+  run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
+  hostAccess(what: 'copyIn' | 'copyOut' | 'hostView' | 'wrapHost'): void;
+}
+
+let recorder: NativeRecorder | null = null;
+
+/** Installs (or with null removes) the recorder; returns the one it replaced. */
+export function setNativeRecorder(r: NativeRecorder | null): NativeRecorder | null {
+  const prev = recorder;
+  recorder = r;
+  return prev;
+}
+
+const nativeAddon: NativeAddon = load();
+
+/** The addon as the library calls it: the same functions, seen by the recorder when one is set. */
+export const native: NativeAddon = {
+  ...nativeAddon,
+  run(kernel, backend, inputs, outputs, attrs) {
+    if (recorder) recorder.run(kernel, backend, inputs, outputs, attrs);
+    nativeAddon.run(kernel, backend, inputs, outputs, attrs);
+  },
+  copyIn(handle, byteOffset, data) {
+    if (recorder) recorder.hostAccess('copyIn');
+    nativeAddon.copyIn(handle, byteOffset, data);
+  },
+  copyOut(handle, byteOffset, nbytes) {
+    if (recorder) recorder.hostAccess('copyOut');
+    return nativeAddon.copyOut(handle, byteOffset, nbytes);
+  },
+  hostView(handle) {
+    if (recorder) recorder.hostAccess('hostView');
+    return nativeAddon.hostView(handle);
+  },
+  wrapHost(buffer) {
+    if (recorder) recorder.hostAccess('wrapHost');
+    return nativeAddon.wrapHost(buffer);
+  },
+};

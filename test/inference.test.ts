@@ -1,6 +1,6 @@
 // sc.inference.optimize: fused conv -> BN -> activation chains give the plain eval forward's
 // output on every model, are dropped when the weights may change, and refuse a forward that no
-// longer follows the traced dataflow.
+// longer follows the traced dataflow; the recorded forward replays the same values.
 import { strict as assert } from 'node:assert';
 import * as sc from '../src';
 
@@ -53,7 +53,18 @@ describe('inference plans (sc.inference.optimize)', function () {
         const d = maxRelDiff(fused[i], plain[i]);
         assert.ok(d < 2e-4, `${info.name} output ${i}: max difference ${d} of the output's range`);
       }
-      sc.dispose([...plain, ...fused, x]);
+      // The second call with this shape is recorded, the third replayed: the same kernels, so
+      // the same values to the bit, in outputs of the same structure.
+      const recorded = sc.tidy(() => sc.noGrad(() => outputsOf(model.forward(x)).map((t) => t.clone())));
+      const replayed = sc.noGrad(() => outputsOf(model.forward(x)));
+      const rinfo = sc.inference.replayInfo(model);
+      assert.ok(rinfo.recorded && rinfo.replays === 1, `${info.name}: not replayed: ${JSON.stringify(rinfo)}`);
+      for (let i = 0; i < plain.length; i++) {
+        assert.deepEqual(replayed[i].shape, fused[i].shape);
+        assert.deepEqual(replayed[i].toArray(), fused[i].toArray(), `${info.name} output ${i}: the replayed forward differs from the optimised one`);
+        assert.deepEqual(recorded[i].toArray(), fused[i].toArray());
+      }
+      sc.dispose([...plain, ...fused, ...recorded, ...replayed, x]);
       model.dispose();
     });
   }

@@ -9,10 +9,20 @@
 // train(), loadStateDict(), to() and dispose(), since those may change the weights; a forward
 // that strays from the traced dataflow (an absorbed module fed another tensor) is an error,
 // never a silently different result.
+//
+// On top of the fusion, the optimized forward is recorded (src/tensor/replay.ts): the second
+// call in a row with inputs of one shape runs normally while its native kernels are recorded,
+// and later calls with that shape replay them on buffers planned once, skipping the JavaScript of
+// the modules and ops. One recording is kept per model (a new shape seen twice in a row replaces
+// it); a forward that cannot be recorded (it reads values on the host, draws random numbers, ...)
+// keeps running normally, and replayInfo() says why. The recording repeats the forward as it was:
+// after changing a module's configuration (not its weights, which are read live), call
+// optimize() again.
 import { isGradEnabled, noGrad } from '../autograd/engine';
 import { Tensor, tidy } from '../tensor/tensor';
 import { observeOps } from '../tensor/op';
 import { keep } from '../tensor/scope';
+import { KernelPlan } from '../tensor/replay';
 import { randn } from '../tensor/create';
 import * as F from './functional';
 import type { FusedActivation } from '../tensor/ops/conv';
@@ -71,25 +81,105 @@ class Absorbed implements AbsorbedForward {
   }
 }
 
+export interface ReplayInfo {
+  /** Whether a recorded forward is ready (the next call with its input shapes replays it). */
+  recorded: boolean;
+  /** The input shapes it was recorded for. */
+  inputShapes: number[][];
+  /** Kernel calls per replay, and the bytes of the intermediate buffers it keeps. */
+  kernels: number;
+  bufferBytes: number;
+  /** Forwards served by replaying since optimize(). */
+  replays: number;
+  /** Why the last forward tried could not be recorded (null when it could). */
+  declined: string | null;
+}
+
+/** The key of a call's arguments: tensors by shape, dtype and device, other values as they are. */
+function argumentKey(args: unknown[]): string | null {
+  try {
+    return JSON.stringify(args, (_k, v) => (v instanceof Tensor ? `tensor ${v.dtype} ${v.device} [${v.shape.join(',')}]` : v));
+  } catch {
+    return null; // cyclic or BigInt arguments: not recorded
+  }
+}
+
+/** The recorded forward of an optimized model (see the top of this file). */
+class ForwardRecording {
+  private plan: KernelPlan | null = null;
+  private planKey: string | null = null;
+  private lastKey: string | null = null;
+  private readonly declinedKeys = new Map<string, string>();
+  private lastDeclined: string | null = null;
+  private replays = 0;
+
+  forward(plain: () => unknown, args: unknown[]): unknown {
+    const key = argumentKey(args);
+    if (this.plan && !this.plan.isValid) {
+      this.plan.dispose();
+      this.plan = this.planKey = null;
+    }
+    const inputs = tensorsIn(args);
+    if (key !== null && this.plan && key === this.planKey) {
+      this.replays++;
+      return this.plan.run(inputs);
+    }
+    const again = key !== null && key === this.lastKey;
+    this.lastKey = key;
+    if (!again || this.declinedKeys.has(key!) || inputs.length === 0 || inputs.some((t) => !t.isContiguous())) return tidy(plain);
+    const { result, plan, declined } = tidy(() => KernelPlan.capture(plain, inputs));
+    this.lastDeclined = declined;
+    if (plan) {
+      this.plan?.dispose();
+      this.plan = plan;
+      this.planKey = key;
+    } else this.declinedKeys.set(key!, declined!);
+    return result;
+  }
+
+  info(): ReplayInfo {
+    const p = this.plan;
+    return { recorded: !!p, inputShapes: p?.inputShapes ?? [], kernels: p?.kernels ?? 0, bufferBytes: p?.bufferBytes ?? 0, replays: this.replays, declined: this.lastDeclined };
+  }
+
+  dispose(): void {
+    this.plan?.dispose();
+    this.plan = this.planKey = this.lastKey = null;
+  }
+}
+
 // The root forward of an optimized model runs inside tidy() in eval mode under noGrad: nothing
 // is saved for backward there, so every tensor the forward made and does not return is garbage,
 // and freeing it at once keeps a plain synchronous loop (no tidy of the user's own) flat instead
 // of leaving the intermediates to finalizers that only run when the event loop turns.
 const tidyForwards = new WeakMap<Module, { original: Module['forward']; own: boolean }>();
 
-function installTidyForward(model: Module): void {
+function installForward(model: Module): void {
   if (tidyForwards.has(model)) return;
   const original = model.forward;
   tidyForwards.set(model, { original, own: Object.prototype.hasOwnProperty.call(model, 'forward') });
-  model.forward = function tidyInEval(this: Module, ...args: unknown[]) {
+  model.forward = function optimizedInEval(this: Module, ...args: unknown[]) {
     if (model.training || isGradEnabled()) return original.apply(this, args);
-    return tidy(() => original.apply(this, args));
+    const plain = () => original.apply(this, args);
+    const rec = model.inferenceState;
+    return rec instanceof ForwardRecording ? rec.forward(plain, args) : tidy(plain);
   } as Module['forward'];
+}
+
+/** What the recorded forward of an optimized model is doing (see optimize()). */
+export function replayInfo(model: Module): ReplayInfo {
+  const rec = model.inferenceState;
+  if (!(rec instanceof ForwardRecording)) return { recorded: false, inputShapes: [], kernels: 0, bufferBytes: 0, replays: 0, declined: 'the model is not optimized for replay (sc.inference.optimize)' };
+  return rec.info();
 }
 
 /** Drops the plan of optimize(): every module runs its own forward again. */
 export function release(model: Module): void {
-  for (const [, m] of model.namedModules()) m.dropInference();
+  for (const [, m] of model.namedModules()) {
+    m.dropInference();
+    m.inferenceState?.dispose();
+    m.inferenceState = null;
+  }
   const saved = tidyForwards.get(model);
   if (saved) {
     tidyForwards.delete(model);
@@ -119,9 +209,16 @@ function bnAffine(bn: BatchNorm2d): [Tensor, Tensor] {
 /**
  * Fuses the model's conv -> batch norm -> activation chains for inference (see the top of this
  * file) and puts the model in eval mode. `example` (a tensor or an input shape) is run once to
- * trace the dataflow; any input the forward treats the same way benefits. Returns what it fused.
+ * trace the dataflow; any input the forward treats the same way benefits. Unless
+ * `options.replay` is false, the optimized forward is then recorded and replayed per input shape
+ * (see the top of this file; replayInfo() reports on it). Returns what it fused.
  */
-export function optimize(model: Module, example: Tensor | number[]): OptimizeReport {
+export interface OptimizeOptions {
+  /** Record the optimized forward and replay it for inputs of a shape seen before (default true). */
+  replay?: boolean;
+}
+
+export function optimize(model: Module, example: Tensor | number[], options: OptimizeOptions = {}): OptimizeReport {
   if (!(model instanceof Module)) throw new Error('sc.inference.optimize: expected a Module');
   release(model);
   model.eval();
@@ -200,6 +297,7 @@ export function optimize(model: Module, example: Tensor | number[]): OptimizeRep
       report.activationsFused += act ? 1 : 0;
     }
   });
-  installTidyForward(model);
+  installForward(model);
+  if (options.replay ?? true) model.inferenceState = new ForwardRecording();
   return report;
 }

@@ -173,8 +173,18 @@ export abstract class Module {
    */
   dropInference(): void {}
 
+  /**
+   * @internal State of sc.inference kept for this module as a whole (its recorded forward):
+   * disposed with the fused convolutions, by the same calls.
+   */
+  inferenceState: { dispose(): void } | null = null;
+
   private dropInferenceAll(): void {
-    for (const [, m] of this.namedModules()) m.dropInference();
+    for (const [, m] of this.namedModules()) {
+      m.dropInference();
+      m.inferenceState?.dispose();
+      m.inferenceState = null;
+    }
   }
 
   train(mode = true): this {

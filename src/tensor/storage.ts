@@ -12,6 +12,7 @@ export class Storage {
 
   constructor(readonly device: Device, readonly bytes: number, handle?: number) {
     this.handle = handle ?? native.alloc(DEVICE_IDS[device], bytes);
+    if (storageWatch) storageWatch.created(this);
   }
 
   /** A CPU storage over an ArrayBuffer's own memory (no copy; keeps the buffer alive). */
@@ -36,10 +37,40 @@ export class Storage {
   /** Drops one reference; the last one gives the native memory back at once. */
   release(): void {
     if (--this.refs === 0 && this.handle !== null) {
-      native.release(this.handle);
+      const h = this.handle;
+      native.release(h);
       this.handle = null;
+      if (storageWatch) storageWatch.released(h);
+      if (releaseWatch.size !== 0) releaseWatch.get(h)?.forEach((fn) => fn());
     }
   }
+}
+
+// Recorded kernel sequences (replay.ts) learn which storages a recording created and freed, and
+// are told when a storage they read from outside is given back (its handle would then be stale).
+export interface StorageWatch {
+  created(s: Storage): void;
+  released(handle: number): void;
+}
+let storageWatch: StorageWatch | null = null;
+const releaseWatch = new Map<number, Set<() => void>>();
+
+/** Sees every Storage created and freed from now on (null stops); returns the watch replaced. */
+export function watchStorages(w: StorageWatch | null): StorageWatch | null {
+  const prev = storageWatch;
+  storageWatch = w;
+  return prev;
+}
+
+/** Calls fn once the storage behind `handle` gives its memory back; returns the unsubscriber. */
+export function onStorageRelease(handle: number, fn: () => void): () => void {
+  let set = releaseWatch.get(handle);
+  if (!set) releaseWatch.set(handle, (set = new Set()));
+  set.add(fn);
+  return () => {
+    set!.delete(fn);
+    if (set!.size === 0 && releaseWatch.get(handle) === set) releaseWatch.delete(handle);
+  };
 }
 
 let liveTensors = 0;
