@@ -24,6 +24,7 @@ const cases: Case[] = [
   ['3x3 32->12 @ 70x72, batch 3 (several row bands)', [3, 32, 70, 72], [12, 32, 3, 3], 1, 1, 1],
   ['1x1 7->3 @ 5x13, batch 2 (ragged tap and channel blocks)', [2, 7, 5, 13], [3, 7, 1, 1], 0, 1, 1],
   ['3x3 16->8 @ 16x16, batch 4, groups 2 (several images per block)', [4, 16, 16, 16], [8, 8, 3, 3], 1, 1, 2],
+  ['3x3 40->20 @ 6x7, batch 5, groups 2 (images per forward block, ragged tiles)', [5, 40, 6, 7], [20, 20, 3, 3], 1, 1, 2],
 ];
 
 function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {
