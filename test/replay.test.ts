@@ -63,6 +63,8 @@ describe('recorded kernel sequences (KernelPlan)', function () {
     assert.match(declined(() => x)!, /ran no kernel/);
     const w = sc.randn([4]);
     assert.match(declined(() => [x.mul(2), w])!, /returns a tensor it did not compute/);
+    assert.match(declined(() => new Map([['y', x.mul(2)]]))!, /returns a value other than tensors in arrays and plain objects/);
+    assert.equal(declined(() => ({ y: [x.mul(2)], n: 1, s: 'a', z: null })), null);
     sc.dispose([x, w]);
   });
 

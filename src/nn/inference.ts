@@ -133,7 +133,10 @@ class ForwardRecording {
       this.plan?.dispose();
       this.plan = plan;
       this.planKey = key;
-    } else this.declinedKeys.set(key!, declined!);
+    } else {
+      if (this.declinedKeys.size >= 64) this.declinedKeys.clear(); // bounded, for a model fed many shapes
+      this.declinedKeys.set(key!, declined!);
+    }
     return result;
   }
 

@@ -41,16 +41,24 @@ interface OutputView {
 /** What the forward returned, with each tensor replaced by the index of its OutputView. */
 type Template = { tensor: number } | { array: Template[] } | { object: Record<string, Template> } | { value: unknown };
 
-function templateOf(v: unknown, tensors: Tensor[]): Template {
+/** The template of a result, or null when it holds something a replay could not rebuild. */
+function templateOf(v: unknown, tensors: Tensor[]): Template | null {
   if (v instanceof Tensor) {
     tensors.push(v);
     return { tensor: tensors.length - 1 };
   }
-  if (Array.isArray(v)) return { array: v.map((e) => templateOf(e, tensors)) };
-  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    return { object: Object.fromEntries(Object.entries(v).map(([k, e]) => [k, templateOf(e, tensors)])) };
+  const all = (parts: (Template | null)[]) => (parts.every((p) => p !== null) ? (parts as Template[]) : null);
+  if (Array.isArray(v)) {
+    const parts = all(v.map((e) => templateOf(e, tensors)));
+    return parts && { array: parts };
   }
-  return { value: v };
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    const keys = Object.keys(v);
+    const parts = all(keys.map((k) => templateOf((v as Record<string, unknown>)[k], tensors)));
+    return parts && { object: Object.fromEntries(keys.map((k, i) => [k, parts[i]])) };
+  }
+  // Primitives are repeated as they are; a Map or class instance might hold this call's tensors.
+  return v === null || (typeof v !== 'object' && typeof v !== 'function') ? { value: v } : null;
 }
 
 function build(t: Template, tensors: Tensor[]): unknown {
@@ -222,6 +230,7 @@ export class KernelPlan {
     }
     const tensors: Tensor[] = [];
     const template = templateOf(result, tensors);
+    if (!template) return decline('it returns a value other than tensors in arrays and plain objects (a replay could not rebuild it)'), null;
     const outputIndex = new Map<number, number>();
     const outputViews: OutputView[] = [];
     for (const t of tensors) {
