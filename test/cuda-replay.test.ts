@@ -22,6 +22,7 @@ describe('cuda: recorded forward of an optimized model', function () {
     const ref = run(cpu, x);
     const plain = run(gpu, xg), recorded = run(gpu, xg), replayed = run(gpu, xg);
     assert.equal(sc.inference.replayInfo(gpu).replays, 1);
+    assert.equal(sc.inference.replayInfo(gpu).concatsElided, 4, 'batch-1 concatenations written in place on the device too');
     assert.equal(replayed.device, 'cuda');
     assert.deepEqual(Array.from(replayed.toArray()), Array.from(plain.toArray()));
     assert.deepEqual(Array.from(recorded.toArray()), Array.from(plain.toArray()));

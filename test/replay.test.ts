@@ -4,6 +4,8 @@
 import { strict as assert } from 'node:assert';
 import * as sc from '../src';
 import { KernelPlan } from '../src/tensor/replay';
+import { applyInto } from '../src/tensor/op';
+import { unaryOp } from '../src/tensor/ops/elementwise';
 
 /** y = ((x * 2 + 1) * 2 + 1) ... : `steps` elementwise kernels pairs, each making a new tensor. */
 const chain = (x: sc.Tensor, steps: number): sc.Tensor => {
@@ -54,6 +56,36 @@ describe('recorded kernel sequences (KernelPlan)', function () {
     sc.dispose([x, big, view, t, y1, y2]);
   });
 
+  it('writes the inputs of a batch-1 concatenation in place, unless one is written after it', () => {
+    const x = sc.randn([1, 2, 3]);
+    const catThen = (t: sc.Tensor) => sc.F.cat([t.mul(2), t.add(1)], 1).mul(3);
+    const { plan } = sc.tidy(() => sc.noGrad(() => KernelPlan.capture(() => catThen(x), [x])));
+    assert.ok(plan);
+    assert.equal(plan.concatsElided, 1);
+    assert.equal(plan.kernels, 3, 'mul, add and mul: the cat is gone');
+    const x2 = sc.randn([1, 2, 3], { generator: new sc.Generator(5) });
+    const y = plan.run([x2]) as sc.Tensor, ref = sc.noGrad(() => catThen(x2));
+    assert.deepEqual(Array.from(y.toArray()), Array.from(ref.toArray()));
+    plan.dispose();
+    // An input changed in place after the cat: the cat must stay a copy of what it was.
+    const reluAfter = (t: sc.Tensor) => {
+      const a = t.mul(-1);
+      const c = sc.F.cat([a, t.add(1)], 1);
+      applyInto(unaryOp, [a], { op: 'relu' }, a);
+      return [c.mul(1), a.mul(1)];
+    };
+    const r = sc.tidy(() => sc.noGrad(() => KernelPlan.capture(() => reluAfter(x), [x])));
+    assert.ok(r.plan);
+    assert.equal(r.plan.concatsElided, 0);
+    const [c2, a2] = r.plan.run([x2]) as sc.Tensor[];
+    const [cr, ar] = sc.noGrad(() => reluAfter(x2));
+    assert.deepEqual(Array.from(c2.toArray()), Array.from(cr.toArray()));
+    assert.deepEqual(Array.from(a2.toArray()), Array.from(ar.toArray()));
+    assert.ok((cr.toArray() as Float32Array).some((v) => v < 0), 'the test needs negative values in the copy');
+    r.plan.dispose();
+    sc.dispose([x, x2, y, ref, c2, a2, cr, ar, ...(r.result as sc.Tensor[])]);
+  });
+
   it('declines forwards it could not repeat, naming why', () => {
     const x = sc.randn([4]);
     const declined = (fn: () => unknown) => sc.tidy(() => sc.noGrad(() => KernelPlan.capture(fn, [x]))).declined;
@@ -93,6 +125,22 @@ describe('recorded forward of an optimized model', function () {
     }
   }
   const eager = (m: Scaled, x: sc.Tensor) => sc.tidy(() => sc.noGrad(() => sc.F.relu(m.bn.forward(m.conv.forward(x))).mul(m.scale)));
+
+  it('CMUNeXt-S at batch 1: decoder concatenations written in place, the same values to the bit', () => {
+    const m = sc.models.create('cmunext-s');
+    sc.inference.optimize(m, [1, 3, 32, 32], { replay: false });
+    const x = sc.randn([1, 3, 32, 32]);
+    const ref = sc.noGrad(() => m.forward(x) as sc.Tensor);
+    sc.inference.optimize(m, [1, 3, 32, 32]);
+    for (let i = 0; i < 2; i++) sc.noGrad(() => m.forward(x) as sc.Tensor).dispose();
+    const y = sc.noGrad(() => m.forward(x) as sc.Tensor);
+    const info = sc.inference.replayInfo(m);
+    assert.equal(info.replays, 1);
+    assert.equal(info.concatsElided, 4);
+    assert.deepEqual(Array.from(y.toArray()), Array.from(ref.toArray()));
+    sc.dispose([x, ref, y]);
+    m.dispose();
+  });
 
   it('records the second call of a shape, replays the next ones, and re-records for a new shape', () => {
     const m = new Scaled();

@@ -89,6 +89,8 @@ export interface ReplayInfo {
   /** Kernel calls per replay, and the bytes of the intermediate buffers it keeps. */
   kernels: number;
   bufferBytes: number;
+  /** Concatenations whose inputs are written in place at batch 1 (no copy; see replay.ts). */
+  concatsElided: number;
   /** Forwards served by replaying since optimize(). */
   replays: number;
   /** Why the last forward tried could not be recorded (null when it could). */
@@ -142,7 +144,7 @@ class ForwardRecording {
 
   info(): ReplayInfo {
     const p = this.plan;
-    return { recorded: !!p, inputShapes: p?.inputShapes ?? [], kernels: p?.kernels ?? 0, bufferBytes: p?.bufferBytes ?? 0, replays: this.replays, declined: this.lastDeclined };
+    return { recorded: !!p, inputShapes: p?.inputShapes ?? [], kernels: p?.kernels ?? 0, bufferBytes: p?.bufferBytes ?? 0, concatsElided: p?.concatsElided ?? 0, replays: this.replays, declined: this.lastDeclined };
   }
 
   dispose(): void {
@@ -172,7 +174,7 @@ function installForward(model: Module): void {
 /** What the recorded forward of an optimized model is doing (see optimize()). */
 export function replayInfo(model: Module): ReplayInfo {
   const rec = model.inferenceState;
-  if (!(rec instanceof ForwardRecording)) return { recorded: false, inputShapes: [], kernels: 0, bufferBytes: 0, replays: 0, declined: 'the model is not optimized for replay (sc.inference.optimize)' };
+  if (!(rec instanceof ForwardRecording)) return { recorded: false, inputShapes: [], kernels: 0, bufferBytes: 0, concatsElided: 0, replays: 0, declined: 'the model is not optimized for replay (sc.inference.optimize)' };
   return rec.info();
 }
 

@@ -14,7 +14,7 @@
 // module caches) are watched: once one of them is given back, the plan is invalid and says so.
 import { native, setNativeRecorder, TArgSpec } from '../native';
 import type { Device } from './device';
-import { DType } from './dtype';
+import { DType, DTYPES } from './dtype';
 import { onStorageRelease, Storage, watchStorages } from './storage';
 import { Tensor } from './tensor';
 
@@ -68,6 +68,69 @@ function build(t: Template, tensors: Tensor[]): unknown {
   return t.value;
 }
 
+const BYTES_BY_ID = new Map(Object.values(DTYPES).map((d) => [d.id, d.bytes]));
+const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+function isContiguousArg(a: TArgSpec): boolean {
+  let st = 1;
+  for (let d = a[3].length - 1; d >= 0; d--) {
+    if (a[3][d] !== 1 && a[4][d] !== st) return false;
+    st *= a[3][d];
+  }
+  return true;
+}
+
+/**
+ * Concatenations whose inputs can be written in place: a cat along a dimension with nothing but
+ * ones before it (channels at batch 1) puts each input in one contiguous block of the output, so
+ * the kernels that write the inputs can write those blocks directly and the copy goes. Taken
+ * when the output and the inputs are intermediates used whole, nothing writes an input after the
+ * cat (the output would no longer be a copy of it) and nothing but the cat writes the output.
+ * Returns the calls without the elided cats and, per input storage, the storage and element
+ * offset it now lives at.
+ */
+function elideConcats(calls: KernelCall[], created: Map<number, Storage>, keep: (h: number) => boolean): { calls: KernelCall[]; alias: Map<number, { to: number; base: number }> } {
+  const writers = new Map<number, number[]>();
+  calls.forEach((c, i) => c.outs.forEach((a) => (writers.get(a[0]) ?? writers.set(a[0], []).get(a[0])!).push(i)));
+  const whole = (a: TArgSpec) => {
+    const s = created.get(a[0]);
+    return !!s && !keep(a[0]) && a[1] === 0 && isContiguousArg(a) && s.bytes === numelOf(a[3]) * (BYTES_BY_ID.get(a[2]) ?? 0);
+  };
+  const alias = new Map<number, { to: number; base: number }>();
+  const dropped = new Set<number>();
+  calls.forEach((c, i) => {
+    if (c.kernel !== 'cat' || c.outs.length !== 1 || c.ins.length < 2) return;
+    const o = c.outs[0], dim = Number(c.attrs.dim);
+    if (!whole(o) || o[3].slice(0, dim).some((d) => d !== 1) || (writers.get(o[0]) ?? []).some((j) => j !== i)) return;
+    const placed: [number, number][] = [];
+    let base = 0;
+    for (const a of c.ins) {
+      const h = a[0];
+      if (!whole(a) || a[2] !== o[2] || alias.has(h) || h === o[0] || placed.some(([p]) => p === h)) return;
+      if ((writers.get(h) ?? []).some((j) => j > i)) return;
+      placed.push([h, base]);
+      base += numelOf(a[3]);
+    }
+    for (const [h, b] of placed) alias.set(h, { to: o[0], base: b });
+    dropped.add(i);
+  });
+  // An input may be the output of an earlier elided cat: follow the chain to the last storage.
+  const resolve = (h: number): { to: number; base: number } | null => {
+    let r = alias.get(h);
+    if (!r) return null;
+    let to = r.to, base = r.base;
+    while ((r = alias.get(to))) (base += r.base), (to = r.to);
+    return { to, base };
+  };
+  const kept = calls.filter((_, i) => !dropped.has(i));
+  for (const c of kept) {
+    for (const a of [...c.ins, ...c.outs]) {
+      const r = resolve(a[0]);
+      if (r) (a[0] = r.to), (a[1] += r.base);
+    }
+  }
+  return { calls: kept, alias };
+}
+
 export interface CaptureResult<T> {
   /** What the recorded forward returned (a normal result, valid whether or not a plan came of it). */
   result: T;
@@ -83,6 +146,8 @@ export class KernelPlan {
 
   private constructor(
     private readonly calls: KernelCall[],
+    /** Concatenations elided (their inputs written in place): see elideConcats. */
+    readonly concatsElided: number,
     /** Per input: the argument tuples naming its storage, and their offsets less the input's. */
     private readonly inputArgs: { arg: TArgSpec; offset: number }[][],
     private readonly inputSpecs: { shape: number[]; dtype: DType; device: Device }[],
@@ -220,7 +285,8 @@ export class KernelPlan {
     return { result, plan, declined: plan ? null : declined };
   }
 
-  private static make(calls: KernelCall[], created: Map<number, Storage>, freed: Set<number>, inputs: Tensor[], result: unknown, decline: (why: string) => void): KernelPlan | null {
+  private static make(recorded: KernelCall[], created: Map<number, Storage>, freed: Set<number>, inputs: Tensor[], result: unknown, decline: (why: string) => void): KernelPlan | null {
+    let calls = recorded;
     const inputHandles = new Map<number, number>();
     for (let i = 0; i < inputs.length; i++) {
       const h = inputs[i].storage.nativeHandle;
@@ -239,6 +305,9 @@ export class KernelPlan {
       if (!outputIndex.has(h)) outputIndex.set(h, outputIndex.size);
       outputViews.push({ storage: outputIndex.get(h)!, shape: t.shape.slice(), strides: t.strides.slice(), offset: t.offset, dtype: t.dtype });
     }
+
+    const elided = elideConcats(calls, created, (h) => outputIndex.has(h) || inputHandles.has(h));
+    calls = elided.calls;
 
     // Every argument tuple, by the storage it names, and each created storage's live range.
     const argsOf = new Map<number, TArgSpec[]>();
@@ -295,6 +364,6 @@ export class KernelPlan {
       }
     }
     const inputSpecs = inputs.map((t) => ({ shape: t.shape.slice(), dtype: t.dtype, device: t.device }));
-    return new KernelPlan(calls, inputArgs, inputSpecs, outputStorages, outputViews, template, buffers, externals);
+    return new KernelPlan(calls, recorded.length - calls.length, inputArgs, inputSpecs, outputStorages, outputViews, template, buffers, externals);
   }
 }
