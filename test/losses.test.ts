@@ -158,3 +158,27 @@ describe('losses', () => {
     });
   });
 });
+
+describe('bceWithLogits: the vectorised float32 path over several thread chunks', () => {
+  it('matches the float64 kernel in loss and gradient at a training batch\'s size (mean, sum, posWeight)', () => {
+    // 2 x 1 x 96 x 97 = 18,624 values: several 4,096-value chunks, 8-wide vectors and a tail.
+    const g = new sc.Generator(11);
+    const x64 = sc.randn([2, 1, 96, 97], { dtype: 'float64', generator: g }).mul(6);
+    const t64 = sc.tidy(() => sc.rand([2, 1, 96, 97], { dtype: 'float64', generator: g }).gt(0.6).to('float64'));
+    for (const opts of [{ reduction: 'mean' as const }, { reduction: 'sum' as const, posWeight: 2.5 }]) {
+      const grads = (x: sc.Tensor, t: sc.Tensor) => {
+        const xl = x.detach().requiresGrad_();
+        const loss = sc.F.bceWithLogits(xl, t, opts);
+        loss.backward();
+        return { loss: loss.item(), grad: xl.grad!.to('float64').toArray() as Float64Array };
+      };
+      const a = grads(x64.to('float32'), t64.to('float32')), b = grads(x64, t64);
+      assert.ok(Math.abs(a.loss - b.loss) <= 1e-5 * Math.abs(b.loss), `${opts.reduction}: loss ${a.loss} vs ${b.loss}`);
+      let worst = 0;
+      const scale = Math.max(...Array.from(b.grad, Math.abs));
+      for (let i = 0; i < b.grad.length; i++) worst = Math.max(worst, Math.abs(a.grad[i] - b.grad[i]));
+      assert.ok(worst <= 1e-5 * scale, `${opts.reduction}: gradient differs by ${worst} (largest ${scale})`);
+    }
+    sc.dispose([x64, t64]);
+  });
+});

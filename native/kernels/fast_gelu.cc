@@ -33,6 +33,19 @@ namespace {
 SC_GELU_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
 SC_GELU_LOOPS(generic, )
 
+#define SC_BCE_LOOPS(SUFFIX, ATTR)                                                           \
+  ATTR void bce_##SUFFIX(const float* x, const float* t, float pw, float* y, int64_t n) {    \
+    for (int64_t i = 0; i < n; ++i) y[i] = fastmath::bce_logits(x[i], t[i], pw);             \
+  }                                                                                          \
+  ATTR void bce_grad_##SUFFIX(const float* g, float gs, const float* x, const float* t,     \
+                              float pw, float* y, int64_t n) {                               \
+    for (int64_t i = 0; i < n; ++i)                                                          \
+      y[i] = (g ? g[i] : gs) * fastmath::bce_logits_grad(x[i], t[i], pw);                    \
+  }
+
+SC_BCE_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+SC_BCE_LOOPS(generic, )
+
 #define SC_SOFTMAX_LOOPS(SUFFIX, ATTR)                                                       \
   ATTR float max_##SUFFIX(const float* s, int64_t n) {                                       \
     float mx = s[0];                                                                         \
@@ -125,6 +138,50 @@ SC_AVX2 void gelu_avx2(const float* x, float* y, int64_t n) {
     _mm256_storeu_ps(y + i, gelu_ps256(_mm256_loadu_ps(x + i)));
   }
   for (; i < n; ++i) y[i] = fastmath::gelu(x[i]);
+}
+
+// fastmath::log1p_unit for 8 values in [0, 1].
+SC_AVX2_INLINE __m256 log1p_unit_ps256(__m256 e) {
+  const __m256 s = _mm256_div_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
+  const __m256 s2 = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(1.0f / 13.0f);
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 11.0f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 9.0f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 7.0f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 5.0f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 3.0f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f));
+  return _mm256_mul_ps(_mm256_add_ps(s, s), p);
+}
+
+SC_AVX2 void bce_avx2(const float* x, const float* t, float pw, float* y, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), one = _mm256_set1_ps(1.0f);
+  const __m256 pwm1 = _mm256_set1_ps(pw - 1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i), tv = _mm256_loadu_ps(t + i);
+    const __m256 ax = _mm256_and_ps(xv, absmask);
+    const __m256 sp = _mm256_add_ps(log1p_unit_ps256(exp_ps256(_mm256_sub_ps(_mm256_setzero_ps(), ax))),
+                                    _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), xv), _mm256_setzero_ps()));
+    const __m256 lw = _mm256_fmadd_ps(pwm1, tv, one);
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(lw, sp, _mm256_mul_ps(_mm256_sub_ps(one, tv), xv)));
+  }
+  for (; i < n; ++i) y[i] = fastmath::bce_logits(x[i], t[i], pw);
+}
+
+SC_AVX2 void bce_grad_avx2(const float* g, float gs, const float* x, const float* t, float pw, float* y, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), one = _mm256_set1_ps(1.0f);
+  const __m256 pwm1 = _mm256_set1_ps(pw - 1.0f), pwv = _mm256_set1_ps(pw);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i), tv = _mm256_loadu_ps(t + i);
+    const __m256 e = exp_ps256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(xv, absmask)));
+    const __m256 neg = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 sig = _mm256_div_ps(_mm256_blendv_ps(one, e, neg), _mm256_add_ps(one, e));
+    __m256 d = _mm256_fmsub_ps(_mm256_fmadd_ps(pwm1, tv, one), sig, _mm256_mul_ps(pwv, tv));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(d, g ? _mm256_loadu_ps(g + i) : _mm256_set1_ps(gs)));
+  }
+  for (; i < n; ++i) y[i] = (g ? g[i] : gs) * fastmath::bce_logits_grad(x[i], t[i], pw);
 }
 
 // The scalar exp_f has range clamps GCC leaves as branches at 256 bits: ~15 cycles per value,
@@ -224,6 +281,20 @@ void bn_gelu_sums_stash_f32(const float* g, const float* x, int64_t n, float mea
   if (l >= 2) return bn_gelu_sums_stash_avx512(g, x, n, mean, sg, sgx, a, d);
   if (l == 1) return bn_gelu_sums_stash_avx2(g, x, n, mean, sg, sgx, a, d);
   bn_gelu_sums_stash_generic(g, x, n, mean, sg, sgx, a, d);
+}
+
+void bce_logits_f32_array(const float* x, const float* t, float pw, float* y, int64_t n) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return bce_avx512(x, t, pw, y, n);
+  if (l == 1) return bce_avx2(x, t, pw, y, n);
+  bce_generic(x, t, pw, y, n);
+}
+
+void bce_logits_grad_f32_array(const float* g, float gs, const float* x, const float* t, float pw, float* y, int64_t n) {
+  const int l = cpu_isa_level();
+  if (l >= 2) return bce_grad_avx512(g, gs, x, t, pw, y, n);
+  if (l == 1) return bce_grad_avx2(g, gs, x, t, pw, y, n);
+  bce_grad_generic(g, gs, x, t, pw, y, n);
 }
 
 void gelu_f32_array(const float* x, float* y, int64_t n) {

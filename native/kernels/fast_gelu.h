@@ -86,6 +86,33 @@ __attribute__((always_inline)) inline VF gelu_vec(VF x) {
   return x < 0.0f ? t : x - t;
 }
 
+// log(1 + e) for e in [0, 1] (binary cross-entropy's softplus of -|x|, e = exp(-|x|)): with
+// s = e / (2 + e) in [0, 1/3], log(1 + e) = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ...), seven
+// terms (the next is below 2e-8 of the sum); no cancellation as e -> 0.
+inline float log1p_unit(float e) {
+  const float s = e / (2.0f + e), s2 = s * s;
+  float p = 1.0f / 13.0f;
+  p = p * s2 + 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  return 2.0f * s * p;
+}
+
+// Binary cross-entropy with logits and its derivative (losses.cc has the formulas), float32.
+inline float bce_logits(float x, float t, float pw) {
+  const float ax = x < 0 ? -x : x;
+  const float lw = 1.0f + (pw - 1.0f) * t;
+  return (1.0f - t) * x + lw * (log1p_unit(exp_f(-ax)) + (x < 0 ? -x : 0.0f));
+}
+inline float bce_logits_grad(float x, float t, float pw) {
+  const float e = exp_f(x < 0 ? x : -x);
+  const float sig = (x < 0 ? e : 1.0f) / (1.0f + e);
+  return (1.0f + (pw - 1.0f) * t) * sig - pw * t;
+}
+
 // double keeps the exact erf form.
 inline double gelu_exact(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
 inline double gelu_grad_exact(double x) {
@@ -107,6 +134,11 @@ double exp_shift_sum_f32_array(float* s, int64_t n, float shift);
 void exp_f32_array(float* s, int64_t n);
 double softmax_f32_array(float* s, int64_t n);
 void gelu_grad_f32_array(const float* g, const float* x, float* y, int64_t n);
+// Binary cross-entropy with logits over contiguous float arrays with a scalar pos_weight:
+// y = bce(x, t); and y = g * dbce/dx (g == nullptr: the same gradient gs for every value, as a
+// mean or sum reduction hands back).
+void bce_logits_f32_array(const float* x, const float* t, float pw, float* y, int64_t n);
+void bce_logits_grad_f32_array(const float* g, float gs, const float* x, const float* t, float pw, float* y, int64_t n);
 // Batch-norm backward with GELU before it (norm.cc), over a run of at most a few hundred values:
 // the sums of g and g (gelu(x) - mean) (float partial sums, added into the doubles), storing
 // a[i] = gelu(x[i]) and d[i] = gelu'(x[i]) (one shared exp / erf) for the dx pass, which then

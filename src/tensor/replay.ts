@@ -85,15 +85,15 @@ function isContiguousArg(a: TArgSpec): boolean {
  * the kernels that write the inputs can write those blocks directly and the copy goes. Taken
  * when the output and the inputs are intermediates used whole, nothing writes an input after the
  * cat (the output would no longer be a copy of it) and nothing but the cat writes the output.
- * Returns the calls without the elided cats and, per input storage, the storage and element
- * offset it now lives at.
+ * `pinned` storages (the plan's inputs and outputs) are never moved. Returns the calls without
+ * the elided cats, their arguments rewritten to the blocks.
  */
-function elideConcats(calls: KernelCall[], created: Map<number, Storage>, keep: (h: number) => boolean): { calls: KernelCall[]; alias: Map<number, { to: number; base: number }> } {
+function elideConcats(calls: KernelCall[], created: Map<number, Storage>, pinned: (h: number) => boolean): KernelCall[] {
   const writers = new Map<number, number[]>();
   calls.forEach((c, i) => c.outs.forEach((a) => (writers.get(a[0]) ?? writers.set(a[0], []).get(a[0])!).push(i)));
   const whole = (a: TArgSpec) => {
     const s = created.get(a[0]);
-    return !!s && !keep(a[0]) && a[1] === 0 && isContiguousArg(a) && s.bytes === numelOf(a[3]) * (BYTES_BY_ID.get(a[2]) ?? 0);
+    return !!s && !pinned(a[0]) && a[1] === 0 && isContiguousArg(a) && s.bytes === numelOf(a[3]) * (BYTES_BY_ID.get(a[2]) ?? 0);
   };
   const alias = new Map<number, { to: number; base: number }>();
   const dropped = new Set<number>();
@@ -128,7 +128,7 @@ function elideConcats(calls: KernelCall[], created: Map<number, Storage>, keep: 
       if (r) (a[0] = r.to), (a[1] += r.base);
     }
   }
-  return { calls: kept, alias };
+  return kept;
 }
 
 export interface CaptureResult<T> {
@@ -306,8 +306,7 @@ export class KernelPlan {
       outputViews.push({ storage: outputIndex.get(h)!, shape: t.shape.slice(), strides: t.strides.slice(), offset: t.offset, dtype: t.dtype });
     }
 
-    const elided = elideConcats(calls, created, (h) => outputIndex.has(h) || inputHandles.has(h));
-    calls = elided.calls;
+    calls = elideConcats(calls, created, (h) => outputIndex.has(h) || inputHandles.has(h));
 
     // Every argument tuple, by the storage it names, and each created storage's live range.
     const argsOf = new Map<number, TArgSpec[]>();
