@@ -102,10 +102,11 @@ describe('recorded kernel sequences (KernelPlan)', function () {
 
   it('is invalidated when a tensor it reads from outside is disposed', () => {
     const x = sc.randn([8]), w = sc.randn([8]);
-    const { plan } = sc.tidy(() => sc.noGrad(() => KernelPlan.capture(() => x.mul(w), [x])));
-    assert.ok(plan && plan.isValid);
+    const { plan } = sc.tidy(() => sc.noGrad(() => KernelPlan.capture(() => x.mul(w).add(1), [x])));
+    assert.ok(plan && plan.isValid && plan.bufferBytes > 0);
     w.dispose();
     assert.equal(plan.isValid, false);
+    assert.equal(plan.bufferBytes, 0, 'an invalid plan keeps its buffers');
     assert.throws(() => plan.run([x]), /a tensor it reads .* was disposed/);
     plan.dispose();
     x.dispose();

@@ -231,20 +231,23 @@ export class KernelPlan {
     }
   }
 
-  /** Marks the plan unusable (it keeps its buffers until dispose()). */
+  /**
+   * Marks the plan unusable and gives its buffers back (an invalid plan never runs again; this
+   * also frees them when its owner was dropped without dispose() and a tensor it read went).
+   */
   invalidate(reason: string): void {
     if (!this.valid) return;
     this.valid = false;
     this.invalidReason = reason;
     for (const u of this.unwatch) u();
     this.unwatch.length = 0;
+    for (const b of this.buffers) b.release();
+    this.buffers.length = 0;
   }
 
   /** Gives the buffers back. Idempotent. */
   dispose(): void {
     this.invalidate('it was disposed');
-    for (const b of this.buffers) b.release();
-    this.buffers.length = 0;
   }
 
   /**
