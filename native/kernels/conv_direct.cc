@@ -456,11 +456,12 @@ WgradVariant pick_wgrad() {
 }  // namespace
 
 bool conv_direct_backward_weight_supported(const ConvP& p) {
-  // Few output channels per group only: with 64 or more the GEMM's row tiles are full and its
-  // packed panels beat this kernel (AVX2, batch 8: 128 -> 128 g2 at 16 x 16 4.0 ms against
-  // 5.6; 512 -> 512 at 32 x 32 250 ms against 1.9 s), while at 8-32 the GEMM ran at 18-28
-  // GFLOP/s against this kernel's 66-94 (16 -> 16 g2 at 128 x 128: 15.8 ms against 3.4).
-  return direct_enabled() && p.sh == 1 && p.sw == 1 && !p.depthwise() && p.OCg <= 32;
+  // Up to 64 output channels per group. At 8-32 the GEMM ran at 18-28 GFLOP/s against this
+  // kernel's 66-94 (16 -> 16 g2 at 128 x 128: 15.8 ms against 3.4); at 33-64, alternated in one
+  // process (AVX2, batch 8), 1.2-1.6x on 32-128 px maps (64 -> 64 at 128 x 128: 47.5 -> 34.8 ms,
+  // 128 -> 128 g2 at 32 x 32: 15.8 -> 9.9) and even at 16 x 16 (0.94-1.10); with 128 or more
+  // the GEMM's packed panels win (0.51-0.96x; 512 -> 512 at 16 x 16: 71 against 141 ms).
+  return direct_enabled() && p.sh == 1 && p.sw == 1 && !p.depthwise() && p.OCg <= 64;
 }
 
 void conv_direct_backward_weight(const ConvP& p, const float* x, const float* gy, float* gw) {

@@ -36,7 +36,7 @@ bool conv_direct_backward_input_supported(const conv::ConvP& p);
 void conv_direct_backward_input(const conv::ConvP& p, const float* gy, const float* w, float* gx);
 
 // True for the weight gradients conv_direct_backward_weight takes: stride 1, not depthwise, at
-// most 32 output channels per group (wider ones are efficient GEMMs).
+// most 64 output channels per group (wider ones are efficient GEMMs).
 bool conv_direct_backward_weight_supported(const conv::ConvP& p);
 
 // gw = sum over images and output pixels of gy x (shifted input), [OC, C/G, KH, KW]; stride 1.
