@@ -27,6 +27,7 @@ const cases: Case[] = [
   ['3x3 40->20 @ 6x7, batch 5, groups 2 (images per forward block, ragged tiles)', [5, 40, 6, 7], [20, 20, 3, 3], 1, 1, 2],
   ['3x3 24->64 @ 9x21, batch 2 (64 output channels: the widest direct weight gradient)', [2, 24, 9, 21], [64, 24, 3, 3], 1, 1, 1],
   ['3x3 groups 2, 96->112 @ 10x12 (56 output channels per group)', [1, 96, 10, 12], [112, 48, 3, 3], 1, 1, 2],
+  ['1x1 16->48 @ 64x64 (a 1x1 weight gradient over 33-64 output channels)', [1, 16, 64, 64], [48, 16, 1, 1], 0, 1, 1],
 ];
 
 function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {

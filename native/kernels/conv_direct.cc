@@ -456,12 +456,16 @@ WgradVariant pick_wgrad() {
 }  // namespace
 
 bool conv_direct_backward_weight_supported(const ConvP& p) {
-  // Up to 64 output channels per group. At 8-32 the GEMM ran at 18-28 GFLOP/s against this
-  // kernel's 66-94 (16 -> 16 g2 at 128 x 128: 15.8 ms against 3.4); at 33-64, alternated in one
-  // process (AVX2, batch 8), 1.2-1.6x on 32-128 px maps (64 -> 64 at 128 x 128: 47.5 -> 34.8 ms,
-  // 128 -> 128 g2 at 32 x 32: 15.8 -> 9.9) and even at 16 x 16 (0.94-1.10); with 128 or more
-  // the GEMM's packed panels win (0.51-0.96x; 512 -> 512 at 16 x 16: 71 against 141 ms).
-  return direct_enabled() && p.sh == 1 && p.sw == 1 && !p.depthwise() && p.OCg <= 64;
+  if (!direct_enabled() || p.sh != 1 || p.sw != 1 || p.depthwise() || p.OCg > 64) return false;
+  // At 8-32 output channels the GEMM ran at 18-28 GFLOP/s against this kernel's 66-94 (16 -> 16
+  // g2 at 128 x 128: 15.8 ms against 3.4). At 33-64, alternated in one process (AVX2, batch 8):
+  // KxK 1.2-1.8x on 32-128 px maps (64 -> 64 at 128 x 128: 108 -> 66 ms, 3 -> 64: 6.7 -> 3.8,
+  // 128 -> 128 g2 at 32 x 32: 15.8 -> 9.9) and even at 16 x 16 (0.94-1.10); 1x1 1.2-1.3x with at
+  // most 64 input channels on maps of 4096+ pixels, but 0.73-0.87x with more channels or
+  // smaller maps (its reduction is only Cg taps). With 128+ the GEMM's packed panels win
+  // (0.51-0.96x; 512 -> 512 at 16 x 16: 71 against 141 ms).
+  if (p.OCg <= 32 || !p.pointwise()) return true;
+  return p.Cg <= 64 && p.P >= 4096;
 }
 
 void conv_direct_backward_weight(const ConvP& p, const float* x, const float* gy, float* gw) {
