@@ -1,4 +1,5 @@
-// Vectorised float GELU / GELU-gradient loops (fast_gelu.h), compiled per ISA and chosen with
+// Vectorised float loops for the transcendental-heavy kernels (fast_gelu.h: GELU and its
+// gradient, softmax pieces, binary cross-entropy with logits), compiled per ISA and chosen with
 // the same run-time level as the other kernels (cpu_isa_level(): SCALPEL_ISA forces it too).
 #include <cmath>
 #include <cstdint>

@@ -180,11 +180,7 @@ export function replayInfo(model: Module): ReplayInfo {
 
 /** Drops the plan of optimize(): every module runs its own forward again. */
 export function release(model: Module): void {
-  for (const [, m] of model.namedModules()) {
-    m.dropInference();
-    m.inferenceState?.dispose();
-    m.inferenceState = null;
-  }
+  model.dropInferenceAll();
   const saved = tidyForwards.get(model);
   if (saved) {
     tidyForwards.delete(model);

@@ -179,7 +179,8 @@ export abstract class Module {
    */
   inferenceState: { dispose(): void } | null = null;
 
-  private dropInferenceAll(): void {
+  /** @internal Drops the inference state of this module and every module under it. */
+  dropInferenceAll(): void {
     for (const [, m] of this.namedModules()) {
       m.dropInference();
       m.inferenceState?.dispose();

@@ -15,6 +15,7 @@
 import { native, setNativeRecorder, TArgSpec } from '../native';
 import type { Device } from './device';
 import { DType, DTYPES } from './dtype';
+import { isContiguousLayout, numel, sameShape } from './shape';
 import { onStorageRelease, Storage, watchStorages } from './storage';
 import { Tensor } from './tensor';
 
@@ -69,14 +70,12 @@ function build(t: Template, tensors: Tensor[]): unknown {
 }
 
 const BYTES_BY_ID = new Map(Object.values(DTYPES).map((d) => [d.id, d.bytes]));
-const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-function isContiguousArg(a: TArgSpec): boolean {
-  let st = 1;
-  for (let d = a[3].length - 1; d >= 0; d--) {
-    if (a[3][d] !== 1 && a[4][d] !== st) return false;
-    st *= a[3][d];
-  }
-  return true;
+
+/** Appends v to the list kept under key k. */
+function pushTo<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
 }
 
 /**
@@ -90,10 +89,10 @@ function isContiguousArg(a: TArgSpec): boolean {
  */
 function elideConcats(calls: KernelCall[], created: Map<number, Storage>, pinned: (h: number) => boolean): KernelCall[] {
   const writers = new Map<number, number[]>();
-  calls.forEach((c, i) => c.outs.forEach((a) => (writers.get(a[0]) ?? writers.set(a[0], []).get(a[0])!).push(i)));
+  calls.forEach((c, i) => c.outs.forEach((a) => pushTo(writers, a[0], i)));
   const whole = (a: TArgSpec) => {
     const s = created.get(a[0]);
-    return !!s && !pinned(a[0]) && a[1] === 0 && isContiguousArg(a) && s.bytes === numelOf(a[3]) * (BYTES_BY_ID.get(a[2]) ?? 0);
+    return !!s && !pinned(a[0]) && a[1] === 0 && isContiguousLayout(a[3], a[4]) && s.bytes === numel(a[3]) * (BYTES_BY_ID.get(a[2]) ?? 0);
   };
   const alias = new Map<number, { to: number; base: number }>();
   const dropped = new Set<number>();
@@ -108,7 +107,7 @@ function elideConcats(calls: KernelCall[], created: Map<number, Storage>, pinned
       if (!whole(a) || a[2] !== o[2] || alias.has(h) || h === o[0] || placed.some(([p]) => p === h)) return;
       if ((writers.get(h) ?? []).some((j) => j > i)) return;
       placed.push([h, base]);
-      base += numelOf(a[3]);
+      base += numel(a[3]);
     }
     for (const [h, b] of placed) alias.set(h, { to: o[0], base: b });
     dropped.add(i);
@@ -183,13 +182,10 @@ export class KernelPlan {
 
   /** True when `inputs` have the shapes, dtypes and devices the plan was recorded with. */
   accepts(inputs: Tensor[]): boolean {
-    if (inputs.length !== this.inputSpecs.length) return false;
-    for (let i = 0; i < inputs.length; i++) {
-      const t = inputs[i], s = this.inputSpecs[i];
-      if (t.dtype !== s.dtype || t.device !== s.device || t.shape.length !== s.shape.length) return false;
-      for (let d = 0; d < s.shape.length; d++) if (t.shape[d] !== s.shape[d]) return false;
-    }
-    return true;
+    return inputs.length === this.inputSpecs.length && inputs.every((t, i) => {
+      const s = this.inputSpecs[i];
+      return t.dtype === s.dtype && t.device === s.device && sameShape(t.shape, s.shape);
+    });
   }
 
   /**
@@ -316,10 +312,9 @@ export class KernelPlan {
     const first = new Map<number, number>(), last = new Map<number, number>();
     calls.forEach((c, i) => {
       for (const a of [...c.ins, ...c.outs]) {
-        const h = a[0];
-        if (!argsOf.has(h)) argsOf.set(h, []), first.set(h, i);
-        argsOf.get(h)!.push(a);
-        last.set(h, i);
+        if (!first.has(a[0])) first.set(a[0], i);
+        last.set(a[0], i);
+        pushTo(argsOf, a[0], a);
       }
     });
     // Storages from before the forward (parameters, folded weights, caches): read in place, so
@@ -342,8 +337,8 @@ export class KernelPlan {
     const byFirst = new Map<number, number[]>(), byLast = new Map<number, number[]>();
     for (const h of argsOf.keys()) {
       if (!created.has(h) || outputIndex.has(h)) continue;
-      (byFirst.get(first.get(h)!) ?? byFirst.set(first.get(h)!, []).get(first.get(h)!)!).push(h);
-      (byLast.get(last.get(h)!) ?? byLast.set(last.get(h)!, []).get(last.get(h)!)!).push(h);
+      pushTo(byFirst, first.get(h)!, h);
+      pushTo(byLast, last.get(h)!, h);
     }
     const bufferOf = new Map<number, Storage>();
     for (let i = 0; i < calls.length; i++) {

@@ -16,6 +16,16 @@ export function contiguousStrides(shape: readonly number[]): number[] {
   return st;
 }
 
+/** Whether strides lay the shape out row-major without gaps (size-1 dimensions' strides aside). */
+export function isContiguousLayout(shape: readonly number[], strides: readonly number[]): boolean {
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] !== 1 && strides[i] !== s) return false;
+    s *= shape[i];
+  }
+  return true;
+}
+
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

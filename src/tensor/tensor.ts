@@ -3,7 +3,7 @@
 import { native, TArgSpec } from '../native';
 import { Device, DEVICE_IDS } from './device';
 import { DType, DTYPES, TypedArray } from './dtype';
-import { contiguousStrides, numel, shapeStr } from './shape';
+import { contiguousStrides, isContiguousLayout, numel, shapeStr } from './shape';
 import { Storage, storageFinalizer, trackTensor } from './storage';
 import { tidyWith, trackInScope } from './scope';
 import type { OpDef } from './op';
@@ -104,12 +104,7 @@ export class Tensor {
   }
 
   isContiguous(): boolean {
-    let s = 1;
-    for (let i = this.shape.length - 1; i >= 0; i--) {
-      if (this.shape[i] !== 1 && this.strides[i] !== s) return false;
-      s *= this.shape[i];
-    }
-    return true;
+    return isContiguousLayout(this.shape, this.strides);
   }
 
   /** @internal dispose(), remembering why (named by the use-after-dispose error). */
