@@ -19,6 +19,8 @@
 #include "core/kernel.h"
 #include "core/parallel.h"
 #include "core/storage.h"
+#include "kernels/conv_cpu.h"
+#include "kernels/conv_winograd.h"
 #include "kernels/gemm.h"
 
 namespace {
@@ -389,6 +391,47 @@ Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), measure_fma_peak_gflops(t < 1 ? 1 : t));
 }
 
+// convAlgorithms(xShape, wShape, stride, padding, dilation, groups): the float32 CPU kernel of
+// each convolution pass at that shape, { forward, fused, backwardInput, backwardWeight }.
+Napi::Value ConvAlgorithmsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto ints = [&](int i, const char* what) {
+    if (!info[i].IsArray()) throw Napi::TypeError::New(env, std::string("convAlgorithms: ") + what + " must be an array");
+    Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<double> v;
+    for (uint32_t k = 0; k < a.Length(); ++k) v.push_back(a.Get(k).As<Napi::Number>().DoubleValue());
+    return v;
+  };
+  const std::vector<double> xs = ints(0, "the input shape"), ws = ints(1, "the weight shape");
+  if (xs.size() != 4 || ws.size() != 4) throw Napi::TypeError::New(env, "convAlgorithms: shapes must be 4-D");
+  Attrs a;
+  a.lists["stride"] = ints(2, "stride");
+  a.lists["padding"] = ints(3, "padding");
+  a.lists["dilation"] = ints(4, "dilation");
+  a.nums["groups"] = info[5].As<Napi::Number>().DoubleValue();
+  int64_t x[4], w[4];
+  for (int i = 0; i < 4; ++i) x[i] = (int64_t)xs[i], w[i] = (int64_t)ws[i];
+  ConvAlgorithms r;
+  try {
+    r = conv_cpu_algorithms(conv::make_params(x, w, a));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("forward", r.forward);
+  o.Set("fused", r.fused);
+  o.Set("backwardInput", r.backward_input);
+  o.Set("backwardWeight", r.backward_weight);
+  return o;
+}
+
+// setWinograd(on) / winograd(): whether 3x3 convolutions may take the Winograd kernel.
+Napi::Value SetWinograd(const Napi::CallbackInfo& info) {
+  conv_winograd_set_enabled(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+Napi::Value Winograd(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), conv_winograd_enabled()); }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, [](void*) { g_shutting_down.store(true); }, nullptr);
   exports.Set("alloc", Napi::Function::New(env, Alloc));
@@ -411,6 +454,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("numThreads", Napi::Function::New(env, NumThreads));
   exports.Set("gemmIsa", Napi::Function::New(env, GemmIsa));
   exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops));
+  exports.Set("convAlgorithms", Napi::Function::New(env, ConvAlgorithmsOf));
+  exports.Set("setWinograd", Napi::Function::New(env, SetWinograd));
+  exports.Set("winograd", Napi::Function::New(env, Winograd));
   return exports;
 }
 

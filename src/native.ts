@@ -31,6 +31,18 @@ export interface NativeAddon {
   gemmIsa(): string;
   /** Measured FMA peak (float GFLOP/s) on `threads` threads (benchmark calibration). */
   fmaPeakGflops(threads?: number): number;
+  setWinograd(on: boolean): void;
+  winograd(): boolean;
+  convAlgorithms(x: number[], w: number[], stride: number[], padding: number[], dilation: number[], groups: number): ConvAlgorithms;
+}
+
+/** The float32 CPU kernel of each convolution pass: "winograd", "direct", "gemm" or "depthwise". */
+export interface ConvAlgorithms {
+  forward: string;
+  /** The inference path's convolution with a fused epilogue (sc.inference.optimize). */
+  fused: string;
+  backwardInput: string;
+  backwardWeight: string;
 }
 
 function findRoot(): string {

@@ -33,8 +33,10 @@
 
 #include "../core/kernel.h"
 #include "../core/parallel.h"
+#include "conv_cpu.h"
 #include "conv_direct.h"
 #include "conv_params.h"
+#include "conv_winograd.h"
 #include "fast_gelu.h"
 #include "gemm.h"
 
@@ -486,15 +488,52 @@ bool direct_without_epilogue(const ConvP& p) {
   return conv_direct_supported(p) && (!p.pointwise() || p.OCg <= 8);
 }
 
+// The float32 kernel each pass takes (double always takes the depthwise or GEMM paths). One
+// place for the choice: the dispatch below and conv_cpu_algorithms (what users and tests see).
+enum class Algo { depthwise, winograd, direct, gemm };
+
+// epilogue: conv2d_fused (a fused activation / affine), which keeps the direct kernel for
+// every shape it takes.
+Algo forward_algo(const ConvP& p, bool epilogue) {
+  if (p.depthwise()) return Algo::depthwise;
+  if (conv_winograd_supported(p)) return Algo::winograd;
+  if (epilogue ? conv_direct_supported(p) : direct_without_epilogue(p)) return Algo::direct;
+  return Algo::gemm;
+}
+
+// A 1x1 input gradient is a 1x1 convolution with the input's channel count as its outputs: the
+// GEMM was faster at every training shape measured (8-128 channels).
+Algo backward_input_algo(const ConvP& p) {
+  if (p.depthwise()) return Algo::depthwise;
+  if (conv_winograd_backward_input_supported(p)) return Algo::winograd;
+  if (conv_direct_backward_input_supported(p) && !p.pointwise()) return Algo::direct;
+  return Algo::gemm;
+}
+
+Algo backward_weight_algo(const ConvP& p) {
+  if (p.depthwise()) return Algo::depthwise;
+  if (conv_direct_backward_weight_supported(p)) return Algo::direct;
+  return Algo::gemm;
+}
+
+const char* algo_name(Algo a) {
+  switch (a) {
+    case Algo::depthwise: return "depthwise";
+    case Algo::winograd: return "winograd";
+    case Algo::direct: return "direct";
+    default: return "gemm";
+  }
+}
+
 template <typename T>
 void conv_forward(const ConvP& p, const T* x, const T* w, const T* bias, T* y) {
   if (p.depthwise()) return dw_forward(p, x, w, bias, y);
   if constexpr (std::is_same_v<T, float>) {
-    if (direct_without_epilogue(p)) {
-      ConvEpilogue ep;
-      ep.bias = bias;
-      return conv_direct_forward(p, x, w, ep, y);
-    }
+    ConvEpilogue ep;
+    ep.bias = bias;
+    const Algo algo = forward_algo(p, false);
+    if (algo == Algo::winograd) return conv_winograd_forward(p, x, w, ep, y);
+    if (algo == Algo::direct) return conv_direct_forward(p, x, w, ep, y);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
@@ -527,9 +566,9 @@ template <typename T>
 void conv_backward_input(const ConvP& p, const T* gy, const T* w, T* gx) {
   if (p.depthwise()) return dw_backward_input(p, gy, w, gx);
   if constexpr (std::is_same_v<T, float>) {
-    // A 1x1 input gradient is a 1x1 convolution with the input's channel count as its outputs:
-    // the GEMM below was faster at every training shape measured (8-128 channels).
-    if (conv_direct_backward_input_supported(p) && !p.pointwise()) return conv_direct_backward_input(p, gy, w, gx);
+    const Algo algo = backward_input_algo(p);
+    if (algo == Algo::winograd) return conv_winograd_backward_input(p, gy, w, gx);
+    if (algo == Algo::direct) return conv_direct_backward_input(p, gy, w, gx);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
@@ -576,7 +615,7 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   }
   if (p.depthwise()) return dw_backward_weight(p, x, gy, gw);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_direct_backward_weight_supported(p)) return conv_direct_backward_weight(p, x, gy, gw);
+    if (backward_weight_algo(p) == Algo::direct) return conv_direct_backward_weight(p, x, gy, gw);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
@@ -670,16 +709,17 @@ void conv2d_fused_cpu(const std::vector<TArg>& in, const std::vector<TArg>& out,
     const T* shift = f.shift ? f.shift->ptr<T>() : nullptr;
     bool done = false;
     if constexpr (std::is_same_v<T, float>) {
-      if (conv_direct_supported(f.p)) {
+      const Algo algo = forward_algo(f.p, true);
+      if (algo == Algo::winograd || algo == Algo::direct) {
         ConvEpilogue ep;
         // (T is float here; the casts only satisfy the double instantiation of this branch.)
         ep.bias = reinterpret_cast<const float*>(bias);
         ep.scale = reinterpret_cast<const float*>(scale);
         ep.shift = reinterpret_cast<const float*>(shift);
         ep.act = static_cast<ConvAct>(static_cast<int>(f.act));
-        conv_direct_forward(f.p, reinterpret_cast<const float*>(x.ptr<T>()),
-                            reinterpret_cast<const float*>(w.ptr<T>()), ep,
-                            reinterpret_cast<float*>(y.ptr<T>()));
+        (algo == Algo::winograd ? conv_winograd_forward : conv_direct_forward)(
+            f.p, reinterpret_cast<const float*>(x.ptr<T>()), reinterpret_cast<const float*>(w.ptr<T>()), ep,
+            reinterpret_cast<float*>(y.ptr<T>()));
         done = true;
       }
     }
@@ -705,6 +745,11 @@ void conv2d_backward_weight_cpu(const std::vector<TArg>& in, const std::vector<T
 }
 
 }  // namespace
+
+ConvAlgorithms conv_cpu_algorithms(const ConvP& p) {
+  return ConvAlgorithms{algo_name(forward_algo(p, false)), algo_name(forward_algo(p, true)),
+                        algo_name(backward_input_algo(p)), algo_name(backward_weight_algo(p))};
+}
 
 SC_KERNEL("conv2d", cpu, conv2d_cpu);
 SC_KERNEL("conv2d_backward_input", cpu, conv2d_backward_input_cpu);

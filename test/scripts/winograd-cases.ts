@@ -1,0 +1,80 @@
+// The Winograd F(4x4, 3x3) convolution (native/kernels/conv_winograd.cc) against the float64
+// reference path, over shapes that reach each of its code paths: row mode (tile rows in whole
+// vectors) and tile-by-tile mode, ragged output edges, the narrow and wide register tiles,
+// the few-blocks and many-blocks schedules, groups, padding 0 and 2, channel counts that are
+// not multiples of the vector or channel blocks. Each case checks the forward with bias, the
+// input gradient and the fused inference forward (activation, scale and shift), and reports
+// which kernel each pass took (sc.convAlgorithms), so a shape that left the Winograd path shows.
+//
+// Used by test/conv-winograd.test.ts in process and, run as a script (npx tsx), under another
+// SCALPEL_ISA in a child process: prints one JSON line.
+import * as sc from '../../src';
+import { native } from '../../src/native';
+
+export interface WinogradCase {
+  label: string;
+  x: number[];
+  w: number[];
+  pad: number;
+  groups: number;
+}
+
+export const winogradCases: WinogradCase[] = [
+  { label: '16->16 @ 40x128, batch 2 (row mode, many blocks)', x: [2, 16, 40, 128], w: [16, 16, 3, 3], pad: 1, groups: 1 },
+  { label: '24->20 @ 30x125 (row mode, ragged last tile row and column)', x: [1, 24, 30, 125], w: [20, 24, 3, 3], pad: 1, groups: 1 },
+  { label: '32->48 @ 13x11, batch 3 (tile by tile, tiles across images, few blocks)', x: [3, 32, 13, 11], w: [48, 32, 3, 3], pad: 1, groups: 1 },
+  { label: 'groups 2, 64->48 @ 20x24, batch 2', x: [2, 64, 20, 24], w: [48, 32, 3, 3], pad: 1, groups: 2 },
+  { label: '16->16 @ 18x22, batch 2, no padding', x: [2, 16, 18, 22], w: [16, 16, 3, 3], pad: 0, groups: 1 },
+  { label: '16->17 @ 20x36, padding 2', x: [1, 16, 20, 36], w: [17, 16, 3, 3], pad: 2, groups: 1 },
+  { label: '17->19 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [19, 17, 3, 3], pad: 1, groups: 1 },
+  { label: '128->128 @ 16x16, batch 2 (wide channels)', x: [2, 128, 16, 16], w: [128, 128, 3, 3], pad: 1, groups: 1 },
+  { label: '32->32 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [32, 32, 3, 3], pad: 1, groups: 1 },
+];
+
+export interface WinogradResult {
+  label: string;
+  algorithms: sc.ConvAlgorithms;
+  forward: number;
+  inputGradient: number;
+  fused: number;
+}
+
+function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+export function checkWinogradCase(c: WinogradCase, seed = 7): WinogradResult {
+  sc.manualSeed(seed);
+  return sc.tidy(() => {
+    const opts = { padding: c.pad, groups: c.groups };
+    const x64 = sc.randn(c.x, { dtype: 'float64', requiresGrad: true });
+    const w64 = sc.randn(c.w, { dtype: 'float64' }).mul(1 / Math.sqrt(9 * c.w[1])).detach().requiresGrad_();
+    const b64 = sc.randn([c.w[0]], { dtype: 'float64' }).mul(0.1);
+    const to32 = (t: sc.Tensor, grad = false) => sc.tensor(t.detach().to('float32').toArray(), t.shape, { requiresGrad: grad });
+    const x32 = to32(x64, true), w32 = to32(w64), b32 = to32(b64);
+    const y64 = sc.F.conv2d(x64, w64, b64, opts);
+    const y32 = sc.F.conv2d(x32, w32, b32, opts);
+    const forward = maxRelErr(y32.toArray() as Float32Array, y64.toArray() as Float64Array);
+    const g64 = sc.randn(y64.shape, { dtype: 'float64' });
+    y64.mul(g64).sum().backward();
+    y32.mul(g64.to('float32')).sum().backward();
+    const inputGradient = maxRelErr(x32.grad!.toArray() as Float32Array, x64.grad!.toArray() as Float64Array);
+    // The fused epilogue: GELU, then a per-channel affine (BN after the activation).
+    const scale64 = sc.rand([c.w[0]], { dtype: 'float64' }).add(0.5), shift64 = sc.randn([c.w[0]], { dtype: 'float64' });
+    const ref = sc.F.gelu(y64.detach()).mul(scale64.reshape([1, -1, 1, 1])).add(shift64.reshape([1, -1, 1, 1]));
+    const fusedOut = sc.noGrad(() => sc.F.conv2dFused(x32.detach(), w32, b32, { ...opts, act: 'gelu', scale: to32(scale64), shift: to32(shift64) }));
+    const fused = maxRelErr(fusedOut.toArray() as Float32Array, ref.toArray() as Float64Array);
+    const algorithms = sc.convAlgorithms(c.x, c.w, opts);
+    return { label: c.label, algorithms, forward, inputGradient, fused };
+  });
+}
+
+if (require.main === module) {
+  const results = winogradCases.map((c) => checkWinogradCase(c));
+  console.log(JSON.stringify({ isa: native.gemmIsa(), results }));
+}
