@@ -16,8 +16,10 @@ function assertWinograd(r: WinogradResult): void {
   assert.equal(r.algorithms.forward, 'winograd', `${r.label}: forward took ${r.algorithms.forward}`);
   assert.equal(r.algorithms.fused, 'winograd', `${r.label}: fused forward took ${r.algorithms.fused}`);
   assert.equal(r.algorithms.backwardInput, 'winograd', `${r.label}: input gradient took ${r.algorithms.backwardInput}`);
+  assert.equal(r.algorithms.backwardWeight, 'winograd', `${r.label}: weight gradient took ${r.algorithms.backwardWeight}`);
   assert.ok(r.forward < TOL, `${r.label}: forward max error ${r.forward}`);
   assert.ok(r.inputGradient < TOL, `${r.label}: input-gradient max error ${r.inputGradient}`);
+  assert.ok(r.weightGradient < TOL, `${r.label}: weight-gradient max error ${r.weightGradient}`);
   assert.ok(r.fused < TOL, `${r.label}: fused forward max error ${r.fused}`);
 }
 
@@ -65,7 +67,8 @@ describe('convolution kernel choice (sc.convAlgorithms)', () => {
       const r = checkWinogradCase(winogradCases[0]);
       assert.equal(r.algorithms.forward, 'direct');
       assert.equal(r.algorithms.backwardInput, 'direct');
-      assert.ok(r.forward < 2e-6 && r.inputGradient < 2e-6 && r.fused < 2e-6, JSON.stringify(r));
+      assert.equal(r.algorithms.backwardWeight, 'direct');
+      assert.ok(r.forward < 2e-6 && r.inputGradient < 2e-6 && r.weightGradient < 2e-6 && r.fused < 2e-6, JSON.stringify(r));
     } finally {
       sc.setWinograd(true);
     }

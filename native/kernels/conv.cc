@@ -512,6 +512,7 @@ Algo backward_input_algo(const ConvP& p) {
 
 Algo backward_weight_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
+  if (conv_winograd_backward_weight_supported(p)) return Algo::winograd;
   if (conv_direct_backward_weight_supported(p)) return Algo::direct;
   return Algo::gemm;
 }
@@ -615,7 +616,9 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   }
   if (p.depthwise()) return dw_backward_weight(p, x, gy, gw);
   if constexpr (std::is_same_v<T, float>) {
-    if (backward_weight_algo(p) == Algo::direct) return conv_direct_backward_weight(p, x, gy, gw);
+    const Algo algo = backward_weight_algo(p);
+    if (algo == Algo::winograd) return conv_winograd_backward_weight(p, x, gy, gw);
+    if (algo == Algo::direct) return conv_direct_backward_weight(p, x, gy, gw);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);

@@ -20,6 +20,10 @@
 // runs down the input's columns as contiguous vectors and then along rows with shuffles, and
 // output rows are stored as vectors; elsewhere (narrow maps) tiles are staged one by one.
 //
+// The weight gradient is the same algorithm transposed (backward_weight_run): the input's
+// V = B^T x B as above, the output gradient's tiles expanded by Z = A gy A^T, the 36 sums of
+// Z ⊙ V over all tiles (GEMMs reducing over tiles) and dW = G^T M G once per channel pair.
+//
 // Measured against the direct kernel (AVX-512, 2 threads, bench/results/README.md): 1.7-2.8x
 // at 32-256 channels on 32-128 px maps at batch 8, 1.2-2x at batch 1; the weights' transform
 // (36 values per channel pair, every call) keeps it off shapes with fewer than 32 tiles.
@@ -83,6 +87,7 @@ struct Plan {
   int64_t th, tw, S, slots, Tb, blocks, nob;
   int64_t vpos;  // floats between V's positions: Cin x Tb and a cache line, so that the 36
                  // stores of a tile's transform do not alias 4 KB apart
+  int64_t ld;    // floats between V's channels (Tb; the weight gradient's tile chunk)
   bool rowmode;
 };
 
@@ -144,6 +149,20 @@ SC_AI void at6(const F (&m)[6], F (&o)[4]) {
   o[1] = d12 + 2.0f * d34;
   o[2] = s12 + 4.0f * s34;
   o[3] = d12 + 8.0f * d34 + m[5];
+}
+
+// A applied to four values (a column or row of a 4 x 4 output-gradient tile): six values. The
+// weight gradient's dual of the output transform: <gy, A^T X A> = <A gy A^T, X>.
+template <typename F>
+SC_AI void a4(const F (&g)[4], F (&z)[6]) {
+  const F s02 = g[0] + g[2], s13 = g[1] + g[3];
+  const F t02 = g[0] + 4.0f * g[2], t13 = 2.0f * g[1] + 8.0f * g[3];
+  z[0] = g[0];
+  z[1] = s02 + s13;
+  z[2] = s02 - s13;
+  z[3] = t02 + t13;
+  z[4] = t02 - t13;
+  z[5] = g[3];
 }
 
 // U[group][pos][oc block][input channel][OCB] = G k G^T, zero past the last output channel, for
@@ -223,13 +242,13 @@ struct Shuffles {
   }
 };
 
-// V[pos][ic][Tb] for input channels [c0, c1) of group gi, slots [t0, t0 + Tb).
+// V[pos][ic][tile] (positions q.vpos floats apart, channels q.ld) for input channels [c0, c1)
+// of group gi, slots [t0, t0 + L * NV).
 template <int L, int NV>
 SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int64_t c0,
                       int64_t c1, float* v) {
   using F = typename VT<L>::F;
-  constexpr int Tb = L * NV;
-  static const Shuffles<L> sh;
+    static const Shuffles<L> sh;
   const int64_t HW = q.H * q.W;
   for (int lg = 0; lg < NV; ++lg) {
     float* vg = v + lg * L;
@@ -280,7 +299,7 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
             e[4 + j] = __builtin_shuffle(__builtin_shuffle(b[0], b[1], sh.lo[j]),
                                          __builtin_shuffle(b[2], b[3], sh.hi[j]), sh.half);
           bt6(e, r);
-          for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * Tb) = r[j];
+          for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * q.ld) = r[j];
         }
       }
       continue;
@@ -299,7 +318,7 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
     }
     if (!any) {
       for (int pos = 0; pos < kPos; ++pos)
-        for (int64_t c = c0; c < c1; ++c) *reinterpret_cast<F*>(vg + pos * q.vpos + c * Tb) = F{};
+        for (int64_t c = c0; c < c1; ++c) *reinterpret_cast<F*>(vg + pos * q.vpos + c * q.ld) = F{};
       continue;
     }
     for (int64_t c = c0; c < c1; ++c) {
@@ -333,8 +352,89 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
       for (int i = 0; i < 6; ++i) {
         F r[6];
         bt6(t[i], r);
-        for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * Tb) = r[j];
+        for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * q.ld) = r[j];
       }
+    }
+  }
+}
+
+// Z[pos][oc][tile] = A gy A^T (positions q.vpos floats apart, channels q.ld) for output
+// channels [o0, o1) of group gi and the L slots from t0: the output gradient's 4 x 4 tiles
+// (zero past the output's edge) expanded to 6 x 6, as input_core does for the input.
+template <int L>
+SC_AI void grad_core(const Plan& q, const float* gy, int64_t gi, int64_t t0, int64_t o0, int64_t o1,
+                     float* z) {
+  using F = typename VT<L>::F;
+  static const Shuffles<L> sh;
+  const int64_t P = q.OH * q.OW;
+  const Slot first = slot_at(q, t0);
+  if (q.rowmode && first.valid) {
+    // One tile row: A down the columns of its four gradient rows (contiguous vectors), then
+    // along each row, column c of every lane's tile picked out by shuffles.
+    const int64_t oy0 = first.ty * 4, ox0 = first.tx * 4;
+    const int64_t xa = ox0, xb = std::min<int64_t>(q.OW, ox0 + 4 * L);
+    alignas(64) float tz[6][4 * L];
+    std::memset(tz, 0, sizeof tz);
+    bool row_in[4];
+    for (int r = 0; r < 4; ++r) row_in[r] = oy0 + r < q.OH;
+    for (int64_t o = o0; o < o1; ++o) {
+      const float* g = gy + (first.n * q.cstride_out + gi * q.Cout + o) * P + oy0 * q.OW;
+      int64_t xx = xa;
+      if (xb - xa >= L) {
+        for (;; xx += L) {
+          if (xx + L > xb) xx = xb - L;
+          F d[4], r[6];
+          _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) d[k] = row_in[k] ? *reinterpret_cast<const F*>(g + k * q.OW + xx) : F{};
+          a4(d, r);
+          _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tz[i] + (xx - ox0)) = r[i];
+          if (xx + L == xb) break;
+        }
+        xx = xb;
+      }
+      for (; xx < xb; ++xx) {
+        float d[4], r[6];
+        for (int k = 0; k < 4; ++k) d[k] = row_in[k] ? g[k * q.OW + xx] : 0.0f;
+        a4(d, r);
+        for (int i = 0; i < 6; ++i) tz[i][xx - ox0] = r[i];
+      }
+      for (int i = 0; i < 6; ++i) {
+        F a[4], e[4], r[6];
+        for (int h = 0; h < 4; ++h) a[h] = *reinterpret_cast<const F*>(tz[i] + h * L);
+        for (int c = 0; c < 4; ++c)
+          e[c] = __builtin_shuffle(__builtin_shuffle(a[0], a[1], sh.lo[c]), __builtin_shuffle(a[2], a[3], sh.hi[c]), sh.half);
+        a4(e, r);
+        for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(z + (i * 6 + j) * q.vpos + o * q.ld) = r[j];
+      }
+    }
+    return;
+  }
+  int64_t off[L];
+  int rows[L], cols[L];
+  for (int l = 0; l < L; ++l) {
+    const Slot sl = slot_at(q, t0 + l);
+    const int64_t oy = sl.ty * 4, ox = sl.tx * 4;
+    off[l] = (sl.n * q.cstride_out + gi * q.Cout) * P + oy * q.OW + ox;
+    rows[l] = sl.valid ? (int)std::min<int64_t>(4, q.OH - oy) : 0;
+    cols[l] = sl.valid ? (int)std::min<int64_t>(4, q.OW - ox) : 0;
+  }
+  for (int64_t o = o0; o < o1; ++o) {
+    alignas(64) float st[4][4][L];
+    for (int l = 0; l < L; ++l) {
+      const float* g = gy + off[l] + o * P;
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) st[r][c][l] = r < rows[l] && c < cols[l] ? g[r * q.OW + c] : 0.0f;
+    }
+    F t[6][4];  // A down the columns
+    for (int c = 0; c < 4; ++c) {
+      F d[4], r[6];
+      for (int k = 0; k < 4; ++k) d[k] = *reinterpret_cast<const F*>(st[k][c]);
+      a4(d, r);
+      for (int i = 0; i < 6; ++i) t[i][c] = r[i];
+    }
+    for (int i = 0; i < 6; ++i) {
+      F r[6];
+      a4(t[i], r);
+      for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(z + (i * 6 + j) * q.vpos + o * q.ld) = r[j];
     }
   }
 }
@@ -442,12 +542,14 @@ using WeightsFn = void (*)(const Plan&, const WeightSource&, float*, int64_t, in
 using InputFn = void (*)(const Plan&, const float*, int64_t, int64_t, int64_t, int64_t, float*);
 using ProductsFn = void (*)(const Plan&, const float*, const float*, int64_t, int64_t, int64_t,
                             int64_t, const ConvEpilogue&, float*, float*);
+using GradFn = void (*)(const Plan&, const float*, int64_t, int64_t, int64_t, int64_t, float*);
 
 struct Variant {
   int L, OCB, NV;
   WeightsFn weights;
   InputFn input;
   ProductsFn products;
+  GradFn grad;  // one vector of L slots
 };
 
 #define SC_WINO_VARIANT(NAME, TARGET, L, OCB, NV)                                                     \
@@ -462,7 +564,11 @@ struct Variant {
                        int64_t b1, int64_t t0, const ConvEpilogue& ep, float* y, float* m) {          \
     products_core<L, OCB, NV>(q, v, u, gi, b0, b1, t0, ep, y, m);                                    \
   }                                                                                                   \
-  constexpr Variant NAME = {L, OCB, NV, &NAME##_w, &NAME##_i, &NAME##_p};
+  TARGET void NAME##_g(const Plan& q, const float* gy, int64_t gi, int64_t t0, int64_t o0, int64_t o1, \
+                       float* z) {                                                                    \
+    grad_core<L>(q, gy, gi, t0, o0, o1, z);                                                          \
+  }                                                                                                   \
+  constexpr Variant NAME = {L, OCB, NV, &NAME##_w, &NAME##_i, &NAME##_p, &NAME##_g};
 
 // Register tiles as in conv_direct.cc: 24 of 32 zmm (AVX-512), 12 of 16 ymm (AVX2); the
 // narrower ones for few tiles (batch 1 on 8-16 px maps), where a wide block would be mostly
@@ -488,6 +594,15 @@ Variant pick_variant(int64_t tiles) {
 #endif
 }
 
+// The one-vector variant of this CPU (the weight gradient's transforms go a vector at a time).
+Variant narrow_variant() {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu_isa_level() >= 2 ? wino_512_8x1 : wino_256_8x1;
+#else
+  throw KernelError("conv2d: the Winograd kernel needs an x86-64 CPU");
+#endif
+}
+
 Plan make_plan(const ConvP& p, const Variant& v) {
   Plan q;
   q.N = p.N; q.G = p.G; q.Cin = p.Cg; q.Cout = p.OCg;
@@ -504,6 +619,7 @@ Plan make_plan(const ConvP& p, const Variant& v) {
   q.blocks = (q.slots + q.Tb - 1) / q.Tb;
   q.nob = (q.Cout + v.OCB - 1) / v.OCB;
   q.vpos = q.Cin * q.Tb + 16;
+  q.ld = q.Tb;
   return q;
 }
 
@@ -555,6 +671,68 @@ void run(const ConvP& p, const float* x, const WeightSource& src, const ConvEpil
   });
 }
 
+// Bytes of the weight gradient's sums in the transformed domain (36 per channel pair), which
+// live for the whole call: above this the GEMM path keeps the layer.
+constexpr int64_t kMaxWgradSums = 40ll << 20;
+
+// dW = G^T [sum over tiles of Z ⊙ V] G with Z = A gy A^T and V = B^T x B (the transposition of
+// F(4x4, 3x3): <gy, A^T (U ⊙ V) A> = <G^T ((A gy A^T) ⊙ V) G, w>). Tiles go in chunks whose Z
+// and V fit ~8 MB; per chunk the 36 sums are GEMMs (output x input channels, reduced over the
+// chunk's tiles), one position per thread at a time.
+void backward_weight_run(const ConvP& p, const float* x, const float* gy, float* gw) {
+  const Variant var = narrow_variant();
+  Plan q = make_plan(p, var);
+  const int64_t L = var.L, IC = q.Cin, OC = q.Cout;
+  const int64_t all = (q.slots + L - 1) / L * L;
+  const int64_t Tc = std::min(all, std::max(L, (int64_t)(8 << 20) / (kPos * (IC + OC) * 4) / L * L));
+  q.ld = Tc;
+  q.vpos = IC * Tc + 16;
+  Plan qz = q;
+  qz.vpos = OC * Tc + 16;
+  float* v = scratch_w(2, (size_t)(kPos * q.vpos));
+  float* z = scratch_w(1, (size_t)(kPos * qz.vpos));
+  float* msum = scratch_w(3, (size_t)(kPos * OC * IC));
+  for (int64_t gi = 0; gi < q.G; ++gi) {
+    for (int64_t c0 = 0; c0 < all; c0 += Tc) {
+      const int64_t K = std::min(Tc, all - c0), nvec = K / L;
+      parallel_for_dynamic(0, 2 * nvec, 1, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t t0 = c0 + (k / 2) * L, at = (k / 2) * L;
+          if (k % 2 == 0) var.input(q, x, gi, t0, 0, IC, v + at);
+          else var.grad(qz, gy, gi, t0, 0, OC, z + at);
+        }
+      });
+      parallel_for_dynamic(0, kPos, 1, [&](int64_t a0, int64_t a1) {
+        for (int64_t pos = a0; pos < a1; ++pos)
+          gemm<float>(false, true, OC, IC, K, 1.0f, z + pos * qz.vpos, Tc, v + pos * q.vpos, Tc,
+                      c0 == 0 ? 0.0f : 1.0f, msum + pos * OC * IC, IC);
+      });
+    }
+    // G^T M G per channel pair.
+    parallel_for(0, OC, 1, [&](int64_t o0, int64_t o1) {
+      for (int64_t oc = o0; oc < o1; ++oc)
+        for (int64_t ic = 0; ic < IC; ++ic) {
+          float r[6][3];
+          for (int a = 0; a < 6; ++a) {
+            float m[6];
+            for (int b = 0; b < 6; ++b) m[b] = msum[((a * 6 + b) * OC + oc) * IC + ic];
+            r[a][0] = m[0] * 0.25f - (m[1] + m[2]) * (1.0f / 6) + (m[3] + m[4]) * (1.0f / 24);
+            r[a][1] = (m[2] - m[1]) * (1.0f / 6) + (m[3] - m[4]) * (1.0f / 12);
+            r[a][2] = (m[3] + m[4] - m[1] - m[2]) * (1.0f / 6) + m[5];
+          }
+          float* dst = gw + ((gi * OC + oc) * IC + ic) * 9;
+          for (int c = 0; c < 3; ++c) {
+            const float* m0 = &r[0][c];
+            const float m[6] = {m0[0], m0[3], m0[6], m0[9], m0[12], m0[15]};
+            dst[0 * 3 + c] = m[0] * 0.25f - (m[1] + m[2]) * (1.0f / 6) + (m[3] + m[4]) * (1.0f / 24);
+            dst[1 * 3 + c] = (m[2] - m[1]) * (1.0f / 6) + (m[3] - m[4]) * (1.0f / 12);
+            dst[2 * 3 + c] = (m[3] + m[4] - m[1] - m[2]) * (1.0f / 6) + m[5];
+          }
+        }
+    });
+  }
+}
+
 // The transposed convolution of the input gradient (as in conv_direct_backward_input): gy,
 // padded by 2 - pad, -> gx.
 ConvP transposed(const ConvP& p) {
@@ -602,6 +780,14 @@ bool conv_winograd_backward_input_supported(const ConvP& p) {
 
 void conv_winograd_backward_input(const ConvP& p, const float* gy, const float* w, float* gx) {
   run(transposed(p), gy, WeightSource{w, true}, ConvEpilogue{}, gx);
+}
+
+bool conv_winograd_backward_weight_supported(const ConvP& p) {
+  return conv_winograd_supported(p) && kPos * p.OCg * p.Cg * 4 <= kMaxWgradSums;
+}
+
+void conv_winograd_backward_weight(const ConvP& p, const float* x, const float* gy, float* gw) {
+  backward_weight_run(p, x, gy, gw);
 }
 
 }  // namespace sc

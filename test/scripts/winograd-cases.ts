@@ -3,7 +3,7 @@
 // vectors) and tile-by-tile mode, ragged output edges, the narrow and wide register tiles,
 // the few-blocks and many-blocks schedules, groups, padding 0 and 2, channel counts that are
 // not multiples of the vector or channel blocks. Each case checks the forward with bias, the
-// input gradient and the fused inference forward (activation, scale and shift), and reports
+// input and weight gradients and the fused inference forward (activation, scale and shift), and reports
 // which kernel each pass took (sc.convAlgorithms), so a shape that left the Winograd path shows.
 //
 // Used by test/conv-winograd.test.ts in process and, run as a script (npx tsx), under another
@@ -36,6 +36,7 @@ export interface WinogradResult {
   algorithms: sc.ConvAlgorithms;
   forward: number;
   inputGradient: number;
+  weightGradient: number;
   fused: number;
 }
 
@@ -54,9 +55,10 @@ export function checkWinogradCase(c: WinogradCase, seed = 7): WinogradResult {
     const opts = { padding: c.pad, groups: c.groups };
     const x64 = sc.randn(c.x, { dtype: 'float64', requiresGrad: true });
     const w64 = sc.randn(c.w, { dtype: 'float64' }).mul(1 / Math.sqrt(9 * c.w[1])).detach().requiresGrad_();
+    const w32 = sc.tensor(w64.detach().to('float32').toArray(), c.w, { requiresGrad: true });
     const b64 = sc.randn([c.w[0]], { dtype: 'float64' }).mul(0.1);
     const to32 = (t: sc.Tensor, grad = false) => sc.tensor(t.detach().to('float32').toArray(), t.shape, { requiresGrad: grad });
-    const x32 = to32(x64, true), w32 = to32(w64), b32 = to32(b64);
+    const x32 = to32(x64, true), b32 = to32(b64);
     const y64 = sc.F.conv2d(x64, w64, b64, opts);
     const y32 = sc.F.conv2d(x32, w32, b32, opts);
     const forward = maxRelErr(y32.toArray() as Float32Array, y64.toArray() as Float64Array);
@@ -64,13 +66,14 @@ export function checkWinogradCase(c: WinogradCase, seed = 7): WinogradResult {
     y64.mul(g64).sum().backward();
     y32.mul(g64.to('float32')).sum().backward();
     const inputGradient = maxRelErr(x32.grad!.toArray() as Float32Array, x64.grad!.toArray() as Float64Array);
+    const weightGradient = maxRelErr(w32.grad!.toArray() as Float32Array, w64.grad!.toArray() as Float64Array);
     // The fused epilogue: GELU, then a per-channel affine (BN after the activation).
     const scale64 = sc.rand([c.w[0]], { dtype: 'float64' }).add(0.5), shift64 = sc.randn([c.w[0]], { dtype: 'float64' });
     const ref = sc.F.gelu(y64.detach()).mul(scale64.reshape([1, -1, 1, 1])).add(shift64.reshape([1, -1, 1, 1]));
-    const fusedOut = sc.noGrad(() => sc.F.conv2dFused(x32.detach(), w32, b32, { ...opts, act: 'gelu', scale: to32(scale64), shift: to32(shift64) }));
+    const fusedOut = sc.noGrad(() => sc.F.conv2dFused(x32.detach(), w32.detach(), b32, { ...opts, act: 'gelu', scale: to32(scale64), shift: to32(shift64) }));
     const fused = maxRelErr(fusedOut.toArray() as Float32Array, ref.toArray() as Float64Array);
     const algorithms = sc.convAlgorithms(c.x, c.w, opts);
-    return { label: c.label, algorithms, forward, inputGradient, fused };
+    return { label: c.label, algorithms, forward, inputGradient, weightGradient, fused };
   });
 }
 
