@@ -29,6 +29,7 @@ export const winogradCases: WinogradCase[] = [
   { label: '17->19 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [19, 17, 3, 3], pad: 1, groups: 1 },
   { label: '128->128 @ 16x16, batch 2 (wide channels)', x: [2, 128, 16, 16], w: [128, 128, 3, 3], pad: 1, groups: 1 },
   { label: '32->32 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [32, 32, 3, 3], pad: 1, groups: 1 },
+  { label: '560->560 @ 4x4, batch 32 (weight-gradient sums past 40 MB: by output-channel blocks)', x: [32, 560, 4, 4], w: [560, 560, 3, 3], pad: 1, groups: 1 },
 ];
 
 export interface WinogradResult {
