@@ -19,16 +19,18 @@ export interface WinogradCase {
   groups: number;
 }
 
+// Output channels per group are 64+ (32+ input channels at 64) so that the weight gradient
+// takes Winograd too (conv_winograd_backward_weight_supported).
 export const winogradCases: WinogradCase[] = [
-  { label: '16->16 @ 40x128, batch 2 (row mode, many blocks)', x: [2, 16, 40, 128], w: [16, 16, 3, 3], pad: 1, groups: 1 },
-  { label: '24->20 @ 30x125 (row mode, ragged last tile row and column)', x: [1, 24, 30, 125], w: [20, 24, 3, 3], pad: 1, groups: 1 },
-  { label: '32->48 @ 13x11, batch 3 (tile by tile, tiles across images, few blocks)', x: [3, 32, 13, 11], w: [48, 32, 3, 3], pad: 1, groups: 1 },
-  { label: 'groups 2, 64->48 @ 20x24, batch 2', x: [2, 64, 20, 24], w: [48, 32, 3, 3], pad: 1, groups: 2 },
-  { label: '16->16 @ 18x22, batch 2, no padding', x: [2, 16, 18, 22], w: [16, 16, 3, 3], pad: 0, groups: 1 },
-  { label: '16->17 @ 20x36, padding 2', x: [1, 16, 20, 36], w: [17, 16, 3, 3], pad: 2, groups: 1 },
-  { label: '17->19 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [19, 17, 3, 3], pad: 1, groups: 1 },
+  { label: '32->64 @ 40x128, batch 2 (row mode, many blocks)', x: [2, 32, 40, 128], w: [64, 32, 3, 3], pad: 1, groups: 1 },
+  { label: '40->72 @ 30x125 (row mode, ragged last tile row and column)', x: [1, 40, 30, 125], w: [72, 40, 3, 3], pad: 1, groups: 1 },
+  { label: '32->80 @ 13x11, batch 3 (tile by tile, tiles across images, few blocks)', x: [3, 32, 13, 11], w: [80, 32, 3, 3], pad: 1, groups: 1 },
+  { label: 'groups 2, 64->160 @ 20x24, batch 2', x: [2, 64, 20, 24], w: [160, 32, 3, 3], pad: 1, groups: 2 },
+  { label: '16->72 @ 18x22, batch 2, no padding', x: [2, 16, 18, 22], w: [72, 16, 3, 3], pad: 0, groups: 1 },
+  { label: '16->65 @ 20x36, padding 2', x: [1, 16, 20, 36], w: [65, 16, 3, 3], pad: 2, groups: 1 },
+  { label: '17->67 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [67, 17, 3, 3], pad: 1, groups: 1 },
   { label: '128->128 @ 16x16, batch 2 (wide channels)', x: [2, 128, 16, 16], w: [128, 128, 3, 3], pad: 1, groups: 1 },
-  { label: '32->32 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [32, 32, 3, 3], pad: 1, groups: 1 },
+  { label: '32->64 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [64, 32, 3, 3], pad: 1, groups: 1 },
   { label: '560->560 @ 4x4, batch 32 (weight-gradient sums past 40 MB: by output-channel blocks)', x: [32, 560, 4, 4], w: [560, 560, 3, 3], pad: 1, groups: 1 },
 ];
 
