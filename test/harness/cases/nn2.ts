@@ -17,6 +17,10 @@ const attentionCases: [string, number, number, number, number, number][] = [
   // and decay runs on both sides of each query.
   ['1-D row of 23', 2, 4, 0.85, 1, 23],
   ['2-D 5x7', 1, 3, 0.75, 5, 7],
+  // Heads of whole vectors take the CPU's register-tiled forward (6 query rows per tile, a tail
+  // of rows, keys past the last whole vector).
+  ['1-D row of 37, head of 32', 3, 32, 0.9, 1, 37],
+  ['2-D 5x7, head of 16', 2, 16, 0.8, 5, 7],
 ];
 
 const sdpaOps = ['scaled_dot_product_attention', 'scaled_dot_product_attention_backward'];
