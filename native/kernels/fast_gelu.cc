@@ -18,17 +18,27 @@ namespace {
   ATTR void gelu_grad_##SUFFIX(const float* g, const float* x, float* y, int64_t n) {        \
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] * fastmath::gelu_grad(x[i]);                 \
   }                                                                                          \
+  /* Sums in 16 lanes: with one float accumulator (a reduction GCC does not vectorise) the    \
+     AVX-512 build ran this loop scalar, 1.93 -> 1.11 ns per value (AVX2 intrinsics: 0.86). */ \
   ATTR void bn_gelu_sums_stash_##SUFFIX(const float* g, const float* x, int64_t n, float mean,\
                                         double* sg, double* sgx, float* a, float* d) {       \
-    float s1 = 0, s2 = 0;                                                                    \
-    for (int64_t i = 0; i < n; ++i) {                                                        \
+    float s1[16] = {}, s2[16] = {};                                                          \
+    int64_t i = 0;                                                                           \
+    for (; i + 16 <= n; i += 16)                                                             \
+      for (int j = 0; j < 16; ++j) {                                                         \
+        const float xv = x[i + j], gv = g[i + j], av = fastmath::gelu(xv);                   \
+        a[i + j] = av;                                                                       \
+        d[i + j] = fastmath::gelu_grad(xv);                                                  \
+        s1[j] += gv;                                                                         \
+        s2[j] += gv * (av - mean);                                                           \
+      }                                                                                      \
+    for (; i < n; ++i) {                                                                     \
       a[i] = fastmath::gelu(x[i]);                                                           \
       d[i] = fastmath::gelu_grad(x[i]);                                                      \
-      s1 += g[i];                                                                            \
-      s2 += g[i] * (a[i] - mean);                                                            \
+      s1[0] += g[i];                                                                         \
+      s2[0] += g[i] * (a[i] - mean);                                                         \
     }                                                                                        \
-    *sg += s1;                                                                               \
-    *sgx += s2;                                                                              \
+    for (int j = 0; j < 16; ++j) *sg += s1[j], *sgx += s2[j];                                \
   }
 
 SC_GELU_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
