@@ -57,13 +57,16 @@ describe('convolution kernel choice (sc.convAlgorithms)', () => {
     assert.equal(algo([8, 512, 16, 16], [512, 512, 3, 3]), 'winograd');
     assert.equal(algo([1, 64, 64, 64], [64, 1, 3, 3], { groups: 64 }), 'depthwise');
     assert.equal(algo([1, 64, 64, 64], [64, 64, 5, 5], { padding: 2 }), 'direct');
-    // The weight gradient: Winograd from 64 output channels per group (32+ input channels at 64).
+    // The weight gradient: Winograd from 64 output channels per group (32+ input channels at 64),
+    // or 32+ of both over 2048+ tiles.
     const wgrad = (x: number[], w: number[], groups = 1) => sc.convAlgorithms(x, w, { padding: 1, groups }).backwardWeight;
     assert.equal(wgrad([8, 32, 64, 64], [16, 32, 3, 3]), 'direct');
     assert.equal(wgrad([8, 16, 64, 64], [64, 16, 3, 3]), 'direct');
     assert.equal(wgrad([8, 32, 64, 64], [64, 32, 3, 3]), 'winograd');
     assert.equal(wgrad([8, 16, 64, 64], [80, 16, 3, 3]), 'winograd');
     assert.equal(wgrad([8, 64, 32, 32], [64, 32, 3, 3], 2), 'direct');
+    assert.equal(wgrad([8, 128, 64, 64], [32, 128, 3, 3]), 'winograd'); // 2048 tiles
+    assert.equal(wgrad([8, 64, 32, 32], [32, 64, 3, 3]), 'direct'); // 512 tiles
   });
 
   it('sc.setWinograd(false) puts the same shapes on the direct kernel, at its precision', function () {

@@ -821,11 +821,15 @@ void conv_winograd_backward_input(const ConvP& p, const float* gy, const float* 
 }
 
 bool conv_winograd_backward_weight_supported(const ConvP& p) {
-  // Its 36 GEMMs are (output x input channels) per position: with fewer than 64 output channels
-  // they are too small to beat the direct kernel (16-32 output channels measured 0.55-0.9x of it
-  // at CMUNeXt-S's shapes), at 64 they win from 32 input channels up (2.7x at 64 x 64), and above
-  // 64 the alternative is the im2col GEMM (2-3x slower than this).
-  if (!conv_winograd_supported(p) || p.OCg < 64 || (p.OCg == 64 && p.Cg < 32)) return false;
+  // Its 36 GEMMs are (output x input channels) per position, its transforms a cost per tile
+  // and channel: at 64 output channels it wins from 32 input channels up (2.7x at 64 x 64), above
+  // 64 the alternative is the im2col GEMM (2-3x slower than this); at 32-63 output channels only
+  // over 32+ input channels and 2048+ tiles (1.36-1.65x at batch 8 on 64 x 64; 0.9x on 32 x 32),
+  // and with 16 it lost everywhere measured (0.55-0.8x at CMUNeXt-S's shapes).
+  const int64_t tiles = p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
+  const bool wide = p.OCg > 64 || (p.OCg == 64 && p.Cg >= 32);
+  const bool long_run = p.OCg >= 32 && p.Cg >= 32 && tiles >= 2048;
+  if (!conv_winograd_supported(p) || !(wide || long_run)) return false;
   const int64_t L = cpu_isa_level() >= 2 ? 16 : 8;
   return kPos * p.OCg * p.Cg * 4 <= kMaxWgradSums || wgrad_tiles(p, L) * kPos * (p.Cg + p.OCg) * 4 <= kWgradOneChunk;
 }
