@@ -103,7 +103,18 @@ for (const c of CASES) {
         console.log(`      (skipped without SCALPEL_HEAVY_TESTS=1: ${c.heavy})`);
         this.skip();
       }
-      const cpu = trainStep('cpu', c);
+      // The reference is the CPU's direct convolution kernels: its Winograd 3x3 path (checked
+      // against float64 in test/conv-winograd.test.ts) rounds about ten times more, which through
+      // a whole network's backward reached a gradient NMSE of 1e-5 (UNeXt's first layer) against
+      // the 1e-6 this comparison holds the CUDA kernels to.
+      const winograd = sc.getWinograd();
+      sc.setWinograd(false);
+      let cpu: ReturnType<typeof trainStep>;
+      try {
+        cpu = trainStep('cpu', c);
+      } finally {
+        sc.setWinograd(winograd);
+      }
       const gpu = trainStep('cuda', c);
       assert.equal(gpu.logits.length, cpu.logits.length);
       cpu.logits.forEach((l, k) => assert.ok(nmse(gpu.logits[k], l) < 1e-8, `logits ${k}: NMSE ${nmse(gpu.logits[k], l)}`));
