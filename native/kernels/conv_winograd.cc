@@ -60,6 +60,9 @@ constexpr int kPos = 36;  // 6 x 6 transformed positions
 constexpr int64_t kMinChannels = 16;
 constexpr int64_t kMinTiles = 32;
 
+// 4 x 4 output tiles of the whole batch.
+int64_t output_tiles(const ConvP& p) { return p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4); }
+
 // Grown, never shrunk; per thread. Slots: 0 a block's V, 1 its M (per worker), 2 the shared V
 // of run()'s few-blocks path, 3 the transformed weights (calling thread).
 float* scratch_w(int slot, size_t n) {
@@ -243,13 +246,20 @@ struct Shuffles {
   }
 };
 
+// Element 4 l + j of the 4 L floats a[0..3], in lane l: tap j of every lane's tile in a row of
+// row mode's transformed rows.
+template <int L>
+SC_AI typename VT<L>::F tap(const Shuffles<L>& sh, const typename VT<L>::F (&a)[4], int j) {
+  return __builtin_shuffle(__builtin_shuffle(a[0], a[1], sh.lo[j]), __builtin_shuffle(a[2], a[3], sh.hi[j]), sh.half);
+}
+
 // V[pos][ic][tile] (positions q.vpos floats apart, channels q.ld) for input channels [c0, c1)
 // of group gi, slots [t0, t0 + L * NV).
 template <int L, int NV>
 SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int64_t c0,
                       int64_t c1, float* v) {
   using F = typename VT<L>::F;
-    static const Shuffles<L> sh;
+  static const Shuffles<L> sh;
   const int64_t HW = q.H * q.W;
   for (int lg = 0; lg < NV; ++lg) {
     float* vg = v + lg * L;
@@ -293,12 +303,8 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
             a[h] = *reinterpret_cast<const F*>(tv[i] + h * L);
             b[h] = *reinterpret_cast<const F*>(tv[i] + 4 + h * L);
           }
-          for (int j = 0; j < 4; ++j)
-            e[j] = __builtin_shuffle(__builtin_shuffle(a[0], a[1], sh.lo[j]),
-                                     __builtin_shuffle(a[2], a[3], sh.hi[j]), sh.half);
-          for (int j = 0; j < 2; ++j)
-            e[4 + j] = __builtin_shuffle(__builtin_shuffle(b[0], b[1], sh.lo[j]),
-                                         __builtin_shuffle(b[2], b[3], sh.hi[j]), sh.half);
+          for (int j = 0; j < 4; ++j) e[j] = tap<L>(sh, a, j);
+          for (int j = 0; j < 2; ++j) e[4 + j] = tap<L>(sh, b, j);
           bt6(e, r);
           for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * q.ld) = r[j];
         }
@@ -401,8 +407,7 @@ SC_AI void grad_core(const Plan& q, const float* gy, int64_t gi, int64_t t0, int
       for (int i = 0; i < 6; ++i) {
         F a[4], e[4], r[6];
         for (int h = 0; h < 4; ++h) a[h] = *reinterpret_cast<const F*>(tz[i] + h * L);
-        for (int c = 0; c < 4; ++c)
-          e[c] = __builtin_shuffle(__builtin_shuffle(a[0], a[1], sh.lo[c]), __builtin_shuffle(a[2], a[3], sh.hi[c]), sh.half);
+        for (int c = 0; c < 4; ++c) e[c] = tap<L>(sh, a, c);
         a4(e, r);
         for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(z + (i * 6 + j) * q.vpos + o * q.ld) = r[j];
       }
@@ -625,7 +630,7 @@ Plan make_plan(const ConvP& p, const Variant& v) {
 
 // y = epilogue(conv(x, kernels of src)).
 void run(const ConvP& p, const float* x, const WeightSource& src, const ConvEpilogue& ep, float* y) {
-  const Variant var = pick_variant(p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4));
+  const Variant var = pick_variant(output_tiles(p));
   const Plan q = make_plan(p, var);
   float* u = scratch_w(3, (size_t)q.G * kPos * q.nob * var.OCB * q.Cin);
   parallel_for(0, q.G * q.nob, 1, [&](int64_t b0, int64_t b1) { var.weights(q, src, u, b0, b1); });
@@ -680,11 +685,29 @@ constexpr int64_t kMaxWgradSums = 40ll << 20;
 constexpr int64_t kWgradOneChunk = 32ll << 20;
 constexpr int64_t kWgradChunk = 8ll << 20;
 
-int64_t wgrad_tiles(const ConvP& p, int64_t L) {
-  const int64_t th = (p.OH + 3) / 4, tw = (p.OW + 3) / 4;
-  const int64_t S = (tw + L - 1) / L * L;
-  const bool rowmode = tw >= L && 8 * (S - tw) <= S;
-  return (p.N * th * (rowmode ? S : tw) + L - 1) / L * L;
+// How the weight gradient goes (backward_weight_run): its tile numbering (the one-vector
+// variant's plan), the slots rounded up to whole vectors, whether all of them form one chunk
+// (output-channel blocks, when the 36 sums would pass kMaxWgradSums) and the chunk length; fits:
+// whether either way stays within its memory bound.
+struct WgradPlan {
+  Variant var;
+  Plan q;
+  int64_t all, Tc;
+  bool one_chunk, fits;
+};
+
+WgradPlan wgrad_plan(const ConvP& p) {
+  WgradPlan w{narrow_variant(), {}, 0, 0, false, false};
+  w.q = make_plan(p, w.var);
+  const int64_t L = w.var.L, IC = w.q.Cin, OC = w.q.Cout;
+  w.all = (w.q.slots + L - 1) / L * L;
+  const int64_t per_tile = kPos * (IC + OC) * 4;
+  // (At 512 channels on 16 x 16 maps, where both apply, the chunked sums measured 1.2x faster.)
+  const bool sums_fit = kPos * OC * IC * 4 <= kMaxWgradSums;
+  w.one_chunk = !sums_fit && w.all * per_tile <= kWgradOneChunk;
+  w.fits = sums_fit || w.one_chunk;
+  w.Tc = w.one_chunk ? w.all : std::min(w.all, std::max(L, kWgradChunk / per_tile / L * L));
+  return w;
 }
 
 // dw[r][ic] (3 x 3) = G^T M G for rows [0, rows) of the sums m ([pos][rows][IC]), in parallel
@@ -720,14 +743,11 @@ void fold_sums(const float* m, int64_t rows, int64_t IC, float* dw) {
 // blocks of output channels go in parallel instead, each block's 36 sums (~4 MB) folded into dW
 // as it completes.
 void backward_weight_run(const ConvP& p, const float* x, const float* gy, float* gw) {
-  const Variant var = narrow_variant();
-  Plan q = make_plan(p, var);
-  const int64_t L = var.L, IC = q.Cin, OC = q.Cout;
-  const int64_t all = (q.slots + L - 1) / L * L;
-  const int64_t per_tile = kPos * (IC + OC) * 4;
-  // (At 512 channels on 16 x 16 maps, where both apply, the chunked sums measured 1.2x faster.)
-  const bool one_chunk = kPos * OC * IC * 4 > kMaxWgradSums && all * per_tile <= kWgradOneChunk;
-  const int64_t Tc = one_chunk ? all : std::min(all, std::max(L, kWgradChunk / per_tile / L * L));
+  const WgradPlan w = wgrad_plan(p);
+  const Variant& var = w.var;
+  Plan q = w.q;
+  const int64_t L = var.L, IC = q.Cin, OC = q.Cout, all = w.all, Tc = w.Tc;
+  const bool one_chunk = w.one_chunk;
   q.ld = Tc;
   q.vpos = IC * Tc + 16;
   Plan qz = q;
@@ -803,8 +823,7 @@ bool conv_winograd_supported(const ConvP& p) {
   // With few tiles the weights' transform (36 values per channel pair, every call) costs about
   // what the products save: 512 channels on a 16 x 16 map at batch 1 measured 0.85-0.9x the
   // direct kernel, at batch 8 1.7-1.85x.
-  const int64_t tiles = p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
-  return p.Cg >= kMinChannels && p.OCg >= kMinChannels && tiles >= kMinTiles;
+  return p.Cg >= kMinChannels && p.OCg >= kMinChannels && output_tiles(p) >= kMinTiles;
 }
 
 void conv_winograd_forward(const ConvP& p, const float* x, const float* w, const ConvEpilogue& ep,
@@ -826,12 +845,9 @@ bool conv_winograd_backward_weight_supported(const ConvP& p) {
   // 64 the alternative is the im2col GEMM (2-3x slower than this); at 32-63 output channels only
   // over 32+ input channels and 2048+ tiles (1.36-1.65x at batch 8 on 64 x 64; 0.9x on 32 x 32),
   // and with 16 it lost everywhere measured (0.55-0.8x at CMUNeXt-S's shapes).
-  const int64_t tiles = p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
   const bool wide = p.OCg > 64 || (p.OCg == 64 && p.Cg >= 32);
-  const bool long_run = p.OCg >= 32 && p.Cg >= 32 && tiles >= 2048;
-  if (!conv_winograd_supported(p) || !(wide || long_run)) return false;
-  const int64_t L = cpu_isa_level() >= 2 ? 16 : 8;
-  return kPos * p.OCg * p.Cg * 4 <= kMaxWgradSums || wgrad_tiles(p, L) * kPos * (p.Cg + p.OCg) * 4 <= kWgradOneChunk;
+  const bool long_run = p.OCg >= 32 && p.Cg >= 32 && output_tiles(p) >= 2048;
+  return conv_winograd_supported(p) && (wide || long_run) && wgrad_plan(p).fits;
 }
 
 void conv_winograd_backward_weight(const ConvP& p, const float* x, const float* gy, float* gw) {
