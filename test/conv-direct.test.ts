@@ -1,6 +1,7 @@
 // The float32 direct convolution (native/kernels/conv_direct.cc: stride 1, kernels > 1x1)
 // against the float64 im2col + GEMM path, forward, input gradient and weight / bias gradient
-// (the direct weight-gradient kernel: stride 1, 1x1 included), over the shapes that hit each
+// (these shapes' weight gradients take conv_wgrad.cc's kernel, which has its own cases in
+// test/conv-wgrad.test.ts), over the shapes that hit each
 // register-tile variant and its edges (output rows not a multiple of the vector width, output
 // channels not a multiple of the channel block, taps not a multiple of the tap block, groups,
 // dilation, no padding, several row bands).
@@ -25,9 +26,9 @@ const cases: Case[] = [
   ['1x1 7->3 @ 5x13, batch 2 (ragged tap and channel blocks)', [2, 7, 5, 13], [3, 7, 1, 1], 0, 1, 1],
   ['3x3 16->8 @ 16x16, batch 4, groups 2 (several images per block)', [4, 16, 16, 16], [8, 8, 3, 3], 1, 1, 2],
   ['3x3 40->20 @ 6x7, batch 5, groups 2 (images per forward block, ragged tiles)', [5, 40, 6, 7], [20, 20, 3, 3], 1, 1, 2],
-  ['3x3 24->64 @ 9x21, batch 2 (64 output channels: the widest direct weight gradient)', [2, 24, 9, 21], [64, 24, 3, 3], 1, 1, 1],
+  ['3x3 24->64 @ 9x21, batch 2 (64 output channels)', [2, 24, 9, 21], [64, 24, 3, 3], 1, 1, 1],
   ['3x3 groups 2, 96->112 @ 10x12 (56 output channels per group)', [1, 96, 10, 12], [112, 48, 3, 3], 1, 1, 2],
-  ['1x1 16->48 @ 64x64 (a 1x1 weight gradient over 33-64 output channels)', [1, 16, 64, 64], [48, 16, 1, 1], 0, 1, 1],
+  ['1x1 16->48 @ 64x64 (a 1x1 over 33-64 output channels)', [1, 16, 64, 64], [48, 16, 1, 1], 0, 1, 1],
 ];
 
 function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {

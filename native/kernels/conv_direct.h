@@ -35,13 +35,5 @@ bool conv_direct_backward_input_supported(const conv::ConvP& p);
 // gx = conv_transpose(gy, w) for stride 1, through conv_direct_forward.
 void conv_direct_backward_input(const conv::ConvP& p, const float* gy, const float* w, float* gx);
 
-// True for the weight gradients conv_direct_backward_weight takes: stride 1, not depthwise, at
-// most 64 output channels per group (wider ones are efficient GEMMs).
-bool conv_direct_backward_weight_supported(const conv::ConvP& p);
-
-// gw = sum over images and output pixels of gy x (shifted input), [OC, C/G, KH, KW]; stride 1.
-// Overwrites gw. Each weight is reduced by one thread in a fixed order: the result does not
-// depend on the thread count.
-void conv_direct_backward_weight(const conv::ConvP& p, const float* x, const float* gy, float* gw);
 
 }  // namespace sc

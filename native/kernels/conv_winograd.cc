@@ -840,14 +840,10 @@ void conv_winograd_backward_input(const ConvP& p, const float* gy, const float* 
 }
 
 bool conv_winograd_backward_weight_supported(const ConvP& p) {
-  // Its 36 GEMMs are (output x input channels) per position, its transforms a cost per tile
-  // and channel: at 64 output channels it wins from 32 input channels up (2.7x at 64 x 64), above
-  // 64 the alternative is the im2col GEMM (2-3x slower than this); at 32-63 output channels only
-  // over 32+ input channels and 2048+ tiles (1.36-1.65x at batch 8 on 64 x 64; 0.9x on 32 x 32),
-  // and with 16 it lost everywhere measured (0.55-0.8x at CMUNeXt-S's shapes).
-  const bool wide = p.OCg > 64 || (p.OCg == 64 && p.Cg >= 32);
-  const bool long_run = p.OCg >= 32 && p.Cg >= 32 && output_tiles(p) >= 2048;
-  return conv_winograd_supported(p) && (wide || long_run) && wgrad_plan(p).fits;
+  // Its 36 GEMMs are (output x input channels) per position, its transforms a cost per tile and
+  // channel: conv.cc takes it where both sides have more than 64 channels per group (the
+  // outer-product kernel won below that); there the alternative is the im2col GEMM, 2-3x slower.
+  return conv_winograd_supported(p) && wgrad_plan(p).fits;
 }
 
 void conv_winograd_backward_weight(const ConvP& p, const float* x, const float* gy, float* gw) {

@@ -29,9 +29,8 @@ void conv_winograd_backward_input(const conv::ConvP& p, const float* gy, const f
                                   float* gx);
 
 // gw = the weight gradient [OC, C/G, 3, 3] (overwritten) of a convolution conv_winograd_supported
-// takes with 64+ output channels per group (32+ input channels at 64; or 32+ of both over 2048+
-// tiles), whose sums in the transformed domain (36 floats per channel pair) fit 40 MB or
-// whose transformed tiles fit 32 MB at once.
+// takes, whose sums in the transformed domain (36 floats per channel pair) fit 40 MB or whose
+// transformed tiles fit 32 MB at once.
 bool conv_winograd_backward_weight_supported(const conv::ConvP& p);
 void conv_winograd_backward_weight(const conv::ConvP& p, const float* x, const float* gy, float* gw);
 

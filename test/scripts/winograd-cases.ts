@@ -19,8 +19,8 @@ export interface WinogradCase {
   groups: number;
 }
 
-// Output channels per group are 64+ (32+ input channels at 64) so that the weight gradient
-// takes Winograd too (conv_winograd_backward_weight_supported).
+// The weight gradient takes Winograd where both sides have more than 64 channels per group (else
+// the outer-product kernel, test/conv-wgrad.test.ts): the last cases reach its paths.
 export const winogradCases: WinogradCase[] = [
   { label: '32->64 @ 40x128, batch 2 (row mode, many blocks)', x: [2, 32, 40, 128], w: [64, 32, 3, 3], pad: 1, groups: 1 },
   { label: '40->72 @ 30x125 (row mode, ragged last tile row and column)', x: [1, 40, 30, 125], w: [72, 40, 3, 3], pad: 1, groups: 1 },
@@ -31,11 +31,21 @@ export const winogradCases: WinogradCase[] = [
   { label: '17->67 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [67, 17, 3, 3], pad: 1, groups: 1 },
   { label: '128->128 @ 16x16, batch 2 (wide channels)', x: [2, 128, 16, 16], w: [128, 128, 3, 3], pad: 1, groups: 1 },
   { label: '32->64 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [64, 32, 3, 3], pad: 1, groups: 1 },
+  { label: '72->80 @ 30x125 (row mode, ragged edges; Winograd weight gradient)', x: [1, 72, 30, 125], w: [80, 72, 3, 3], pad: 1, groups: 1 },
+  { label: '80->96 @ 13x11, batch 3 (tile by tile; Winograd weight gradient)', x: [3, 80, 13, 11], w: [96, 80, 3, 3], pad: 1, groups: 1 },
+  { label: 'groups 2, 160->144 @ 26x30, batch 2, no padding (Winograd weight gradient)', x: [2, 160, 26, 30], w: [144, 80, 3, 3], pad: 0, groups: 2 },
+  { label: '67->69 @ 20x36, padding 2 (odd channel counts; Winograd weight gradient)', x: [1, 67, 20, 36], w: [69, 67, 3, 3], pad: 2, groups: 1 },
   { label: '560->560 @ 4x4, batch 32 (weight-gradient sums past 40 MB: by output-channel blocks)', x: [32, 560, 4, 4], w: [560, 560, 3, 3], pad: 1, groups: 1 },
 ];
 
+// The kernel the weight gradient takes (conv.cc's backward_weight_algo).
+export function expectedWeightGradient(c: WinogradCase): string {
+  return Math.min(c.w[0] / c.groups, c.w[1]) > 64 ? 'winograd' : 'outer';
+}
+
 export interface WinogradResult {
   label: string;
+  expectedWeightGradient: string;
   algorithms: sc.ConvAlgorithms;
   forward: number;
   inputGradient: number;
@@ -76,7 +86,7 @@ export function checkWinogradCase(c: WinogradCase, seed = 7): WinogradResult {
     const fusedOut = sc.noGrad(() => sc.F.conv2dFused(x32.detach(), w32.detach(), b32, { ...opts, act: 'gelu', scale: to32(scale64), shift: to32(shift64) }));
     const fused = maxRelErr(fusedOut.toArray() as Float32Array, ref.toArray() as Float64Array);
     const algorithms = sc.convAlgorithms(c.x, c.w, opts);
-    return { label: c.label, algorithms, forward, inputGradient, weightGradient, fused };
+    return { label: c.label, expectedWeightGradient: expectedWeightGradient(c), algorithms, forward, inputGradient, weightGradient, fused };
   });
 }
 

@@ -1,6 +1,7 @@
 // Times conv2d forward / backward-input / backward-weight (float) on CMUNeXt-like layers.
 //   g++ -std=c++17 -O2 -pthread -Inative native/core/*.cc native/kernels/gemm.cc \
-//       native/kernels/conv.cc native/kernels/test/conv_bench.cc -o build/conv_bench
+//       native/kernels/conv*.cc native/kernels/fast_gelu.cc native/kernels/test/conv_bench.cc \
+//       -o build/conv_bench
 // Reports the best of several rounds: wall ms and GFLOP/s (2*MACs / wall time).
 #include <chrono>
 #include <cstdio>

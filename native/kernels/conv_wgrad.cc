@@ -1,0 +1,375 @@
+// Weight gradient of stride-1 float convolutions as a sum of outer products over pixels.
+//
+//   gw[oc, tap] = sum over images and output pixels q of gy[oc, q] * x[tap's channel, q + offset]
+//
+// Per chunk of pixels (a run of a 1x1 map, or whole output rows of a KxK one), the "vector
+// side" (the output channels, or for a 1x1 with more input than output channels the input
+// channels) is transposed into a pixel-major panel T[q][channel] in L1, and the register tile
+//
+//   acc[i][j] (MV vectors of L channels x NR taps) += T[q][i*L .. i*L+L) * tap_j[q]
+//
+// costs MV vector loads and NR broadcasts for MV*NR FMAs per pixel, the accumulators staying in
+// registers for the whole chunk. The kernel it replaces reduced along pixels instead (dot
+// products of gradient and input rows, lanes summed at the end): MV+NR loads for the same FMAs,
+// but every one a separate row streamed from L2 and the lane sums per band on top; it ran
+// CMUNeXt's and MedNeXt's small-channel gradients at 30-40 GFLOP/s per core.
+//
+// Chunks go, in a fixed order, to a fixed number of chunk groups, each summing into its own
+// partial gradient; the groups are added in order at the end, so the result does not depend
+// on the thread count.
+#pragma GCC optimize("fp-contract=fast")
+
+#include "conv_wgrad.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "../core/parallel.h"
+#include "gemm.h"
+
+namespace sc {
+namespace {
+
+using conv::ConvP;
+
+#define SC_AI __attribute__((always_inline)) inline
+
+template <int L>
+struct Vec {
+  typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
+};
+
+// Lines per channel of a copied buffer made odd, so that the channels' rows fall in different
+// cache sets (planes of 2^k floats all map to the same few).
+int64_t odd_lines(int64_t floats) {
+  int64_t lines = (floats + 15) / 16;
+  if (lines % 2 == 0) ++lines;
+  return lines * 16;
+}
+
+// ---- transposition into the pixel-major panel -------------------------------------------------
+
+// T[q * RAp + r] = src[r * stride + q] for r < RA, q < n; zero for RA <= r < RAp.
+void transpose_generic(const float* src, int64_t stride, int64_t RA, int64_t RAp, int64_t n, float* T) {
+  for (int64_t q = 0; q < n; ++q) {
+    float* t = T + q * RAp;
+    for (int64_t r = 0; r < RA; ++r) t[r] = src[r * stride + q];
+    for (int64_t r = RA; r < RAp; ++r) t[r] = 0.0f;
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SC_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define SC_T256 __attribute__((target("avx2,fma")))
+
+// 16 rows of 16 floats to 16 columns: pairs, then quads within 128-bit lanes, then lanes.
+SC_T512 SC_AI void transpose16(__m512 (&r)[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  // u[4g + j], 128-bit lane q: rows 4g..4g+3 of column 4q + j.
+  for (int j = 0; j < 4; ++j) {
+    const __m512 lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), hi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE);
+    const __m512 lo2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44), hi2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
+    r[j] = _mm512_shuffle_f32x4(lo, lo2, 0x88);
+    r[4 + j] = _mm512_shuffle_f32x4(lo, lo2, 0xDD);
+    r[8 + j] = _mm512_shuffle_f32x4(hi, hi2, 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(hi, hi2, 0xDD);
+  }
+}
+
+SC_T512 void transpose_512(const float* src, int64_t stride, int64_t RA, int64_t RAp, int64_t n, float* T) {
+  const int64_t full = n / 16 * 16;
+  for (int64_t r0 = 0; r0 < RAp; r0 += 16) {
+    const int64_t nr = std::max<int64_t>(0, std::min<int64_t>(16, RA - r0));
+    for (int64_t q0 = 0; q0 < full; q0 += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) v[i] = i < nr ? _mm512_loadu_ps(src + (r0 + i) * stride + q0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(T + (q0 + i) * RAp + r0, v[i]);
+    }
+  }
+  if (full < n) transpose_generic(src + full, stride, RA, RAp, n - full, T + full * RAp);
+}
+
+SC_T256 SC_AI void transpose8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    const __m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 2]);
+    const __m256d c = _mm256_castps_pd(t[4 * i + 1]), d = _mm256_castps_pd(t[4 * i + 3]);
+    u[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));
+    u[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));
+    u[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(c, d));
+    u[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(c, d));
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+
+SC_T256 void transpose_256(const float* src, int64_t stride, int64_t RA, int64_t RAp, int64_t n, float* T) {
+  const int64_t full = n / 8 * 8;
+  for (int64_t r0 = 0; r0 < RAp; r0 += 8) {
+    const int64_t nr = std::max<int64_t>(0, std::min<int64_t>(8, RA - r0));
+    for (int64_t q0 = 0; q0 < full; q0 += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = i < nr ? _mm256_loadu_ps(src + (r0 + i) * stride + q0) : _mm256_setzero_ps();
+      transpose8(v);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(T + (q0 + i) * RAp + r0, v[i]);
+    }
+  }
+  if (full < n) transpose_generic(src + full, stride, RA, RAp, n - full, T + full * RAp);
+}
+#endif
+
+// ---- the register tile ------------------------------------------------------------------------
+
+// acc[i][j] += T[q][i*L..] * b_j[q] over `rows` rows of `cols` pixels (T row-major over them,
+// b_j's rows brow apart); then out[j][i*L..] += acc for the first nb taps.
+template <int L, int MV, int NR>
+SC_AI void tile(const float* __restrict T, int64_t RAp, const float* const* bp, int64_t rows,
+                int64_t cols, int64_t brow, int nb, float* __restrict out) {
+  using V = typename Vec<L>::type;
+  V acc[MV][NR];
+  _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i)
+    _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) acc[i][j] = V{};
+  const float* b[NR];
+  _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) b[j] = bp[j];
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* t = T + r * cols * RAp;
+    for (int64_t c = 0; c < cols; ++c) {
+      V a[MV];
+      _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) a[i] = *reinterpret_cast<const V*>(t + c * RAp + i * L);
+      _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) {
+        const float bv = b[j][c];
+        _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) acc[i][j] += a[i] * bv;
+      }
+    }
+    _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) b[j] += brow;
+  }
+  _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) {
+    if (j >= nb) break;
+    _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) {
+      V* o = reinterpret_cast<V*>(out + j * RAp + i * L);
+      *o += acc[i][j];
+    }
+  }
+}
+
+// Every (tap block, vector block) tile of one chunk of `rows` rows of `cols` pixels, taps [0, NB)
+// at bbase + toff[t] with rows brow apart, a few rows at a time: sub rows of T (about 16 KB)
+// stay in L1 while every tap block reads them.
+template <int L, int MV, int NR>
+SC_AI void chunk_tiles(const float* T, int64_t RAp, const float* bbase, const int64_t* toff, int64_t NB,
+                       int64_t rows, int64_t cols, int64_t brow, int64_t sub, float* part) {
+  const float* bp[NR];
+  for (int64_t r0 = 0; r0 < rows; r0 += sub) {
+    const int64_t nr = std::min(sub, rows - r0);
+    for (int64_t t0 = 0; t0 < NB; t0 += NR) {
+      const int nb = (int)std::min<int64_t>(NR, NB - t0);
+      // Taps past the last repeat it; their sums are not stored.
+      for (int j = 0; j < NR; ++j) bp[j] = bbase + toff[t0 + std::min(j, nb - 1)] + r0 * brow;
+      for (int64_t v0 = 0; v0 < RAp; v0 += MV * L)
+        tile<L, MV, NR>(T + r0 * cols * RAp + v0, RAp, bp, nr, cols, brow, nb, part + t0 * RAp + v0);
+    }
+  }
+}
+
+using ChunkFn = void (*)(const float*, int64_t, const float*, const int64_t*, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, float*);
+using TransposeFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, float*);
+
+#define SC_WGRAD_CHUNK(NAME, TARGET, L, MV, NR)                                                      \
+  TARGET void NAME(const float* T, int64_t RAp, const float* bbase, const int64_t* toff, int64_t NB, \
+                   int64_t rows, int64_t cols, int64_t brow, int64_t sub, float* part) {            \
+    chunk_tiles<L, MV, NR>(T, RAp, bbase, toff, NB, rows, cols, brow, sub, part);                   \
+  }
+// Accumulators: 24 or 16 of 32 zmm, 12 or 8 of 16 ymm; at most 12 tap pointers (general
+// registers). Four zmm vectors by six taps ran at two thirds of two by twelve: GCC spilled two
+// of the four panel vectors to the stack.
+#if defined(__x86_64__) || defined(__i386__)
+SC_WGRAD_CHUNK(chunk_512_2x12, SC_T512, 16, 2, 12)
+SC_WGRAD_CHUNK(chunk_512_2x8, SC_T512, 16, 2, 8)
+SC_WGRAD_CHUNK(chunk_512_1x12, SC_T512, 16, 1, 12)
+SC_WGRAD_CHUNK(chunk_512_1x8, SC_T512, 16, 1, 8)
+SC_WGRAD_CHUNK(chunk_256_2x6, SC_T256, 8, 2, 6)
+SC_WGRAD_CHUNK(chunk_256_2x4, SC_T256, 8, 2, 4)
+SC_WGRAD_CHUNK(chunk_256_1x12, SC_T256, 8, 1, 12)
+SC_WGRAD_CHUNK(chunk_256_1x8, SC_T256, 8, 1, 8)
+#endif
+SC_WGRAD_CHUNK(chunk_gen_1x8, , 4, 1, 8)
+
+struct Kernel {
+  int L;
+  ChunkFn chunk;
+  TransposeFn transpose;
+};
+
+// Two panel vectors per tile where the padded channels come in pairs of vectors; of the two tap
+// counts, the one that wastes fewer taps on the last block (repeated taps are computed, not
+// stored: 16 taps in blocks of 12 ran at two thirds of the speed of 36).
+Kernel pick_kernel(int64_t RA, int64_t NB) {
+  auto waste = [&](int nr) { return (NB + nr - 1) / nr * nr - NB; };
+#if defined(__x86_64__) || defined(__i386__)
+  const int isa = cpu_isa_level();
+  if (isa >= 2) {
+    const bool two = (RA + 15) / 16 % 2 == 0, wide = waste(12) <= waste(8);
+    if (two) return {16, wide ? &chunk_512_2x12 : &chunk_512_2x8, &transpose_512};
+    return {16, wide ? &chunk_512_1x12 : &chunk_512_1x8, &transpose_512};
+  }
+  if (isa == 1) {
+    const bool two = (RA + 7) / 8 % 2 == 0;
+    if (two) return {8, waste(6) <= waste(4) ? &chunk_256_2x6 : &chunk_256_2x4, &transpose_256};
+    return {8, waste(12) <= waste(8) ? &chunk_256_1x12 : &chunk_256_1x8, &transpose_256};
+  }
+#endif
+  (void)RA;
+  (void)waste;
+  return {4, &chunk_gen_1x8, &transpose_generic};
+}
+
+// Grown, never shrunk; one set per thread.
+float* thread_buffer(int slot, size_t n) {
+  thread_local std::vector<float> bufs[2];
+  auto& v = bufs[slot];
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// A chunk's panel T and its copy of the broadcast side fill about half of L2, read from memory
+// in long runs per channel (with chunks of a few lines per channel, a 1x1 at 128 x 128, whose
+// channel planes are 64 KB apart, ran at half the speed: its rows evicted each other's lines);
+// the tiles then take sub-chunks of T of about 16 KB, in L1.
+constexpr int64_t kChunkFloats = 128 << 10;
+constexpr int64_t kSubFloats = 4096;
+constexpr int64_t kPointwiseCols = 64;  // a 1x1 chunk as rows of this many pixels
+constexpr int64_t kGroups = 8;
+
+}  // namespace
+
+bool conv_wgrad_outer_supported(const ConvP& p) {
+  return p.sh == 1 && p.sw == 1 && !p.depthwise();
+}
+
+void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw) {
+  const bool pw = p.pointwise();
+  // A: the vector side, RA channels padded to RAp; B: the broadcast side, NB taps.
+  const bool swap = pw && p.Cg > p.OCg;  // A = input channels, B = output channels
+  const int64_t RA = swap ? p.Cg : p.OCg;
+  const int64_t NB = swap ? p.OCg : p.CKK;
+  const Kernel k = pick_kernel(RA, NB);
+  const int64_t RAp = (RA + k.L - 1) / k.L * k.L;
+  // A chunk is `rows` rows of `cols` pixels of one image: output rows of a KxK map (the input
+  // copy then holds xrows padded rows of Wp per channel), or a run of a 1x1 map cut into rows
+  // of kPointwiseCols (its copy of B holds each tap's run).
+  int64_t cols, rows, nchunks_img, Wp = 0, xrows = 0, bpitch;
+  if (pw) {
+    cols = std::min(p.P, kPointwiseCols);
+    const int64_t run = std::max(cols, kChunkFloats / (RAp + NB) / cols * cols);
+    rows = (std::min(run, p.P) + cols - 1) / cols;
+    nchunks_img = (p.P + rows * cols - 1) / (rows * cols);
+    bpitch = odd_lines(rows * cols);
+  } else {
+    cols = p.OW;
+    Wp = p.W + 2 * p.pw;
+    const int64_t per_row = p.OW * RAp + p.Cg * Wp;
+    rows = std::max<int64_t>(1, std::min(p.OH, kChunkFloats / per_row));
+    nchunks_img = (p.OH + rows - 1) / rows;
+    xrows = rows + (p.KH - 1) * p.dh;
+    bpitch = odd_lines(xrows * Wp);
+  }
+  const int64_t sub = std::max<int64_t>(1, kSubFloats / (cols * RAp));
+  const int64_t nchunks = p.N * nchunks_img, ngroups = std::min(kGroups, nchunks);
+  const int64_t part_size = NB * RAp;
+  // Tap offsets into the copy of B.
+  std::vector<int64_t> toff((size_t)NB);
+  if (pw) {
+    for (int64_t t = 0; t < NB; ++t) toff[t] = t * bpitch;
+  } else {
+    for (int64_t c = 0; c < p.Cg; ++c)
+      for (int64_t kh = 0; kh < p.KH; ++kh)
+        for (int64_t kw = 0; kw < p.KW; ++kw)
+          toff[(c * p.KH + kh) * p.KW + kw] = c * bpitch + kh * p.dh * Wp + kw * p.dw;
+  }
+
+  thread_local std::vector<float> partials;
+  if ((int64_t)partials.size() < ngroups * part_size) partials.resize(ngroups * part_size);
+  float* parts = partials.data();
+  for (int64_t gi = 0; gi < p.G; ++gi) {
+    parallel_for_dynamic(0, ngroups, 1, [&](int64_t g0, int64_t g1) {
+      float* T = thread_buffer(0, (size_t)(rows * cols * RAp));
+      float* B = thread_buffer(1, (size_t)((pw ? NB : p.Cg) * bpitch));
+      for (int64_t grp = g0; grp < g1; ++grp) {
+        float* part = parts + grp * part_size;
+        std::memset(part, 0, sizeof(float) * part_size);
+        const int64_t c0 = grp * nchunks / ngroups, c1 = (grp + 1) * nchunks / ngroups;
+        for (int64_t ch = c0; ch < c1; ++ch) {
+          const int64_t n = ch / nchunks_img, j = ch % nchunks_img;
+          const float* xn = x + (n * p.C + gi * p.Cg) * p.HW;
+          const float* gyn = gy + (n * p.OC + gi * p.OCg) * p.P;
+          if (pw) {
+            const int64_t q0 = j * rows * cols, len = std::min(rows * cols, p.P - q0);
+            k.transpose((swap ? xn : gyn) + q0, p.P, RA, RAp, len, T);
+            const float* src = (swap ? gyn : xn) + q0;
+            for (int64_t t = 0; t < NB; ++t) std::memcpy(B + t * bpitch, src + t * p.P, sizeof(float) * len);
+            // Whole rows of cols, then the run's tail as one short row.
+            const int64_t full = len / cols;
+            if (full > 0) k.chunk(T, RAp, B, toff.data(), NB, full, cols, cols, sub, part);
+            if (full * cols < len)
+              k.chunk(T + full * cols * RAp, RAp, B + full * cols, toff.data(), NB, 1, len - full * cols, 0, 1, part);
+          } else {
+            const int64_t oh0 = j * rows, nr = std::min(rows, p.OH - oh0);
+            k.transpose(gyn + oh0 * p.OW, p.P, RA, RAp, nr * p.OW, T);
+            // The input rows the chunk's taps read, zero-padded: row i is input row oh0 + i - ph.
+            for (int64_t c = 0; c < p.Cg; ++c)
+              for (int64_t i = 0; i < nr + (p.KH - 1) * p.dh; ++i) {
+                float* d = B + c * bpitch + i * Wp;
+                const int64_t ih = oh0 + i - p.ph;
+                if (ih < 0 || ih >= p.H) {
+                  std::memset(d, 0, sizeof(float) * Wp);
+                  continue;
+                }
+                std::memset(d, 0, sizeof(float) * p.pw);
+                std::memcpy(d + p.pw, xn + c * p.HW + ih * p.W, sizeof(float) * p.W);
+                std::memset(d + p.pw + p.W, 0, sizeof(float) * (Wp - p.pw - p.W));
+              }
+            k.chunk(T, RAp, B, toff.data(), NB, nr, cols, Wp, sub, part);
+          }
+        }
+      }
+    });
+    // Groups in order; part[b][a] is gw[oc][tap] = part[tap][oc], or gw[oc][c] = part[oc][c]
+    // when swapped.
+    float* gwg = gw + gi * p.OCg * p.CKK;
+    for (int64_t b = 0; b < NB; ++b)
+      for (int64_t a = 0; a < RA; ++a) {
+        float s = 0.0f;
+        for (int64_t grp = 0; grp < ngroups; ++grp) s += parts[grp * part_size + b * RAp + a];
+        if (swap) gwg[b * p.Cg + a] = s;
+        else gwg[a * p.CKK + b] = s;
+      }
+  }
+  (void)xrows;
+}
+
+}  // namespace sc
