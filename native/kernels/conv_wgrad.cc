@@ -107,6 +107,41 @@ SC_T512 void transpose_512(const float* src, int64_t stride, int64_t RA, int64_t
   if (full < n) transpose_generic(src + full, stride, RA, RAp, n - full, T + full * RAp);
 }
 
+// Pair mode (at most 8 channels on the vector side, 16 lanes): lane 2i + j of panel vector q holds
+// channel i at pixel 2q + j, so every FMA does 16 useful products where 8 channels padded to a
+// vector did 8; the broadcast side then supplies its pixel pair (2q, 2q + 1) in every lane pair.
+// T[(q / 2) * 16 + 2i + (q % 2)] = src[i * stride + q] for i < RA; n even.
+void transpose_pairs_generic(const float* src, int64_t stride, int64_t RA, int64_t RAp, int64_t n, float* T) {
+  for (int64_t q = 0; q < n; ++q) {
+    float* t = T + (q / 2) * RAp + (q % 2);
+    for (int64_t i = 0; i < RAp / 2; ++i) t[2 * i] = i < RA ? src[i * stride + q] : 0.0f;
+  }
+}
+
+SC_T512 void transpose_pairs_512(const float* src, int64_t stride, int64_t RA, int64_t RAp, int64_t n, float* T) {
+  const int64_t full = n / 16 * 16;
+  for (int64_t q0 = 0; q0 < full; q0 += 16) {
+    // Eight rows of eight pixel pairs (as doubles), transposed as in transpose16.
+    __m512d r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = i < RA ? _mm512_loadu_pd(reinterpret_cast<const double*>(src + i * stride + q0)) : _mm512_setzero_pd();
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    // t[2m + e], 128-bit lane k: rows 2m, 2m + 1 at pair 2k + e.
+    for (int e = 0; e < 2; ++e) {
+      const __m512d lo = _mm512_shuffle_f64x2(t[e], t[2 + e], 0x44), hi = _mm512_shuffle_f64x2(t[e], t[2 + e], 0xEE);
+      const __m512d lo2 = _mm512_shuffle_f64x2(t[4 + e], t[6 + e], 0x44), hi2 = _mm512_shuffle_f64x2(t[4 + e], t[6 + e], 0xEE);
+      float* d = T + (q0 / 2) * RAp;
+      _mm512_storeu_pd(reinterpret_cast<double*>(d + (0 + e) * RAp), _mm512_shuffle_f64x2(lo, lo2, 0x88));
+      _mm512_storeu_pd(reinterpret_cast<double*>(d + (2 + e) * RAp), _mm512_shuffle_f64x2(lo, lo2, 0xDD));
+      _mm512_storeu_pd(reinterpret_cast<double*>(d + (4 + e) * RAp), _mm512_shuffle_f64x2(hi, hi2, 0x88));
+      _mm512_storeu_pd(reinterpret_cast<double*>(d + (6 + e) * RAp), _mm512_shuffle_f64x2(hi, hi2, 0xDD));
+    }
+  }
+  if (full < n) transpose_pairs_generic(src + full, stride, RA, RAp, n - full, T + full / 2 * RAp);
+}
+
 SC_T256 SC_AI void transpose8(__m256 (&r)[8]) {
   __m256 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
@@ -145,24 +180,38 @@ SC_T256 void transpose_256(const float* src, int64_t stride, int64_t RA, int64_t
 // ---- the register tile ------------------------------------------------------------------------
 
 // acc[i][j] += T[q][i*L..] * b_j[q] over `rows` rows of `cols` pixels (T row-major over them,
-// b_j's rows brow apart); then out[j][i*L..] += acc for the first nb taps.
-template <int L, int MV, int NR>
+// b_j's rows brow apart); then out[j][i*L..] += acc for the first nb taps. PIX = 2: pair mode
+// (transpose_pairs_512), T holds a pixel pair per vector and b_j's pairs are broadcast as doubles.
+template <int L, int MV, int NR, int PIX>
 SC_AI void tile(const float* __restrict T, int64_t RAp, const float* const* bp, int64_t rows,
                 int64_t cols, int64_t brow, int nb, float* __restrict out) {
   using V = typename Vec<L>::type;
+  static_assert(PIX == 1 || L == 16, "pair mode is AVX-512 only");
+  typedef double VD __attribute__((vector_size(sizeof(float) * L)));
   V acc[MV][NR];
   _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i)
     _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) acc[i][j] = V{};
   const float* b[NR];
   _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) b[j] = bp[j];
   for (int64_t r = 0; r < rows; ++r) {
-    const float* t = T + r * cols * RAp;
-    for (int64_t c = 0; c < cols; ++c) {
+    const float* t = T + r * cols / PIX * RAp;
+    for (int64_t c = 0; c < cols; c += PIX) {
       V a[MV];
-      _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) a[i] = *reinterpret_cast<const V*>(t + c * RAp + i * L);
+      _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) a[i] = *reinterpret_cast<const V*>(t + c / PIX * RAp + i * L);
       _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) {
-        const float bv = b[j][c];
-        _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) acc[i][j] += a[i] * bv;
+        if constexpr (PIX == 1) {
+          const float bv = b[j][c];
+          _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) acc[i][j] += a[i] * bv;
+        } else {
+          // The two floats' bits broadcast as one double (vbroadcastsd from memory, a load uop;
+          // no arithmetic on them: "VD{} + d" made GCC add 0.0 first).
+          double d;
+          std::memcpy(&d, b[j] + c, sizeof d);
+          const VD dv = {d, d, d, d, d, d, d, d};
+          V bv;
+          std::memcpy(&bv, &dv, sizeof bv);
+          _Pragma("GCC unroll 4") for (int i = 0; i < MV; ++i) acc[i][j] += a[i] * bv;
+        }
       }
     }
     _Pragma("GCC unroll 16") for (int j = 0; j < NR; ++j) b[j] += brow;
@@ -179,7 +228,7 @@ SC_AI void tile(const float* __restrict T, int64_t RAp, const float* const* bp, 
 // Every (tap block, vector block) tile of one chunk of `rows` rows of `cols` pixels, taps [0, NB)
 // at bbase + toff[t] with rows brow apart, a few rows at a time: sub rows of T (about 16 KB)
 // stay in L1 while every tap block reads them.
-template <int L, int MV, int NR>
+template <int L, int MV, int NR, int PIX>
 SC_AI void chunk_tiles(const float* T, int64_t RAp, const float* bbase, const int64_t* toff, int64_t NB,
                        int64_t rows, int64_t cols, int64_t brow, int64_t sub, float* part) {
   const float* bp[NR];
@@ -190,7 +239,7 @@ SC_AI void chunk_tiles(const float* T, int64_t RAp, const float* bbase, const in
       // Taps past the last repeat it; their sums are not stored.
       for (int j = 0; j < NR; ++j) bp[j] = bbase + toff[t0 + std::min(j, nb - 1)] + r0 * brow;
       for (int64_t v0 = 0; v0 < RAp; v0 += MV * L)
-        tile<L, MV, NR>(T + r0 * cols * RAp + v0, RAp, bp, nr, cols, brow, nb, part + t0 * RAp + v0);
+        tile<L, MV, NR, PIX>(T + r0 * cols / PIX * RAp + v0, RAp, bp, nr, cols, brow, nb, part + t0 * RAp + v0);
     }
   }
 }
@@ -199,28 +248,30 @@ using ChunkFn = void (*)(const float*, int64_t, const float*, const int64_t*, in
                          int64_t, int64_t, float*);
 using TransposeFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, float*);
 
-#define SC_WGRAD_CHUNK(NAME, TARGET, L, MV, NR)                                                      \
+#define SC_WGRAD_CHUNK(NAME, TARGET, L, MV, NR, PIX)                                                 \
   TARGET void NAME(const float* T, int64_t RAp, const float* bbase, const int64_t* toff, int64_t NB, \
                    int64_t rows, int64_t cols, int64_t brow, int64_t sub, float* part) {            \
-    chunk_tiles<L, MV, NR>(T, RAp, bbase, toff, NB, rows, cols, brow, sub, part);                   \
+    chunk_tiles<L, MV, NR, PIX>(T, RAp, bbase, toff, NB, rows, cols, brow, sub, part);              \
   }
 // Accumulators: 24 or 16 of 32 zmm, 12 or 8 of 16 ymm; at most 12 tap pointers (general
 // registers). Four zmm vectors by six taps ran at two thirds of two by twelve: GCC spilled two
 // of the four panel vectors to the stack.
 #if defined(__x86_64__) || defined(__i386__)
-SC_WGRAD_CHUNK(chunk_512_2x12, SC_T512, 16, 2, 12)
-SC_WGRAD_CHUNK(chunk_512_2x8, SC_T512, 16, 2, 8)
-SC_WGRAD_CHUNK(chunk_512_1x12, SC_T512, 16, 1, 12)
-SC_WGRAD_CHUNK(chunk_512_1x8, SC_T512, 16, 1, 8)
-SC_WGRAD_CHUNK(chunk_256_2x6, SC_T256, 8, 2, 6)
-SC_WGRAD_CHUNK(chunk_256_2x4, SC_T256, 8, 2, 4)
-SC_WGRAD_CHUNK(chunk_256_1x12, SC_T256, 8, 1, 12)
-SC_WGRAD_CHUNK(chunk_256_1x8, SC_T256, 8, 1, 8)
+SC_WGRAD_CHUNK(chunk_512_2x12, SC_T512, 16, 2, 12, 1)
+SC_WGRAD_CHUNK(chunk_512_2x8, SC_T512, 16, 2, 8, 1)
+SC_WGRAD_CHUNK(chunk_512_1x12, SC_T512, 16, 1, 12, 1)
+SC_WGRAD_CHUNK(chunk_512_1x8, SC_T512, 16, 1, 8, 1)
+SC_WGRAD_CHUNK(chunk_512p_1x12, SC_T512, 16, 1, 12, 2)
+SC_WGRAD_CHUNK(chunk_512p_1x8, SC_T512, 16, 1, 8, 2)
+SC_WGRAD_CHUNK(chunk_256_2x6, SC_T256, 8, 2, 6, 1)
+SC_WGRAD_CHUNK(chunk_256_2x4, SC_T256, 8, 2, 4, 1)
+SC_WGRAD_CHUNK(chunk_256_1x12, SC_T256, 8, 1, 12, 1)
+SC_WGRAD_CHUNK(chunk_256_1x8, SC_T256, 8, 1, 8, 1)
 #endif
-SC_WGRAD_CHUNK(chunk_gen_1x8, , 4, 1, 8)
+SC_WGRAD_CHUNK(chunk_gen_1x8, , 4, 1, 8, 1)
 
 struct Kernel {
-  int L;
+  int L, pix;  // vector width; pixels per panel vector (2: pair mode)
   ChunkFn chunk;
   TransposeFn transpose;
 };
@@ -228,24 +279,27 @@ struct Kernel {
 // Two panel vectors per tile where the padded channels come in pairs of vectors; of the two tap
 // counts, the one that wastes fewer taps on the last block (repeated taps are computed, not
 // stored: 16 taps in blocks of 12 ran at two thirds of the speed of 36).
-Kernel pick_kernel(int64_t RA, int64_t NB) {
+// even: every run of pixels the chunks hand the tile has even length (pair mode's condition).
+Kernel pick_kernel(int64_t RA, int64_t NB, bool even) {
   auto waste = [&](int nr) { return (NB + nr - 1) / nr * nr - NB; };
 #if defined(__x86_64__) || defined(__i386__)
   const int isa = cpu_isa_level();
   if (isa >= 2) {
     const bool two = (RA + 15) / 16 % 2 == 0, wide = waste(12) <= waste(8);
-    if (two) return {16, wide ? &chunk_512_2x12 : &chunk_512_2x8, &transpose_512};
-    return {16, wide ? &chunk_512_1x12 : &chunk_512_1x8, &transpose_512};
+    if (RA <= 8 && even) return {16, 2, wide ? &chunk_512p_1x12 : &chunk_512p_1x8, &transpose_pairs_512};
+    if (two) return {16, 1, wide ? &chunk_512_2x12 : &chunk_512_2x8, &transpose_512};
+    return {16, 1, wide ? &chunk_512_1x12 : &chunk_512_1x8, &transpose_512};
   }
   if (isa == 1) {
     const bool two = (RA + 7) / 8 % 2 == 0;
-    if (two) return {8, waste(6) <= waste(4) ? &chunk_256_2x6 : &chunk_256_2x4, &transpose_256};
-    return {8, waste(12) <= waste(8) ? &chunk_256_1x12 : &chunk_256_1x8, &transpose_256};
+    if (two) return {8, 1, waste(6) <= waste(4) ? &chunk_256_2x6 : &chunk_256_2x4, &transpose_256};
+    return {8, 1, waste(12) <= waste(8) ? &chunk_256_1x12 : &chunk_256_1x8, &transpose_256};
   }
 #endif
   (void)RA;
+  (void)even;
   (void)waste;
-  return {4, &chunk_gen_1x8, &transpose_generic};
+  return {4, 1, &chunk_gen_1x8, &transpose_generic};
 }
 
 // Grown, never shrunk; one set per thread.
@@ -277,7 +331,9 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
   const bool swap = pw && p.Cg > p.OCg;  // A = input channels, B = output channels
   const int64_t RA = swap ? p.Cg : p.OCg;
   const int64_t NB = swap ? p.OCg : p.CKK;
-  const Kernel k = pick_kernel(RA, NB);
+  // Pixel runs: a 1x1's chunks are whole multiples of kPointwiseCols but for the last (even
+  // with an even map); a KxK's are its output rows.
+  const Kernel k = pick_kernel(RA, NB, pw ? p.P % 2 == 0 : p.OW % 2 == 0);
   const int64_t RAp = (RA + k.L - 1) / k.L * k.L;
   // A chunk is `rows` rows of `cols` pixels of one image: output rows of a KxK map (the input
   // copy then holds xrows padded rows of Wp per channel), or a run of a 1x1 map cut into rows
@@ -298,7 +354,7 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
     xrows = rows + (p.KH - 1) * p.dh;
     bpitch = odd_lines(xrows * Wp);
   }
-  const int64_t sub = std::max<int64_t>(1, kSubFloats / (cols * RAp));
+  const int64_t sub = std::max<int64_t>(1, kSubFloats * k.pix / (cols * RAp));
   const int64_t nchunks = p.N * nchunks_img, ngroups = std::min(kGroups, nchunks);
   const int64_t part_size = NB * RAp;
   // Tap offsets into the copy of B.
@@ -317,7 +373,7 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
   float* parts = partials.data();
   for (int64_t gi = 0; gi < p.G; ++gi) {
     parallel_for_dynamic(0, ngroups, 1, [&](int64_t g0, int64_t g1) {
-      float* T = thread_buffer(0, (size_t)(rows * cols * RAp));
+      float* T = thread_buffer(0, (size_t)(rows * cols / k.pix * RAp + RAp));
       float* B = thread_buffer(1, (size_t)((pw ? NB : p.Cg) * bpitch));
       for (int64_t grp = g0; grp < g1; ++grp) {
         float* part = parts + grp * part_size;
@@ -336,7 +392,7 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
             const int64_t full = len / cols;
             if (full > 0) k.chunk(T, RAp, B, toff.data(), NB, full, cols, cols, sub, part);
             if (full * cols < len)
-              k.chunk(T + full * cols * RAp, RAp, B + full * cols, toff.data(), NB, 1, len - full * cols, 0, 1, part);
+              k.chunk(T + full * cols / k.pix * RAp, RAp, B + full * cols, toff.data(), NB, 1, len - full * cols, 0, 1, part);
           } else {
             const int64_t oh0 = j * rows, nr = std::min(rows, p.OH - oh0);
             k.transpose(gyn + oh0 * p.OW, p.P, RA, RAp, nr * p.OW, T);
@@ -360,11 +416,13 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
     });
     // Groups in order; part[b][a] is gw[oc][tap] = part[tap][oc], or gw[oc][c] = part[oc][c]
     // when swapped.
+    // In pair mode channel a is lanes 2a and 2a + 1.
     float* gwg = gw + gi * p.OCg * p.CKK;
     for (int64_t b = 0; b < NB; ++b)
       for (int64_t a = 0; a < RA; ++a) {
         float s = 0.0f;
-        for (int64_t grp = 0; grp < ngroups; ++grp) s += parts[grp * part_size + b * RAp + a];
+        for (int64_t grp = 0; grp < ngroups; ++grp)
+          for (int l = 0; l < k.pix; ++l) s += parts[grp * part_size + b * RAp + a * k.pix + l];
         if (swap) gwg[b * p.Cg + a] = s;
         else gwg[a * p.CKK + b] = s;
       }

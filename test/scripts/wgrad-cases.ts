@@ -4,8 +4,9 @@
 // vectors per register tile and a vector-block tail; tap blocks of both widths with a ragged
 // last one; several chunks per image with a short last chunk; runs shorter than one tile row;
 // more chunks than chunk groups; KxK with padding, dilation, groups and taps wider than the
-// padding. Each case reports the weight and bias gradients' largest error relative to the
-// largest value and which kernel the weight gradient took (sc.convAlgorithms).
+// padding; pixel pairs (AVX-512, at most 8 channels on the vector side, even pixel runs). Each
+// case reports the weight and bias gradients' largest error relative to the largest value and
+// which kernel the weight gradient took (sc.convAlgorithms).
 //
 // Used by test/conv-wgrad.test.ts in process and, run as a script (npx tsx), under another
 // SCALPEL_ISA in a child process: prints one JSON line.
@@ -31,7 +32,9 @@ export const wgradCases: WgradCase[] = [
   { label: '3x3 groups 4, 32->32 @ 30x33, dilation 2, padding 2, batch 2', x: [2, 32, 30, 33], w: [32, 8, 3, 3], pad: 2, dil: 2, groups: 4 },
   { label: '5x5 6->10 @ 21x19, padding 1 (taps past the padding)', x: [1, 6, 21, 19], w: [10, 6, 5, 5], pad: 1, dil: 1, groups: 1 },
   { label: '3x3 40->130 @ 12x12 (nine vectors of output channels, 360 taps)', x: [1, 40, 12, 12], w: [130, 40, 3, 3], pad: 1, dil: 1, groups: 1 },
-  { label: '3x3 3->7 @ 10x21, no padding, batch 2', x: [2, 3, 10, 21], w: [7, 3, 3, 3], pad: 0, dil: 1, groups: 1 },
+  { label: '3x3 groups 2, 16->16 @ 22x26, batch 2 (8 channels per group: pixel pairs, ragged panel)', x: [2, 16, 22, 26], w: [16, 8, 3, 3], pad: 1, dil: 1, groups: 2 },
+  { label: '1x1 6->8 @ 10x14, batch 2 (pixel pairs, short last row)', x: [2, 6, 10, 14], w: [8, 6, 1, 1], pad: 0, dil: 1, groups: 1 },
+  { label: '3x3 3->7 @ 10x21, no padding, batch 2 (odd rows: no pairs)', x: [2, 3, 10, 21], w: [7, 3, 3, 3], pad: 0, dil: 1, groups: 1 },
 ];
 
 export interface WgradResult {
