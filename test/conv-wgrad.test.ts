@@ -1,45 +1,34 @@
 // The outer-product float32 weight gradient against the float64 reference path (cases and checks
-// in test/scripts/wgrad-cases.ts), on this CPU's vector width and, in child processes, on the
-// narrower ones this CPU also runs (SCALPEL_ISA=avx2, generic).
+// in test/scripts/conv-kernel-cases.ts), on this CPU's vector width and, in child processes, on
+// the narrower ones this CPU also runs (SCALPEL_ISA=avx2, generic).
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'child_process';
-import * as path from 'path';
 import * as sc from '../src';
 import { native } from '../src/native';
-import { checkWgradCase, wgradCases, WgradResult } from './scripts/wgrad-cases';
+import { checkConvCase, ConvResult, outerCases } from './scripts/conv-kernel-cases';
+import { runCasesInChild } from './scripts/conv-kernel-child';
 
 // Float sums over up to 16 K pixels per weight, measured 1e-7 - 6e-7 of the largest value.
 const TOL = 5e-6;
 
-function assertOuter(r: WgradResult): void {
-  assert.equal(r.algorithm, 'outer', `${r.label}: weight gradient took ${r.algorithm}`);
+function assertOuter(r: ConvResult): void {
+  assert.equal(r.algorithms.backwardWeight, 'outer', `${r.label}: weight gradient took ${r.algorithms.backwardWeight}`);
   assert.ok(r.weightGradient < TOL, `${r.label}: weight-gradient max error ${r.weightGradient}`);
   assert.ok(r.biasGradient < TOL, `${r.label}: bias-gradient max error ${r.biasGradient}`);
 }
 
-function runChild(isa: string): WgradResult[] {
-  const root = path.resolve(__dirname, '..');
-  const r = spawnSync('npx', ['tsx', 'test/scripts/wgrad-cases.ts'], { cwd: root, encoding: 'utf8', env: { ...process.env, SCALPEL_ISA: isa } });
-  assert.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { isa: string; results: WgradResult[] };
-  assert.equal(out.isa, isa);
-  assert.equal(out.results.length, wgradCases.length);
-  return out.results;
-}
-
 describe('conv2d outer-product weight gradient vs float64 reference path', () => {
-  for (const c of wgradCases) it(c.label, () => assertOuter(checkWgradCase(c)));
+  for (const c of outerCases) it(c.label, () => assertOuter(checkConvCase(c)));
 
   it('the AVX2 variants (8-float vectors) in a child process with SCALPEL_ISA=avx2', function () {
     if (native.gemmIsa() !== 'avx512') this.skip(); // this process already ran them (or has no AVX2)
     this.timeout(120000);
-    runChild('avx2').forEach(assertOuter);
+    runCasesInChild('outer', 'avx2', outerCases.length).forEach(assertOuter);
   });
 
   it('the portable variant (4-float vectors) in a child process with SCALPEL_ISA=generic', function () {
     if (native.gemmIsa() === 'generic') this.skip(); // this process already ran it
     this.timeout(120000);
-    runChild('generic').forEach(assertOuter);
+    runCasesInChild('outer', 'generic', outerCases.length).forEach(assertOuter);
   });
 
   it('takes the weight gradients where one side has at most 64 channels per group, not stride 2 or depthwise', () => {

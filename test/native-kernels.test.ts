@@ -23,7 +23,7 @@ describe('native CPU kernels (C++ standalone test)', function () {
       [
         '-std=c++17', '-O2', '-pthread', '-Inative',
         ...core,
-        'native/kernels/gemm.cc', 'native/kernels/conv.cc', 'native/kernels/conv_direct.cc', 'native/kernels/conv_winograd.cc', 'native/kernels/conv_wgrad.cc',
+        'native/kernels/gemm.cc', 'native/kernels/conv.cc', 'native/kernels/conv_direct.cc', 'native/kernels/conv_winograd.cc', 'native/kernels/conv_wgrad.cc', 'native/kernels/conv_pointwise.cc',
         'native/kernels/fast_gelu.cc',
         'native/kernels/test/kernels_test.cc',
         '-o', exe,

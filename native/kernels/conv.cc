@@ -36,6 +36,7 @@
 #include "conv_cpu.h"
 #include "conv_direct.h"
 #include "conv_params.h"
+#include "conv_pointwise.h"
 #include "conv_wgrad.h"
 #include "conv_winograd.h"
 #include "fast_gelu.h"
@@ -478,35 +479,34 @@ void dw_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw) {
 // GEMM-based paths
 // ------------------------------------------------------------------------------------------
 
-// Whether a convolution with at most a bias after it (no fused activation / affine) takes the
-// direct kernel. 1x1: only with 8 or fewer output channels per group, where the GEMM's 6-row
-// tiles are a third padding; above that the packed GEMM (one packed copy of the input, a
-// separate bias pass) was 1.3-2x faster per call at CMUNeXt's and MedNeXt's training shapes (AVX2,
-// alternated in one process: the 1x1 convs of a CMUNeXt-S step 65 -> 55 ms, MedNeXt-S 1175 ->
-// 1050). conv2d_fused keeps the direct kernel for wider 1x1s: there its epilogue saves the
-// GEMM path's separate activation pass, and inference measured the same either way.
-bool direct_without_epilogue(const ConvP& p) {
-  return conv_direct_supported(p) && (!p.pointwise() || p.OCg <= 8);
+// Whether a 1x1 convolution's plain forward and input gradient take the pointwise kernel
+// (conv_pointwise.cc). Against the packed GEMM (batch 8, AVX-512, inputs not in cache):
+// 1.1-2.3x on 16-128 channel maps of 32 x 32 and larger (32 -> 128 at 128 x 128: 6.7 against
+// 15.4 ms); even at 16 x 16 with 160-512 channels (0.93-1.0x), so from 1024 pixels, or with at
+// most 64 channels on one side.
+bool pointwise_kernel(const ConvP& p) {
+  return conv_pointwise_supported(p) && (p.P >= 1024 || std::min(p.Cg, p.OCg) <= 64);
 }
 
 // The float32 kernel each pass takes (double always takes the depthwise or GEMM paths). One
 // place for the choice: the dispatch below and conv_cpu_algorithms (what users and tests see).
-enum class Algo { depthwise, winograd, direct, outer, gemm };
+enum class Algo { depthwise, winograd, direct, pointwise, outer, gemm };
 
 // epilogue: conv2d_fused (a fused activation / affine), which keeps the direct kernel for
 // every shape it takes.
 Algo forward_algo(const ConvP& p, bool epilogue) {
   if (p.depthwise()) return Algo::depthwise;
   if (conv_winograd_supported(p)) return Algo::winograd;
-  if (epilogue ? conv_direct_supported(p) : direct_without_epilogue(p)) return Algo::direct;
+  if (!epilogue && pointwise_kernel(p)) return Algo::pointwise;
+  if (conv_direct_supported(p) && (epilogue || !p.pointwise())) return Algo::direct;
   return Algo::gemm;
 }
 
-// A 1x1 input gradient is a 1x1 convolution with the input's channel count as its outputs: the
-// GEMM was faster at every training shape measured (8-128 channels).
+// A 1x1 input gradient is a 1x1 convolution with the input's channel count as its outputs.
 Algo backward_input_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
   if (conv_winograd_backward_input_supported(p)) return Algo::winograd;
+  if (pointwise_kernel(p)) return Algo::pointwise;
   if (conv_direct_backward_input_supported(p) && !p.pointwise()) return Algo::direct;
   return Algo::gemm;
 }
@@ -528,6 +528,7 @@ const char* algo_name(Algo a) {
     case Algo::depthwise: return "depthwise";
     case Algo::winograd: return "winograd";
     case Algo::direct: return "direct";
+    case Algo::pointwise: return "pointwise";
     case Algo::outer: return "outer";
     default: return "gemm";
   }
@@ -542,6 +543,7 @@ void conv_forward(const ConvP& p, const T* x, const T* w, const T* bias, T* y) {
     const Algo algo = forward_algo(p, false);
     if (algo == Algo::winograd) return conv_winograd_forward(p, x, w, ep, y);
     if (algo == Algo::direct) return conv_direct_forward(p, x, w, ep, y);
+    if (algo == Algo::pointwise) return conv_pointwise_forward(p, x, w, bias, y);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
@@ -577,6 +579,7 @@ void conv_backward_input(const ConvP& p, const T* gy, const T* w, T* gx) {
     const Algo algo = backward_input_algo(p);
     if (algo == Algo::winograd) return conv_winograd_backward_input(p, gy, w, gx);
     if (algo == Algo::direct) return conv_direct_backward_input(p, gy, w, gx);
+    if (algo == Algo::pointwise) return conv_pointwise_backward_input(p, gy, w, gx);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);
