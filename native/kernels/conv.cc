@@ -605,6 +605,10 @@ void conv_backward_input(const ConvP& p, const T* gy, const T* w, T* gx) {
 
 template <typename T>
 void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb) {
+  if constexpr (std::is_same_v<T, float>) {
+    // The outer-product kernel sums the bias gradient in its chunks.
+    if (backward_weight_algo(p) == Algo::outer) return conv_wgrad_outer(p, x, gy, gw, gb);
+  }
   if (gb) {
     parallel_for(0, p.OC, 1, [&](int64_t b, int64_t e) {
       for (int64_t oc = b; oc < e; ++oc) {
@@ -628,7 +632,6 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   if constexpr (std::is_same_v<T, float>) {
     const Algo algo = backward_weight_algo(p);
     if (algo == Algo::winograd) return conv_winograd_backward_weight(p, x, gy, gw);
-    if (algo == Algo::outer) return conv_wgrad_outer(p, x, gy, gw);
   }
   const bool pw1 = p.pointwise();
   const int64_t pcmax = chunk_cols<T>(p);

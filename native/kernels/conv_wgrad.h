@@ -10,7 +10,8 @@ namespace sc {
 bool conv_wgrad_outer_supported(const conv::ConvP& p);
 
 // gw [OC, C/G, KH, KW] (overwritten) = sum over images and output pixels of gy x (shifted
-// input). The sums do not depend on the thread count.
-void conv_wgrad_outer(const conv::ConvP& p, const float* x, const float* gy, float* gw);
+// input); gb [OC] (when not null, overwritten) = the sum of gy over images and pixels. The sums
+// do not depend on the thread count.
+void conv_wgrad_outer(const conv::ConvP& p, const float* x, const float* gy, float* gw, float* gb);
 
 }  // namespace sc
