@@ -2,7 +2,8 @@
 // Times the three convolution kernels (forward, input gradient, weight gradient; batch N,
 // stride 1, padding k // 2) at the CMUNeXt / UNet training shapes: median of 5 timings of
 // enough calls for about 0.3 GFLOP each, with GFLOP/s against the FMA peak the addon measures.
-// SCALPEL_CONV_DIRECT=0 selects the im2col + GEMM paths (same-run A/B of the two paths);
+// SCALPEL_CONV_DIRECT=0 selects the im2col + GEMM paths instead of the direct, pointwise and
+// outer-product kernels (same-run A/B);
 // BENCH_MIN=1 reports the best of the 5 timings instead of the median (a noisy host).
 import * as sc from '../src';
 import { native } from '../src/native';

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <string>
@@ -479,13 +480,23 @@ void dw_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw) {
 // GEMM-based paths
 // ------------------------------------------------------------------------------------------
 
+// SCALPEL_CONV_DIRECT=0: the im2col + GEMM paths instead of the direct, pointwise and
+// outer-product kernels (same-run A/B benchmarks; Winograd has its own switch, sc.setWinograd).
+bool handwritten_kernels() {
+  static const bool enabled = [] {
+    const char* e = std::getenv("SCALPEL_CONV_DIRECT");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return enabled;
+}
+
 // Whether a 1x1 convolution's plain forward and input gradient take the pointwise kernel
 // (conv_pointwise.cc). Against the packed GEMM (batch 8, AVX-512, inputs not in cache):
 // 1.1-2.3x on 16-128 channel maps of 32 x 32 and larger (32 -> 128 at 128 x 128: 6.7 against
 // 15.4 ms); even at 16 x 16 with 160-512 channels (0.93-1.0x), so from 1024 pixels, or with at
 // most 64 channels on one side.
 bool pointwise_kernel(const ConvP& p) {
-  return conv_pointwise_supported(p) && (p.P >= 1024 || std::min(p.Cg, p.OCg) <= 64);
+  return handwritten_kernels() && conv_pointwise_supported(p) && (p.P >= 1024 || std::min(p.Cg, p.OCg) <= 64);
 }
 
 // The float32 kernel each pass takes (double always takes the depthwise or GEMM paths). One
@@ -498,7 +509,7 @@ Algo forward_algo(const ConvP& p, bool epilogue) {
   if (p.depthwise()) return Algo::depthwise;
   if (conv_winograd_supported(p)) return Algo::winograd;
   if (!epilogue && pointwise_kernel(p)) return Algo::pointwise;
-  if (conv_direct_supported(p) && (epilogue || !p.pointwise())) return Algo::direct;
+  if (handwritten_kernels() && conv_direct_supported(p) && (epilogue || !p.pointwise())) return Algo::direct;
   return Algo::gemm;
 }
 
@@ -507,7 +518,7 @@ Algo backward_input_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
   if (conv_winograd_backward_input_supported(p)) return Algo::winograd;
   if (pointwise_kernel(p)) return Algo::pointwise;
-  if (conv_direct_backward_input_supported(p) && !p.pointwise()) return Algo::direct;
+  if (handwritten_kernels() && conv_direct_backward_input_supported(p) && !p.pointwise()) return Algo::direct;
   return Algo::gemm;
 }
 
@@ -518,7 +529,8 @@ Algo backward_input_algo(const ConvP& p) {
 // 128+ (the packed panels' products run nearer the peak).
 Algo backward_weight_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
-  if (conv_wgrad_outer_supported(p) && std::min(p.OCg, p.Cg) <= 64) return Algo::outer;
+  if (std::min(p.OCg, p.Cg) <= 64)
+    return handwritten_kernels() && conv_wgrad_outer_supported(p) ? Algo::outer : Algo::gemm;
   if (conv_winograd_backward_weight_supported(p)) return Algo::winograd;
   return Algo::gemm;
 }

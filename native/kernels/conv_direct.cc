@@ -322,15 +322,6 @@ Variant pick_variant(int64_t OCg) {
   return v[2];
 }
 
-// SCALPEL_CONV_DIRECT=0 selects the im2col + GEMM paths instead (same-run A/B benchmarks).
-bool direct_enabled() {
-  static const bool enabled = [] {
-    const char* e = std::getenv("SCALPEL_CONV_DIRECT");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return enabled;
-}
-
 // Copies the Cg channel planes of one (image, group) into the middle of zeroed padded planes.
 void pad_group(const ConvP& p, const Geometry& g, const float* x, float* xpad) {
   parallel_for(0, p.Cg, 4, [&](int64_t c0, int64_t c1) {
@@ -355,7 +346,7 @@ void pad_group(const ConvP& p, const Geometry& g, const float* x, float* xpad) {
 }  // namespace
 
 bool conv_direct_supported(const ConvP& p) {
-  if (!direct_enabled() || p.sh != 1 || p.sw != 1 || p.depthwise()) return false;
+  if (p.sh != 1 || p.sw != 1 || p.depthwise()) return false;
   // 1x1: for the fused epilogue (conv2d_fused) up to 64 output channels per group, or any number
   // over at most 64 input channels, where the packed GEMM's copy of the input costs as much as
   // its products (CMUNeXt-L's 64 -> 128 and 32 -> 128 channels at 256 x 256 with GELU: 1.2-1.5x
