@@ -7,6 +7,7 @@
 // dilation, no padding, several row bands).
 import { strict as assert } from 'node:assert';
 import * as sc from '../src';
+import { maxRelErr } from './scripts/rel-err';
 
 type Case = [label: string, x: number[], w: number[], pad: number, dil: number, groups: number];
 const cases: Case[] = [
@@ -30,15 +31,6 @@ const cases: Case[] = [
   ['3x3 groups 2, 96->112 @ 10x12 (56 output channels per group)', [1, 96, 10, 12], [112, 48, 3, 3], 1, 1, 2],
   ['1x1 16->48 @ 64x64 (a 1x1 over 33-64 output channels)', [1, 16, 64, 64], [48, 16, 1, 1], 0, 1, 1],
 ];
-
-function maxRelErr(a: Float32Array | Float64Array, b: Float64Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-30);
-}
 
 describe('conv2d direct float32 kernel vs float64 reference path', () => {
   for (const [label, xs, ws, pad, dil, groups] of cases) {

@@ -31,19 +31,12 @@
 #include "../core/parallel.h"
 #include "fast_gelu.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace sc {
 namespace {
 
 using conv::ConvP;
-
-#define SC_AI __attribute__((always_inline)) inline
-
-template <int L>
-struct Vec {
-  typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
-  typedef int32_t itype __attribute__((vector_size(sizeof(float) * L)));
-};
 
 struct Geometry {
   int64_t Hp, Wp, plane;  // padded input plane
@@ -282,8 +275,6 @@ struct Variant {
 
 // Accumulator budgets: 24-28 of 32 zmm (AVX-512), 12 of 16 ymm (AVX2), 12 xmm (baseline).
 #if defined(__x86_64__) || defined(__i386__)
-#define SC_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-#define SC_T256 __attribute__((target("avx2,fma")))
 SC_DIRECT_VARIANT(run_512_8x3, SC_T512, 16, 8, 3)
 SC_DIRECT_VARIANT(run_512_14x2, SC_T512, 16, 14, 2)
 SC_DIRECT_VARIANT(run_512_4x6, SC_T512, 16, 4, 6)

@@ -21,18 +21,12 @@
 
 #include "../core/parallel.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace sc {
 namespace {
 
 using conv::ConvP;
-
-#define SC_AI __attribute__((always_inline)) inline
-
-template <int L>
-struct Vec {
-  typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
-};
 
 // One work unit: output channels [0, M) of pixels [q0, q0 + len) of one image, from K input rows
 // copied to buf (pitch floats apart, zero past len up to a whole number of tiles); weights packed
@@ -99,8 +93,6 @@ struct Variant {
 #define SC_PW_VARIANT(NAME, TARGET, L, OCB, NV) \
   TARGET void NAME(const Unit& u) { run_unit<L, OCB, NV>(u); }
 #if defined(__x86_64__) || defined(__i386__)
-#define SC_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-#define SC_T256 __attribute__((target("avx2,fma")))
 SC_PW_VARIANT(pw_512_8x3, SC_T512, 16, 8, 3)
 SC_PW_VARIANT(pw_256_4x3, SC_T256, 8, 4, 3)
 #endif

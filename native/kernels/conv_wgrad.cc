@@ -4,7 +4,8 @@
 //
 // Per chunk of pixels (a run of a 1x1 map, or whole output rows of a KxK one), the "vector
 // side" (the output channels, or for a 1x1 with more input than output channels the input
-// channels) is transposed into a pixel-major panel T[q][channel] in L1, and the register tile
+// channels) is transposed into a pixel-major panel T[q][channel] (in L2; the tiles take it a
+// few rows at a time from L1), and the register tile
 //
 //   acc[i][j] (MV vectors of L channels x NR taps) += T[q][i*L .. i*L+L) * tap_j[q]
 //
@@ -31,18 +32,12 @@
 
 #include "../core/parallel.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace sc {
 namespace {
 
 using conv::ConvP;
-
-#define SC_AI __attribute__((always_inline)) inline
-
-template <int L>
-struct Vec {
-  typedef float type __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
-};
 
 // Lines per channel of a copied buffer made odd, so that the channels' rows fall in different
 // cache sets (planes of 2^k floats all map to the same few).
@@ -64,9 +59,6 @@ void transpose_generic(const float* src, int64_t stride, int64_t RA, int64_t RAp
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#define SC_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-#define SC_T256 __attribute__((target("avx2,fma")))
-
 // 16 rows of 16 floats to 16 columns: pairs, then quads within 128-bit lanes, then lanes.
 SC_T512 SC_AI void transpose16(__m512 (&r)[16]) {
   __m512 t[16], u[16];
@@ -310,10 +302,10 @@ float* thread_buffer(int slot, size_t n) {
   return v.data();
 }
 
-// A chunk's panel T and its copy of the broadcast side fill about half of L2, read from memory
-// in long runs per channel (with chunks of a few lines per channel, a 1x1 at 128 x 128, whose
-// channel planes are 64 KB apart, ran at half the speed: its rows evicted each other's lines);
-// the tiles then take sub-chunks of T of about 16 KB, in L1.
+// A chunk's panel T and its copy of the broadcast side fill about a quarter of L2, read from
+// memory in long runs per channel (one thread, 32 -> 64 channels 1x1 at 128 x 128, whose channel
+// planes are 64 KB apart: 14.8 ms with 64-pixel chunks read in place, 10.6 ms so); the tiles
+// then take sub-chunks of T of about 16 KB, in L1.
 constexpr int64_t kChunkFloats = 128 << 10;
 constexpr int64_t kSubFloats = 4096;
 constexpr int64_t kPointwiseCols = 64;  // a 1x1 chunk as rows of this many pixels
@@ -350,7 +342,7 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
   // A chunk is `rows` rows of `cols` pixels of one image: output rows of a KxK map (the input
   // copy then holds xrows padded rows of Wp per channel), or a run of a 1x1 map cut into rows
   // of kPointwiseCols (its copy of B holds each tap's run).
-  int64_t cols, rows, nchunks_img, Wp = 0, xrows = 0, bpitch;
+  int64_t cols, rows, nchunks_img, Wp = 0, bpitch;
   if (pw) {
     cols = std::min(p.P, kPointwiseCols);
     const int64_t run = std::max(cols, kChunkFloats / (RAp + NB) / cols * cols);
@@ -363,8 +355,7 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
     const int64_t per_row = p.OW * RAp + p.Cg * Wp;
     rows = std::max<int64_t>(1, std::min(p.OH, kChunkFloats / per_row));
     nchunks_img = (p.OH + rows - 1) / rows;
-    xrows = rows + (p.KH - 1) * p.dh;
-    bpitch = odd_lines(xrows * Wp);
+    bpitch = odd_lines((rows + (p.KH - 1) * p.dh) * Wp);
   }
   const int64_t sub = std::max<int64_t>(1, kSubFloats * k.pix / (cols * RAp));
   const int64_t nchunks = p.N * nchunks_img, ngroups = std::min(kGroups, nchunks);
@@ -455,7 +446,6 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
         gb[gi * p.OCg + oc] = static_cast<float>(s);
       }
   }
-  (void)xrows;
 }
 
 }  // namespace sc

@@ -46,6 +46,7 @@
 #include "../core/parallel.h"
 #include "fast_gelu.h"
 #include "gemm.h"
+#include "simd.h"
 
 
 namespace sc {
@@ -120,8 +121,6 @@ struct VT {
   typedef float F __attribute__((vector_size(sizeof(float) * L), aligned(sizeof(float))));
   typedef int32_t I __attribute__((vector_size(sizeof(float) * L)));
 };
-
-#define SC_AI __attribute__((always_inline)) inline
 
 // G g (rows) or (G g) G^T (columns): three values to six.
 template <typename F>
@@ -579,12 +578,10 @@ struct Variant {
 // narrower ones for few tiles (batch 1 on 8-16 px maps), where a wide block would be mostly
 // padding lanes.
 #if defined(__x86_64__) || defined(__i386__)
-#define SC_W512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-#define SC_W256 __attribute__((target("avx2,fma")))
-SC_WINO_VARIANT(wino_512_8x3, SC_W512, 16, 8, 3)
-SC_WINO_VARIANT(wino_512_8x1, SC_W512, 16, 8, 1)
-SC_WINO_VARIANT(wino_256_4x3, SC_W256, 8, 4, 3)
-SC_WINO_VARIANT(wino_256_8x1, SC_W256, 8, 8, 1)
+SC_WINO_VARIANT(wino_512_8x3, SC_T512, 16, 8, 3)
+SC_WINO_VARIANT(wino_512_8x1, SC_T512, 16, 8, 1)
+SC_WINO_VARIANT(wino_256_4x3, SC_T256, 8, 4, 3)
+SC_WINO_VARIANT(wino_256_8x1, SC_T256, 8, 8, 1)
 #endif
 
 Variant pick_variant(int64_t tiles) {

@@ -20,6 +20,7 @@
 // child process: prints one JSON line.
 import * as sc from '../../src';
 import { native } from '../../src/native';
+import { maxRelErr } from './rel-err';
 
 export interface ConvCase {
   label: string;
@@ -61,15 +62,6 @@ export interface ConvResult {
   inputGradient: number;
   weightGradient: number;
   biasGradient: number;
-}
-
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-30);
 }
 
 export function checkConvCase(c: ConvCase, seed = 11): ConvResult {

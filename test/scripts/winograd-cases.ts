@@ -10,6 +10,7 @@
 // SCALPEL_ISA in a child process: prints one JSON line.
 import * as sc from '../../src';
 import { native } from '../../src/native';
+import { maxRelErr } from './rel-err';
 
 export interface WinogradCase {
   label: string;
@@ -51,15 +52,6 @@ export interface WinogradResult {
   inputGradient: number;
   weightGradient: number;
   fused: number;
-}
-
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-30);
 }
 
 export function checkWinogradCase(c: WinogradCase, seed = 7): WinogradResult {
