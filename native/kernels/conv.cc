@@ -522,15 +522,19 @@ Algo backward_input_algo(const ConvP& p) {
   return Algo::gemm;
 }
 
-// The outer-product kernel (conv_wgrad.cc) wherever one side has at most 64 channels per group:
-// against Winograd's transformed sums (batch 8, AVX-512) 1.1-2.0x at 32-64 output channels
-// (64 -> 64 at 128 x 128: 37 against 46 ms) and 1.2x at 64 -> 128, 0.8x at 128 -> 128; against
-// the GEMM for 1x1s 1.3-1.6x where one side has 64 channels or fewer, 0.8-0.9x where both have
-// 128+ (the packed panels' products run nearer the peak).
+// The outer-product kernel (conv_wgrad.cc) where one side has at most 64 channels per group:
+// against Winograd's transformed sums (batch 8, AVX-512) 1.1-2.1x up to 128 output channels
+// (64 -> 64 at 128 x 128: 34 against 45 ms; 128 -> 64: 69 against 84), 0.8x at 128 -> 128;
+// against the GEMM for 1x1s 1.3-1.6x where one side has 64 channels or fewer, 0.8-0.9x where
+// both have 128+ (the packed panels' products run nearer the peak).
 Algo backward_weight_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
-  if (std::min(p.OCg, p.Cg) <= 64)
+  if (std::min(p.OCg, p.Cg) <= 64) {
+    // Winograd keeps few input channels into many outputs (64 -> 256 at 32 x 32: 7.7 against
+    // 11.7 ms; 64 -> 128: 19.9 against 18.4).
+    if (p.OCg > 128 && conv_winograd_backward_weight_supported(p)) return Algo::winograd;
     return handwritten_kernels() && conv_wgrad_outer_supported(p) ? Algo::outer : Algo::gemm;
+  }
   if (conv_winograd_backward_weight_supported(p)) return Algo::winograd;
   return Algo::gemm;
 }

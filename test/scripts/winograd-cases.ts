@@ -20,8 +20,9 @@ export interface WinogradCase {
   groups: number;
 }
 
-// The weight gradient takes Winograd where both sides have more than 64 channels per group (else
-// the outer-product kernel, test/conv-wgrad.test.ts): the last cases reach its paths.
+// The weight gradient takes Winograd where both sides have more than 64 channels per group or there
+// are more than 128 outputs (else the outer-product kernel, test/conv-wgrad.test.ts): the last
+// cases reach its paths.
 export const winogradCases: WinogradCase[] = [
   { label: '32->64 @ 40x128, batch 2 (row mode, many blocks)', x: [2, 32, 40, 128], w: [64, 32, 3, 3], pad: 1, groups: 1 },
   { label: '40->72 @ 30x125 (row mode, ragged last tile row and column)', x: [1, 40, 30, 125], w: [72, 40, 3, 3], pad: 1, groups: 1 },
@@ -41,7 +42,8 @@ export const winogradCases: WinogradCase[] = [
 
 // The kernel the weight gradient takes (conv.cc's backward_weight_algo).
 export function expectedWeightGradient(c: WinogradCase): string {
-  return Math.min(c.w[0] / c.groups, c.w[1]) > 64 ? 'winograd' : 'outer';
+  const outs = c.w[0] / c.groups;
+  return Math.min(outs, c.w[1]) > 64 || outs > 128 ? 'winograd' : 'outer';
 }
 
 export interface WinogradResult {
