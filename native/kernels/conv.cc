@@ -621,9 +621,11 @@ void conv_backward_input(const ConvP& p, const T* gy, const T* w, T* gx) {
 
 template <typename T>
 void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb) {
+  Algo algo = Algo::gemm;  // double: the depthwise or GEMM paths
   if constexpr (std::is_same_v<T, float>) {
+    algo = backward_weight_algo(p);
     // The outer-product kernel sums the bias gradient in its chunks.
-    if (backward_weight_algo(p) == Algo::outer) return conv_wgrad_outer(p, x, gy, gw, gb);
+    if (algo == Algo::outer) return conv_wgrad_outer(p, x, gy, gw, gb);
   }
   if (gb) {
     parallel_for(0, p.OC, 1, [&](int64_t b, int64_t e) {
@@ -646,7 +648,6 @@ void conv_backward_weight(const ConvP& p, const T* x, const T* gy, T* gw, T* gb)
   }
   if (p.depthwise()) return dw_backward_weight(p, x, gy, gw);
   if constexpr (std::is_same_v<T, float>) {
-    const Algo algo = backward_weight_algo(p);
     if (algo == Algo::winograd) return conv_winograd_backward_weight(p, x, gy, gw);
   }
   const bool pw1 = p.pointwise();

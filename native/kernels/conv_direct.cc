@@ -43,9 +43,11 @@ struct Geometry {
   int64_t spr, slots;     // output slots per row and per (image, group)
 };
 
-// Grown, never shrunk; owned by the calling thread (pool workers only read them).
+// Grown, never shrunk; owned by the calling thread (pool workers only read them). Slots: 0 the
+// padded input, 1 the packed weights, 2 the input gradient's transposed weights (alive while
+// its forward uses 0 and 1).
 float* scratch_f(int slot, size_t n) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[3];
   auto& v = bufs[slot];
   if (v.size() < n) v.resize(std::max(n, v.size() + v.size() / 2));
   return v.data();
@@ -459,7 +461,7 @@ void conv_direct_backward_input(const ConvP& p, const float* gy, const float* w,
   const int64_t KK = p.KH * p.KW;
   // Slot 3: conv_direct_forward below uses 0 and 1. (A fresh vector per call was up to 9 MB of
   // newly mapped, page-faulting memory per UNet layer.)
-  float* wt = scratch_f(3, (size_t)(p.C * p.OCg * KK));
+  float* wt = scratch_f(2, (size_t)(p.C * p.OCg * KK));
   for (int64_t gi = 0; gi < p.G; ++gi)
     for (int64_t c = 0; c < p.Cg; ++c)
       for (int64_t oc = 0; oc < p.OCg; ++oc) {

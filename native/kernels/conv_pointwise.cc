@@ -107,20 +107,6 @@ Variant pick_variant() {
   return {4, 4, 3, &pw_gen_4x3};
 }
 
-float* thread_buffer(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
-
-// Pitch of a copied row: whole tiles, an odd number of cache lines (rows apart by a power of two
-// would share cache sets).
-int64_t row_pitch(int64_t floats) {
-  int64_t lines = (floats + 15) / 16;
-  if (lines % 2 == 0) ++lines;
-  return lines * 16;
-}
-
 constexpr int64_t kBufFloats = 128 << 10;  // the chunk's copy of the input, in L2
 
 // out[n, m, q] = sum_k wt(m, k) in[n, k, q] (+ bias[m]) for each image and group: M outputs from
@@ -142,9 +128,9 @@ void pointwise(const float* in, int64_t in_c, const float* w, int64_t wg, int64_
   const int64_t per = std::max<int64_t>(TW, kBufFloats / std::max<int64_t>(1, K) / TW * TW);
   const int64_t clen = std::min(per, (P + TW - 1) / TW * TW);
   const int64_t nch = (P + clen - 1) / clen;
-  const int64_t pitch = row_pitch(clen);
+  const int64_t pitch = odd_line_pitch(clen);
   parallel_for_dynamic(0, N * G * nch, 1, [&](int64_t u0, int64_t u1) {
-    float* buf = thread_buffer((size_t)(K * pitch));
+    float* buf = thread_scratch(0, (size_t)(K * pitch));
     for (int64_t uidx = u0; uidx < u1; ++uidx) {
       const int64_t ch = uidx % nch, ng = uidx / nch, n = ng / G, g = ng % G;
       const int64_t q0 = ch * clen, len = std::min(clen, P - q0);

@@ -39,14 +39,6 @@ namespace {
 
 using conv::ConvP;
 
-// Lines per channel of a copied buffer made odd, so that the channels' rows fall in different
-// cache sets (planes of 2^k floats all map to the same few).
-int64_t odd_lines(int64_t floats) {
-  int64_t lines = (floats + 15) / 16;
-  if (lines % 2 == 0) ++lines;
-  return lines * 16;
-}
-
 // ---- transposition into the pixel-major panel -------------------------------------------------
 
 // T[q * RAp + r] = src[r * stride + q] for r < RA, q < n; zero for RA <= r < RAp.
@@ -294,14 +286,6 @@ Kernel pick_kernel(int64_t RA, int64_t NB, bool even) {
   return {4, 1, &chunk_gen_1x8, &transpose_generic};
 }
 
-// Grown, never shrunk; one set per thread.
-float* thread_buffer(int slot, size_t n) {
-  thread_local std::vector<float> bufs[2];
-  auto& v = bufs[slot];
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 // A chunk's panel T and its copy of the broadcast side fill about a quarter of L2, read from
 // memory in long runs per channel (one thread, 32 -> 64 channels 1x1 at 128 x 128, whose channel
 // planes are 64 KB apart: 14.8 ms with 64-pixel chunks read in place, 10.6 ms so); the tiles
@@ -348,14 +332,14 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
     const int64_t run = std::max(cols, kChunkFloats / (RAp + NB) / cols * cols);
     rows = (std::min(run, p.P) + cols - 1) / cols;
     nchunks_img = (p.P + rows * cols - 1) / (rows * cols);
-    bpitch = odd_lines(rows * cols);
+    bpitch = odd_line_pitch(rows * cols);
   } else {
     cols = p.OW;
     Wp = p.W + 2 * p.pw;
     const int64_t per_row = p.OW * RAp + p.Cg * Wp;
     rows = std::max<int64_t>(1, std::min(p.OH, kChunkFloats / per_row));
     nchunks_img = (p.OH + rows - 1) / rows;
-    bpitch = odd_lines((rows + (p.KH - 1) * p.dh) * Wp);
+    bpitch = odd_line_pitch((rows + (p.KH - 1) * p.dh) * Wp);
   }
   const int64_t sub = std::max<int64_t>(1, kSubFloats * k.pix / (cols * RAp));
   const int64_t nchunks = p.N * nchunks_img, ngroups = std::min(kGroups, nchunks);
@@ -379,8 +363,8 @@ void conv_wgrad_outer(const ConvP& p, const float* x, const float* gy, float* gw
   std::vector<double> bparts(gb ? (size_t)(ngroups * p.OCg) : 0);
   for (int64_t gi = 0; gi < p.G; ++gi) {
     parallel_for_dynamic(0, ngroups, 1, [&](int64_t g0, int64_t g1) {
-      float* T = thread_buffer(0, (size_t)(rows * cols / k.pix * RAp + RAp));
-      float* B = thread_buffer(1, (size_t)((pw ? NB : p.Cg) * bpitch));
+      float* T = thread_scratch(0, (size_t)(rows * cols / k.pix * RAp + RAp));
+      float* B = thread_scratch(1, (size_t)((pw ? NB : p.Cg) * bpitch));
       for (int64_t grp = g0; grp < g1; ++grp) {
         float* part = parts + grp * part_size;
         std::memset(part, 0, sizeof(float) * part_size);
