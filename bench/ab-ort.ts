@@ -40,6 +40,9 @@ async function byOp(ort: any, file: string, feeds: unknown, runSc: () => void, r
     ortByNode.set(key, (ortByNode.get(key) ?? 0) + e.dur / 1000);
   }
   const scByKernel = new Map<string, number>(), scByCall = new Map<string, number>();
+  // Per-kernel times need each kernel to run when it is called.
+  const depth = sc.getKernelQueue();
+  sc.setKernelQueue(0);
   const run = native.run;
   native.run = (kernel, be, ins, outs, attrs) => {
     const t0 = performance.now();
@@ -54,6 +57,7 @@ async function byOp(ort: any, file: string, feeds: unknown, runSc: () => void, r
     for (let i = 0; i < runs; i++) runSc();
   } finally {
     native.run = run;
+    sc.setKernelQueue(depth);
   }
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0) / runs;
   console.log(`\nORT by op type (${sum(ortByType).toFixed(1)} ms of node time per run):`);
@@ -99,7 +103,10 @@ async function main() {
     model.eval();
     const x = sc.tensor(data, [1, 3, s, s]);
     sc.inference.optimize(model, [1, 3, s, s]);
-    const runSc = () => sc.noGrad(() => sc.tidy(() => { model.forward(x); }));
+    const runSc = () => {
+      sc.noGrad(() => sc.tidy(() => { model.forward(x); }));
+      sc.synchronize();
+    };
     const runOrt = async () => { await session.run(feeds); };
     for (let i = 0; i < 2; i++) { runSc(); await runOrt(); }
     const a: number[] = [], b: number[] = [];

@@ -51,8 +51,10 @@ for (const name of models) {
     for (const on of i % 2 ? [false, true] : [true, false]) {
       sc.setWinograd(on);
       run(); // untimed: the other mode's run just evicted the caches
+      sc.synchronize();
       const t0 = performance.now();
       run();
+      sc.synchronize();
       times[on ? 'on' : 'off'].push(performance.now() - t0);
     }
   }

@@ -40,6 +40,16 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/**
+ * Runs the queued CPU kernel calls (sc.synchronize without the GPU): a clock read after a call
+ * that only queued its kernels would time the queueing. Required lazily: scripts that only parse
+ * or print results do not load the addon.
+ */
+export function settle(): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  require('../src/native').native.flush();
+}
+
 /** Runs fn warmup times, then until budgetMs elapsed (at least minRuns, at most maxRuns); ms per run. */
 export function timeIt(fn: () => void, { warmup = 1, minRuns = 3, maxRuns = 50, budgetMs = 400 } = {}): { median: number; min: number; runs: number } {
   for (let i = 0; i < warmup; i++) fn();
@@ -48,6 +58,7 @@ export function timeIt(fn: () => void, { warmup = 1, minRuns = 3, maxRuns = 50, 
   while (ts.length < minRuns || (ts.length < maxRuns && performance.now() - start < budgetMs)) {
     const t0 = performance.now();
     fn();
+    settle();
     ts.push(performance.now() - t0);
   }
   return { median: median(ts), min: Math.min(...ts), runs: ts.length };
@@ -60,10 +71,12 @@ export function timeIt(fn: () => void, { warmup = 1, minRuns = 3, maxRuns = 50, 
 export function timeReps(fn: () => void, reps: number, rounds = 5): { median: number; min: number } {
   fn();
   fn();
+  settle();
   const ts: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
     for (let q = 0; q < reps; q++) fn();
+    settle();
     ts.push((performance.now() - t0) / reps);
   }
   return { median: median(ts), min: Math.min(...ts) };

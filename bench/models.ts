@@ -64,7 +64,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
     const x = sinInput([batch, 3, s, s]);
     // The inference path users are told to take (README): fused conv -> BN -> activation plans.
     if (process.env.SCALPEL_BENCH_PLAIN !== '1') sc.inference.optimize(model, [batch, 3, s, s]);
-    ts = timed(() => sc.noGrad(() => sc.tidy(() => { model.forward(x); })), runs, 2);
+    ts = timed(() => { sc.noGrad(() => sc.tidy(() => { model.forward(x); })); sc.synchronize(); }, runs, 2);
   } else {
     // The forward's multiply-accumulates per image (the engine's count, batch 1, before training
     // starts): the step's arithmetic is about 3x the forward's (input and weight gradients each
@@ -86,6 +86,7 @@ function childScalpel(name: string, mode: Mode, threads: number, runs: number, b
         loss = l.item();
       });
       opt.step();
+      sc.synchronize();
     };
     ts = timed(step, runs, 1);
   }

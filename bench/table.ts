@@ -105,7 +105,7 @@ function main() {
       for (const dev of devices) {
         model.to(dev);
         const x = sc.zeros([1, 3, s, s], { device: dev });
-        const once = () => sc.noGrad(() => sc.tidy(() => { model.forward(x); if (dev !== "cpu") (sc as any).cuda?.synchronize?.(); }));
+        const once = () => sc.noGrad(() => sc.tidy(() => { model.forward(x); sc.synchronize(); }));
         once();
         const ts: number[] = [];
         for (let i = 0; i < runs; i++) {

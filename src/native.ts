@@ -15,7 +15,15 @@ export interface NativeAddon {
   copyOut(handle: number, byteOffset: number, nbytes: number): ArrayBuffer;
   hostView(handle: number): ArrayBuffer;
   wrapHost(buffer: ArrayBuffer): number;
+  /** Checks and converts the call now; CPU calls may be queued and run later (see flush). */
   run(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>): void;
+  /** Runs the queued kernel calls now (every host access and memory query does this itself). */
+  flush(): void;
+  /** Kernel calls queued before they run (0 or 1: each at once); changing it runs the queue. */
+  setKernelQueue(depth: number): void;
+  kernelQueue(): number;
+  /** Kernel calls waiting in the queue now. */
+  queued(): number;
   /** Milliseconds per call over `iters` calls (CUDA events on the GPU). For benchmarks. */
   timeKernel(kernel: string, backend: number, inputs: TArgSpec[], outputs: TArgSpec[], attrs: Record<string, unknown>, iters: number): number;
   kernels(backend: number): string[];

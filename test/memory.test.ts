@@ -116,7 +116,8 @@ describe('memory', () => {
     sc.emptyCache();
     const mb = 1 << 20;
     sc.zeros([4 * mb]).dispose();  // one 16 MB block, cached
-    const faults = () => process.resourceUsage().minorPageFault;
+    // The fills run (kernel queue) before each count: the count is of pages the fills touched.
+    const faults = () => (sc.synchronize(), process.resourceUsage().minorPageFault);
     const cached0 = sc.memory().cpu.bytesCached;
     const f0 = faults();
     const parts = [sc.zeros([mb]), sc.zeros([mb])];  // 4 MB each, written by the fill
@@ -143,8 +144,10 @@ describe('memory', () => {
     const got = inFreshProcess(`
       const mb = 1 << 20;
       sc.zeros([4 * mb]).dispose();
+      sc.synchronize(); // its fill runs now, not inside the count below (kernel queue)
       const f0 = process.resourceUsage().minorPageFault;
       const t = sc.zeros([5 * mb]);
+      sc.synchronize();
       const faults = process.resourceUsage().minorPageFault - f0;
       console.log(JSON.stringify({ faults, cached: sc.memory().cpu.bytesCached, inUse: sc.memory().cpu.bytesInUse }));
       t.dispose();`);

@@ -180,6 +180,7 @@ void* CachingAllocator::alloc(size_t bytes, size_t* block_bytes) {
       // is grown to sz instead, keeping its pages: only the growth is new.
       void* grown = nullptr;
       if (mem_->blocks_splittable() && sz >= kMinSplitBlock && !free_.empty() && free_.rbegin()->first >= kMinSplitBlock) {
+        before_give_back();  // mremap may move the block
         const auto largest = std::prev(free_.end());
         const size_t have = largest->first;
         void* p = pop_cached_locked(largest);
@@ -241,6 +242,7 @@ void* CachingAllocator::split_cached_locked(size_t sz, size_t* block_bytes) {
 // without its large blocks, and every later training step mapped and faulted ~17k pages afresh
 // (4k before the pass).
 void CachingAllocator::trim_locked(size_t limit) {
+  if (!free_.empty() && static_cast<size_t>(stats_.bytes_cached) > limit) before_give_back();
   while (!free_.empty() && static_cast<size_t>(stats_.bytes_cached) > limit) {
     auto it = free_.lower_bound(static_cast<size_t>(stats_.bytes_cached) - limit);
     if (it != free_.begin()) --it;  // the largest block under the excess: no overshoot
@@ -266,6 +268,7 @@ void CachingAllocator::reset_peak() {
 
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lk(m_);
+  if (!free_.empty()) before_give_back();
   for (auto& kv : free_)
     for (void* p : kv.second) mem_->raw_free(p, kv.first);
   free_.clear();

@@ -59,6 +59,11 @@ class CachingAllocator {
   // Cached (freed, kept for reuse) bytes above this are given back at once (as trim_locked does).
   void set_cache_limit(size_t bytes);
   DeviceMemory* memory() { return mem_; }
+  // Called (with the allocator's lock held) before a cached block is given back to the system or
+  // moved: a freed block may still be named by kernel calls queued to run later (addon.cc's kernel
+  // queue), which must run first. Handing a freed block to a new storage needs no such call: its
+  // new owner's kernels are queued after the old ones. The hook must not allocate from here.
+  void set_before_give_back(void (*hook)()) { before_give_back_ = hook; }
 
  private:
   static size_t round_size(size_t bytes);
@@ -68,6 +73,10 @@ class CachingAllocator {
   std::map<char*, size_t> cached_by_addr_;      // the cached splittable blocks, by address
   size_t cache_limit_ = SIZE_MAX;
   int64_t high_water_ = 0;  // the most bytes ever in use (resetPeak does not lower it)
+  void (*before_give_back_)() = nullptr;
+  void before_give_back() {
+    if (before_give_back_) before_give_back_();
+  }
   void trim_locked(size_t limit);
   void* hand_out_locked(void* p, size_t block);
   void* pop_cached_locked(std::map<size_t, std::vector<void*>>::iterator it);
@@ -82,6 +91,9 @@ struct Storage {
   size_t block_bytes = 0;  // allocator block size
   Backend backend = Backend::cpu;
   bool external = false;   // wraps memory owned elsewhere (not returned to the allocator)
+  // JavaScript can read or write the bytes directly (a hostView was made, or external memory):
+  // kernels naming it run at once, never from the kernel queue (addon.cc).
+  std::atomic<bool> host_visible{false};
   std::function<void()> on_release;  // for external memory: lets the owner go
   std::atomic<int> refs{1};
 };

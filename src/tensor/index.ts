@@ -3,7 +3,7 @@ import './methods';
 export { Tensor, isTensor, tidy } from './tensor';
 export type { DType } from './dtype';
 export type { Device } from './device';
-export { cuda, availableDevices } from './device';
+export { cuda, availableDevices, synchronize, setKernelQueue, getKernelQueue } from './device';
 export * from './create';
 export { manualSeed, Generator, defaultGenerator } from './random';
 export { memory, emptyCache, resetPeakMemory, setCacheLimit } from './storage';

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { tidy } from '../tensor/tensor';
 import * as cliProgress from 'cli-progress';
-import { Tensor, tensor, defaultGenerator, manualSeed } from '../tensor';
+import { Tensor, tensor, defaultGenerator, manualSeed, synchronize } from '../tensor';
 import { noGrad } from '../autograd/engine';
 import * as F from '../nn/functional';
 import { Module, checkpointModules } from '../nn';
@@ -501,6 +501,9 @@ async function fitLocked(
         if (!Number.isFinite(lv)) throw new UserError(`training diverged: loss is ${lv} at epoch ${epoch + 1}, batch ${b.index + 1} (try a lower --lr or --clip)`);
         if (cfg.clip > 0) clipGradNorm(params, cfg.clip);
         optimizer.step();
+        // Run this step's queued kernels now: the next batch may still be loading, and waiting
+        // for it with the step's tail still queued would leave the cores idle meanwhile.
+        synchronize();
         if (sched.perIter && sched.perIter.lastStep < sched.perIterLimit) sched.perIter.step();
         lossSum += lv * b.size;
         seen += b.size;
