@@ -51,7 +51,7 @@ export function synchronize(): void {
  * How many CPU kernel calls may wait in the queue before they run (default 256, or
  * SCALPEL_KERNEL_QUEUE in the environment; 0 or 1 runs each at once, as op-by-op profiling
  * needs). Each call is checked when it is made; queued, the JavaScript of many ops runs back to
- * back on warm caches instead of between kernels (5-6 % of CMUNeXt-S's training step at 128 px).
+ * back on warm caches instead of between kernels (7 % of CMUNeXt-S's training step at 128 px).
  * Changing it first runs what is queued.
  */
 export function setKernelQueue(depth: number): void {
