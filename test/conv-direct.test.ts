@@ -33,6 +33,14 @@ const cases: Case[] = [
 ];
 
 describe('conv2d direct float32 kernel vs float64 reference path', () => {
+  // Winograd takes 3x3s from 8 channels on enough tiles (test/conv-winograd.test.ts): off here,
+  // so that every case runs the direct kernel.
+  let winograd = true;
+  before(() => {
+    winograd = sc.getWinograd();
+    sc.setWinograd(false);
+  });
+  after(() => sc.setWinograd(winograd));
   for (const [label, xs, ws, pad, dil, groups] of cases) {
     it(label, () => {
       sc.tidy(() => {

@@ -52,7 +52,9 @@ describe('convolution kernel choice (sc.convAlgorithms)', () => {
     assert.equal(algo([1, 64, 64, 64], [64, 64, 3, 3]), 'winograd');
     assert.equal(algo([1, 64, 64, 64], [64, 64, 3, 3], { stride: 2 }), 'gemm');
     assert.equal(algo([1, 64, 64, 64], [64, 64, 3, 3], { dilation: 2, padding: 2 }), 'direct');
-    assert.equal(algo([1, 8, 64, 64], [64, 8, 3, 3]), 'direct'); // few input channels
+    assert.equal(algo([1, 4, 64, 64], [64, 4, 3, 3]), 'direct'); // few input channels
+    assert.equal(algo([8, 16, 128, 128], [8, 16, 3, 3]), 'winograd'); // 8 outputs over 8192 tiles
+    assert.equal(algo([1, 8, 32, 32], [16, 8, 3, 3]), 'direct'); // 8 inputs over 64 tiles
     assert.equal(algo([1, 512, 16, 16], [512, 512, 3, 3]), 'direct'); // 16 tiles: the weights' transform would not pay
     assert.equal(algo([8, 512, 16, 16], [512, 512, 3, 3]), 'winograd');
     assert.equal(algo([1, 64, 64, 64], [64, 1, 3, 3], { groups: 64 }), 'depthwise');

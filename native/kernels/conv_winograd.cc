@@ -57,9 +57,15 @@ using conv::ConvP;
 constexpr int kPos = 36;  // 6 x 6 transformed positions
 // Channels per group on either side below which the transforms' fixed cost per tile outweighs
 // the products saved: 16 -> 16 still measured 1.08x the direct kernel at batch 1 on 256 x 256
-// and 1.37x at batch 8 on 128 x 128.
+// and 1.37x at batch 8 on 128 x 128. With 8-15 channels it pays from 256 tiles (the direct
+// kernel's 8-channel register tile runs at ~40 % of the FMA peak): batch 8 at 128 x 128, 16 -> 8
+// 1.83 -> 1.33 ms forward, 1.53 -> 1.24 input gradient; 8 -> 8 0.96 -> 0.79; 8 -> 16 1.54 ->
+// 1.20; 16 -> 16 in 2 groups 1.80 -> 1.56; batch 1 at 256 x 256, 16 -> 8 0.89 -> 0.70; at 64
+// tiles (8 -> 16 at 32 x 32, batch 1) it measured 1.0-1.4x slower.
 constexpr int64_t kMinChannels = 16;
 constexpr int64_t kMinTiles = 32;
+constexpr int64_t kMinChannelsFew = 8;
+constexpr int64_t kMinTilesFewChannels = 256;
 
 // 4 x 4 output tiles of the whole batch.
 int64_t output_tiles(const ConvP& p) { return p.N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4); }
@@ -829,7 +835,9 @@ bool conv_winograd_supported(const ConvP& p) {
   // With few tiles the weights' transform (36 values per channel pair, every call) costs about
   // what the products save: 512 channels on a 16 x 16 map at batch 1 measured 0.85-0.9x the
   // direct kernel, at batch 8 1.7-1.85x.
-  return p.Cg >= kMinChannels && p.OCg >= kMinChannels && output_tiles(p) >= kMinTiles;
+  const int64_t channels = std::min(p.Cg, p.OCg);
+  if (channels < kMinChannelsFew) return false;
+  return output_tiles(p) >= (channels < kMinChannels ? kMinTilesFewChannels : kMinTiles);
 }
 
 void conv_winograd_forward(const ConvP& p, const float* x, const float* w, const ConvEpilogue& ep,

@@ -32,6 +32,8 @@ export const winogradCases: WinogradCase[] = [
   { label: '16->65 @ 20x36, padding 2', x: [1, 16, 20, 36], w: [65, 16, 3, 3], pad: 2, groups: 1 },
   { label: '17->67 @ 33x40 (odd channel counts)', x: [1, 17, 33, 40], w: [67, 17, 3, 3], pad: 1, groups: 1 },
   { label: '128->128 @ 16x16, batch 2 (wide channels)', x: [2, 128, 16, 16], w: [128, 128, 3, 3], pad: 1, groups: 1 },
+  { label: '8->8 @ 64x64 (8 channels: from 256 tiles)', x: [1, 8, 64, 64], w: [8, 8, 3, 3], pad: 1, groups: 1 },
+  { label: 'groups 2, 16->24 @ 40x72, batch 2 (8 -> 12 channels per group)', x: [2, 16, 40, 72], w: [24, 8, 3, 3], pad: 1, groups: 2 },
   { label: '32->64 @ 64x64, batch 3 (wide register tile)', x: [3, 32, 64, 64], w: [64, 32, 3, 3], pad: 1, groups: 1 },
   { label: '72->80 @ 30x125 (row mode, ragged edges; Winograd weight gradient)', x: [1, 72, 30, 125], w: [80, 72, 3, 3], pad: 1, groups: 1 },
   { label: '80->96 @ 13x11, batch 3 (tile by tile; Winograd weight gradient)', x: [3, 80, 13, 11], w: [96, 80, 3, 3], pad: 1, groups: 1 },
