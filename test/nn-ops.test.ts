@@ -132,6 +132,31 @@ describe('float32 GELU accuracy', () => {
       check(sc.F.conv2dFused(x, sc.ones([1, 1, 1, 1]), null, { act: 'gelu' }).toArray() as Float32Array, 'conv2dFused act gelu');
     }));
   });
+
+  it('its derivative (the GELU op and batch norm with GELU first) stays within 2e-6 of the exact one', () => {
+    const dexact = Array.from(xs, (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI));
+    sc.tidy(() => {
+      const x = sc.tensor(xs, [1, 1, 1, xs.length], { requiresGrad: true });
+      sc.F.gelu(x).sum().backward();
+      const got = x.grad!.toArray() as Float32Array;
+      for (let i = 0; i < xs.length; i++) assert.ok(Math.abs(got[i] - dexact[i]) <= 2e-6, `gelu'(${xs[i]}) = ${got[i]}, exact ${dexact[i]}`);
+    });
+    // Batch norm after GELU recomputes both in its backward; channels of 70 values (tails of the
+    // 16-wide vectors in every block) against the float64 path.
+    sc.tidy(() => {
+      const x64 = sc.randn([3, 2, 5, 14], { dtype: 'float64' }).mul(2);
+      const g64 = sc.randn([3, 2, 5, 14], { dtype: 'float64' });
+      const grad = (x: sc.Tensor, g: sc.Tensor) => {
+        const xl = x.detach().requiresGrad_();
+        sc.F.batchNorm(xl, null, null, null, null, { training: true, preActivation: 'gelu' }).mul(g).sum().backward();
+        return xl.grad!;
+      };
+      const want = grad(x64, g64).toArray() as Float64Array;
+      const got = grad(x64.to('float32'), g64.to('float32')).toArray() as Float32Array;
+      const scale = Math.max(...Array.from(want, Math.abs));
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * scale, `dx[${i}] ${got[i]} vs ${want[i]}`);
+    });
+  });
 });
 
 describe('dropout', () => {

@@ -41,7 +41,6 @@ namespace {
     for (int j = 0; j < 16; ++j) *sg += s1[j], *sgx += s2[j];                                \
   }
 
-SC_GELU_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
 SC_GELU_LOOPS(generic, )
 
 #define SC_BCE_LOOPS(SUFFIX, ATTR)                                                           \
@@ -304,6 +303,87 @@ SC_AVX2_INLINE void gelu_and_grad_ps256(__m256 v, __m256& a, __m256& d) {
   const __m256 cdf = _mm256_fmadd_ps(_mm256_set1_ps(0.5f), erf_ps256(z, az, e), _mm256_set1_ps(0.5f));
   a = _mm256_mul_ps(v, cdf);
   d = _mm256_fmadd_ps(_mm256_mul_ps(v, e), _mm256_set1_ps(0.39894228040143267794f), cdf);
+}
+
+// AVX-512 forms, 16 floats, the tails under a mask (so that every element of a plane gets the
+// same formula wherever a call's blocks start: batch norm's backward recomputes the GELU its
+// forward normalised, and a difference of an ulp there is magnified by 1 / std on nearly constant
+// channels). GELU is fastmath::gelu's exp-free form with 1 / (1 + Q) by the 14-bit reciprocal
+// estimate and a Newton step (the division was half the work; within an ulp of it); its
+// derivative reuses that Phi(-|x|) and one exp: gelu' = Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi).
+// Batch norm's backward needs both for every value: with the erf of 7.1.26 and a second
+// division for the derivative, GELU was ~60 % of its time at CMUNeXt's shapes.
+#define SC_AVX512_INLINE __attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline)) inline
+
+// half = Phi(-|v|) = 1 / (2 (1 + Q)) (fastmath::gelu's Q) and gelu(v).
+SC_AVX512_INLINE __m512 gelu_half_ps512(__m512 v, __m512& half) {
+  using fastmath::kErfcA;
+  using fastmath::kErfcDegree;
+  const __m512 az = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752440f))), _mm512_set1_ps(5.0f));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(kErfcA[kErfcDegree - 1]), az, _mm512_set1_ps(kErfcA[kErfcDegree - 2]));
+  for (int k = kErfcDegree - 3; k >= 0; --k) q = _mm512_fmadd_ps(q, az, _mm512_set1_ps(kErfcA[k]));
+  q = _mm512_mul_ps(q, az);
+  for (int k = 0; k < 4; ++k) q = _mm512_fmadd_ps(q, q, _mm512_add_ps(q, q));
+  const __m512 den = _mm512_add_ps(q, _mm512_set1_ps(1.0f));
+  __m512 r = _mm512_rcp14_ps(den);
+  r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
+  half = _mm512_mul_ps(r, _mm512_set1_ps(0.5f));
+  const __m512 t = _mm512_mul_ps(v, half);  // v Phi(-|v|)
+  const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(neg, _mm512_sub_ps(v, t), t);
+}
+
+SC_AVX512_INLINE __m512 gelu_ps512(__m512 v) {
+  __m512 half;
+  return gelu_half_ps512(v, half);
+}
+
+SC_AVX512_INLINE void gelu_and_grad_ps512(__m512 v, __m512& a, __m512& d) {
+  __m512 half;
+  a = gelu_half_ps512(v, half);
+  const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), half), half);
+  const __m512 e = exp_ps512(_mm512_mul_ps(_mm512_mul_ps(v, v), _mm512_set1_ps(-0.5f)));
+  d = _mm512_fmadd_ps(_mm512_mul_ps(v, e), _mm512_set1_ps(0.39894228040143267794f), cdf);
+}
+
+inline __mmask16 tail_mask(int64_t left) { return static_cast<__mmask16>((1u << left) - 1u); }
+
+SC_AVX512 void gelu_avx512(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu_ps512(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, gelu_ps512(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+SC_AVX512 void gelu_grad_avx512(const float* g, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    __m512 a, d;
+    gelu_and_grad_ps512(_mm512_maskz_loadu_ps(m, x + i), a, d);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + i), d));
+  }
+}
+
+SC_AVX512 void bn_gelu_sums_stash_avx512(const float* g, const float* x, int64_t n, float mean, double* sg, double* sgx, float* ap, float* dp) {
+  __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+  const __m512 mv = _mm512_set1_ps(mean);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);  // zero past the tail: adds nothing
+    __m512 a, d;
+    gelu_and_grad_ps512(_mm512_maskz_loadu_ps(m, x + i), a, d);
+    _mm512_mask_storeu_ps(ap + i, m, a);
+    _mm512_mask_storeu_ps(dp + i, m, d);
+    s1 = _mm512_add_ps(s1, gv);
+    s2 = _mm512_fmadd_ps(gv, _mm512_sub_ps(a, mv), s2);
+  }
+  alignas(64) float t1[16], t2[16];
+  _mm512_store_ps(t1, s1);
+  _mm512_store_ps(t2, s2);
+  for (int j = 0; j < 16; ++j) *sg += t1[j], *sgx += t2[j];
 }
 
 SC_AVX2 double hsum_ps256(__m256 v) {
