@@ -132,12 +132,25 @@ for (const c of CASES) {
         }
         assert.ok(e < Math.max(rel, c.gradRel ?? 0) || maxDiff < abs, `${what}: NMSE ${e}, max abs diff ${maxDiff}`);
       };
+      // Those zero-in-exact-arithmetic bias gradients are sums of terms that cancel, so their
+      // noise scales with the layer's gradients: at most 1e-4 of the largest gradient of the same
+      // module's weight (MedNeXt-S's deep-supervision bottleneck: weight gradients up to 0.053,
+      // bias noise 2e-8 on one backend and 1.1e-6 apart between the two), and never below 1e-6.
+      const weightScale = new Map<string, number>();
+      cpu.grads.forEach((g, i) => {
+        if (!g || !cpu.names[i].endsWith('.weight')) return;
+        let m = 0;
+        for (let j = 0; j < g.length; j++) m = Math.max(m, Math.abs(g[j]));
+        weightScale.set(cpu.names[i].slice(0, -'.weight'.length), m);
+      });
+      const absTolerance = (name: string) =>
+        name.endsWith('.bias') ? Math.max(1e-6, 1e-4 * (weightScale.get(name.slice(0, -'.bias'.length)) ?? 0)) : 1e-6;
       let withGrad = 0;
       cpu.grads.forEach((g, i) => {
         const gg = gpu.grads[i];
         assert.equal(gg === null, g === null, `gradient of ${cpu.names[i]}: ${g === null ? 'none on the cpu' : 'none on cuda'}`);
         if (g && gg) {
-          close(gg, g, 1e-6, 1e-6, `gradient of ${cpu.names[i]}`);
+          close(gg, g, 1e-6, absTolerance(cpu.names[i]), `gradient of ${cpu.names[i]}`);
           withGrad++;
         }
       });
