@@ -41,13 +41,12 @@ export function median(xs: number[]): number {
 }
 
 /**
- * Runs the queued CPU kernel calls (sc.synchronize without the GPU): a clock read after a call
- * that only queued its kernels would time the queueing. Required lazily: scripts that only parse
- * or print results do not load the addon.
+ * sc.synchronize(): a clock read after a call that only queued its kernels would time the
+ * queueing. Required lazily: scripts that only parse or print results do not load the addon.
  */
 export function settle(): void {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
-  require('../src/native').native.flush();
+  require('../src/tensor/device').synchronize();
 }
 
 /** Runs fn warmup times, then until budgetMs elapsed (at least minRuns, at most maxRuns); ms per run. */

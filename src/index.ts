@@ -53,7 +53,6 @@ export function getWinograd(): boolean {
   return native.winograd();
 }
 
-
 export type { ConvAlgorithms } from './native';
 /**
  * Which float32 CPU kernel a 2-D convolution of these shapes runs for each pass (forward, the

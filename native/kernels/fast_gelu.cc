@@ -315,8 +315,8 @@ SC_AVX2_INLINE void gelu_and_grad_ps256(__m256 v, __m256& a, __m256& d) {
 // division for the derivative, GELU was ~60 % of its time at CMUNeXt's shapes.
 #define SC_AVX512_INLINE __attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline)) inline
 
-// half = Phi(-|v|) = 1 / (2 (1 + Q)) (fastmath::gelu's Q) and gelu(v).
-SC_AVX512_INLINE __m512 gelu_half_ps512(__m512 v, __m512& half) {
+// Phi(-|v|) = 1 / (2 (1 + Q)) (fastmath::gelu's Q).
+SC_AVX512_INLINE __m512 phi_neg_abs_ps512(__m512 v) {
   using fastmath::kErfcA;
   using fastmath::kErfcDegree;
   const __m512 az = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752440f))), _mm512_set1_ps(5.0f));
@@ -327,40 +327,41 @@ SC_AVX512_INLINE __m512 gelu_half_ps512(__m512 v, __m512& half) {
   const __m512 den = _mm512_add_ps(q, _mm512_set1_ps(1.0f));
   __m512 r = _mm512_rcp14_ps(den);
   r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
-  half = _mm512_mul_ps(r, _mm512_set1_ps(0.5f));
-  const __m512 t = _mm512_mul_ps(v, half);  // v Phi(-|v|)
-  const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  return _mm512_mul_ps(r, _mm512_set1_ps(0.5f));
+}
+
+// gelu(v) = v - v Phi(-|v|) for v >= 0, v Phi(-|v|) below.
+SC_AVX512_INLINE __m512 gelu_from_ps512(__m512 v, __m512 half, __mmask16 neg) {
+  const __m512 t = _mm512_mul_ps(v, half);
   return _mm512_mask_blend_ps(neg, _mm512_sub_ps(v, t), t);
 }
 
 SC_AVX512_INLINE __m512 gelu_ps512(__m512 v) {
-  __m512 half;
-  return gelu_half_ps512(v, half);
+  return gelu_from_ps512(v, phi_neg_abs_ps512(v), _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ));
 }
 
 SC_AVX512_INLINE void gelu_and_grad_ps512(__m512 v, __m512& a, __m512& d) {
-  __m512 half;
-  a = gelu_half_ps512(v, half);
+  const __m512 half = phi_neg_abs_ps512(v);
   const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  a = gelu_from_ps512(v, half, neg);
   const __m512 cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), half), half);
   const __m512 e = exp_ps512(_mm512_mul_ps(_mm512_mul_ps(v, v), _mm512_set1_ps(-0.5f)));
   d = _mm512_fmadd_ps(_mm512_mul_ps(v, e), _mm512_set1_ps(0.39894228040143267794f), cdf);
 }
 
-inline __mmask16 tail_mask(int64_t left) { return static_cast<__mmask16>((1u << left) - 1u); }
+// The lanes of a 16-float step with `left` values still to go.
+inline __mmask16 lanes_left(int64_t left) { return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u); }
 
 SC_AVX512 void gelu_avx512(const float* x, float* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu_ps512(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const __mmask16 m = tail_mask(n - i);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes_left(n - i);
     _mm512_mask_storeu_ps(y + i, m, gelu_ps512(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 
 SC_AVX512 void gelu_grad_avx512(const float* g, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __mmask16 m = lanes_left(n - i);
     __m512 a, d;
     gelu_and_grad_ps512(_mm512_maskz_loadu_ps(m, x + i), a, d);
     _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + i), d));
@@ -371,7 +372,7 @@ SC_AVX512 void bn_gelu_sums_stash_avx512(const float* g, const float* x, int64_t
   __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
   const __m512 mv = _mm512_set1_ps(mean);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+    const __mmask16 m = lanes_left(n - i);
     const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);  // zero past the tail: adds nothing
     __m512 a, d;
     gelu_and_grad_ps512(_mm512_maskz_loadu_ps(m, x + i), a, d);
