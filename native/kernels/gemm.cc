@@ -427,12 +427,87 @@ __attribute__((target("avx2,fma"))) void pack_a_rows6_avx2(const float* const* r
 // Floats past the packed A block that pack_a_rows6_avx2 may write.
 constexpr int64_t kApackSlack = 8;
 
+#if SC_X86
+// GCC 12's unmasked AVX-512 shuffles pass _mm512_undefined_ps() (a self-initialised variable) as
+// their unused merge source, which -Wmaybe-uninitialized reports once inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// In-register 16 x 16 transpose: r[i] holds 16 consecutive k of row i on entry, and k's 16 row
+// values on return. Four shuffle stages (pairs of rows, groups of four, 128-bit lanes twice).
+__attribute__((target("avx512f"), always_inline)) inline void transpose16_avx512(__m512 r[16]) {
+  __m512 t[16], u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  // u[4g + j], 128-bit lane l: column 4l + j of rows 4g..4g+3.
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512 a0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+    const __m512 a1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+    const __m512 b0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512 b1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_f32x4(a0, b0, 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
+    r[4 + j] = _mm512_shuffle_f32x4(a1, b1, 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
+  }
+}
+
+// One full 14-row panel of row-major A (the AVX-512 tile), 16 k at a time through the transpose
+// (rows 14 and 15 zero), each k's 14 values a masked store. The scalar interleave this replaces
+// was a fifth of a 1x1 weight gradient's time (its A is the output gradient, rows of pixels).
+__attribute__((target("avx512f"))) void pack_a_rows14_avx512(const float* const* rows, int64_t kc, float* dst) {
+  int64_t k = 0;
+  for (; k + 16 <= kc; k += 16) {
+    __m512 r[16];
+#pragma GCC unroll 14
+    for (int i = 0; i < 14; ++i) r[i] = _mm512_loadu_ps(rows[i] + k);
+    r[14] = r[15] = _mm512_setzero_ps();
+    transpose16_avx512(r);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(dst + (k + j) * 14, 0x3FFF, r[j]);
+  }
+  for (; k < kc; ++k)
+    for (int i = 0; i < 14; ++i) dst[k * 14 + i] = rows[i][k];
+}
+
+// One full 32-column panel of op(B) = B^T (B's 32 rows each contiguous in k), 16 k at a time:
+// two transposes, each k's 32 values two stores.
+__attribute__((target("avx512f"))) void pack_b_trans32_avx512(const float* B, int64_t ldb, int64_t kc, float* dst) {
+  int64_t k = 0;
+  for (; k + 16 <= kc; k += 16) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(B + (h * 16 + i) * ldb + k);
+      transpose16_avx512(r);
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dst + (k + j) * 32 + h * 16, r[j]);
+    }
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < 32; ++j) dst[k * 32 + j] = B[j * ldb + k];
+}
+#pragma GCC diagnostic pop
+#endif
+
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into MR-row panels, panel p at Ap + p*MR*kc, [k*MR + i].
 template <typename T>
 void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0,
             int64_t kc, int MR, T* __restrict Ap) {
 #if SC_X86
   [[maybe_unused]] const bool rows6 = std::is_same_v<T, float> && !transA && MR == 6 && isa_level() == 1;
+  [[maybe_unused]] const bool rows14 = std::is_same_v<T, float> && !transA && MR == 14 && isa_level() == 2;
 #endif
   for (int64_t ip = 0; ip < mc; ip += MR) {
     const int mr = (int)std::min<int64_t>(MR, mc - ip);
@@ -445,6 +520,10 @@ void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_
       if constexpr (std::is_same_v<T, float>) {
         if (rows6 && mr == 6) {
           pack_a_rows6_avx2(rows, kc, dst);
+          continue;
+        }
+        if (rows14 && mr == 14) {
+          pack_a_rows14_avx512(rows, kc, dst);
           continue;
         }
       }
@@ -488,6 +567,14 @@ void pack_B(bool transB, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_
         for (; j < NR; ++j) d[j] = T(0);
       }
     } else {
+#if SC_X86
+      if constexpr (std::is_same_v<T, float>) {
+        if (NR == 32 && nr == 32 && isa_level() == 2) {
+          pack_b_trans32_avx512(B + (j0 + jp) * ldb + k0, ldb, kc, dst);
+          continue;
+        }
+      }
+#endif
       // op(B)(k,j) = B[j*ldb + k]: read each of the nr rows of B contiguously.
       for (int j = 0; j < nr; ++j) {
         const T* s = B + (j0 + jp + j) * ldb + k0;
