@@ -480,6 +480,12 @@ __attribute__((target("avx512f"))) void pack_a_rows14_avx512(const float* const*
     for (int i = 0; i < 14; ++i) dst[k * 14 + i] = rows[i][k];
 }
 
+// One full 14-row panel of op(A) = A^T: each k's 14 values are contiguous, a masked copy.
+__attribute__((target("avx512f"))) void pack_a_trans14_avx512(const float* A, int64_t lda, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k)
+    _mm512_mask_storeu_ps(dst + k * 14, 0x3FFF, _mm512_maskz_loadu_ps(0x3FFF, A + k * lda));
+}
+
 // One full 32-column panel of op(B) = B^T (B's 32 rows each contiguous in k), 16 k at a time:
 // two transposes, each k's 32 values two stores.
 __attribute__((target("avx512f"))) void pack_b_trans32_avx512(const float* B, int64_t ldb, int64_t kc, float* dst) {
@@ -507,7 +513,7 @@ void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_
             int64_t kc, int MR, T* __restrict Ap) {
 #if SC_X86
   [[maybe_unused]] const bool rows6 = std::is_same_v<T, float> && !transA && MR == 6 && isa_level() == 1;
-  [[maybe_unused]] const bool rows14 = std::is_same_v<T, float> && !transA && MR == 14 && isa_level() == 2;
+  [[maybe_unused]] const bool full14 = std::is_same_v<T, float> && MR == 14 && isa_level() == 2;
 #endif
   for (int64_t ip = 0; ip < mc; ip += MR) {
     const int mr = (int)std::min<int64_t>(MR, mc - ip);
@@ -522,7 +528,7 @@ void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_
           pack_a_rows6_avx2(rows, kc, dst);
           continue;
         }
-        if (rows14 && mr == 14) {
+        if (full14 && mr == 14) {
           pack_a_rows14_avx512(rows, kc, dst);
           continue;
         }
@@ -535,6 +541,14 @@ void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_
         for (; i < MR; ++i) d[i] = T(0);
       }
     } else {
+#if SC_X86
+      if constexpr (std::is_same_v<T, float>) {
+        if (full14 && mr == 14) {
+          pack_a_trans14_avx512(A + k0 * lda + i0 + ip, lda, kc, dst);
+          continue;
+        }
+      }
+#endif
       // op(A)(i,k) = A[k*lda + i]: each k is a contiguous run of mr elements.
       for (int64_t k = 0; k < kc; ++k) {
         const T* s = A + (k0 + k) * lda + i0 + ip;
