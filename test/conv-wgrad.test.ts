@@ -37,7 +37,9 @@ describe('conv2d outer-product weight gradient vs float64 reference path', () =>
     assert.equal(wgrad([8, 128, 64, 64], [64, 128, 1, 1]), 'outer');
     assert.equal(wgrad([8, 128, 32, 32], [256, 128, 1, 1]), 'gemm'); // both sides 128+: the packed GEMM
     assert.equal(wgrad([8, 64, 64, 64], [64, 64, 3, 3], { padding: 1 }), 'outer');
-    assert.equal(wgrad([8, 64, 32, 32], [128, 64, 3, 3], { padding: 1 }), 'outer');
+    assert.equal(wgrad([8, 64, 32, 32], [128, 64, 3, 3], { padding: 1 }), 'winograd'); // 64 against 128+
+    assert.equal(wgrad([8, 128, 32, 32], [64, 128, 3, 3], { padding: 1 }), 'winograd');
+    assert.equal(wgrad([8, 32, 32, 32], [64, 32, 3, 3], { padding: 1 }), 'outer');
     assert.equal(wgrad([8, 64, 64, 64], [64, 64, 3, 3], { padding: 1, stride: 2 }), 'gemm');
     assert.equal(wgrad([8, 64, 64, 64], [64, 1, 3, 3], { padding: 1, groups: 64 }), 'depthwise');
   });

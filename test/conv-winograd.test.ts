@@ -59,8 +59,8 @@ describe('convolution kernel choice (sc.convAlgorithms)', () => {
     assert.equal(algo([8, 512, 16, 16], [512, 512, 3, 3]), 'winograd');
     assert.equal(algo([1, 64, 64, 64], [64, 1, 3, 3], { groups: 64 }), 'depthwise');
     assert.equal(algo([1, 64, 64, 64], [64, 64, 5, 5], { padding: 2 }), 'direct');
-    // The weight gradient: Winograd where both sides have more than 64 channels per group, or
-    // more than 128 outputs (the outer-product kernel below that).
+    // The weight gradient: Winograd where both sides have more than 64 channels per group, 64
+    // against 128 or more, or more than 128 outputs (the outer-product kernel below that).
     const wgrad = (x: number[], w: number[], groups = 1) => sc.convAlgorithms(x, w, { padding: 1, groups }).backwardWeight;
     assert.equal(wgrad([8, 32, 64, 64], [64, 32, 3, 3]), 'outer');
     assert.equal(wgrad([8, 16, 64, 64], [80, 16, 3, 3]), 'outer');

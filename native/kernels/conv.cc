@@ -529,10 +529,14 @@ Algo backward_input_algo(const ConvP& p) {
 // both have 128+ (the packed panels' products run nearer the peak).
 Algo backward_weight_algo(const ConvP& p) {
   if (p.depthwise()) return Algo::depthwise;
-  if (std::min(p.OCg, p.Cg) <= 64) {
+  const int64_t few = std::min(p.OCg, p.Cg), many = std::max(p.OCg, p.Cg);
+  if (few <= 64) {
     // Winograd keeps few input channels into many outputs (64 -> 256 at 32 x 32: 7.7 against
-    // 11.7 ms; 64 -> 128: 19.9 against 18.4).
-    if (p.OCg > 128 && conv_winograd_backward_weight_supported(p)) return Algo::winograd;
+    // 11.7 ms), and 64 channels against 128+ since its sums' GEMM packs by AVX-512 transposes
+    // (64 -> 128 at 64 x 64: 14.7 against 19.5 ms; at 32 x 32 4.3 against 6.5; 128 -> 64 at
+    // 16 x 16 1.3 against 2.1); 64 -> 64 and 32 -> 64 stay with the outer product (32 x 32: 2.9
+    // against 3.4 ms, 1.6 against 2.4).
+    if ((p.OCg > 128 || (few == 64 && many >= 128)) && conv_winograd_backward_weight_supported(p)) return Algo::winograd;
     return handwritten_kernels() && conv_wgrad_outer_supported(p) ? Algo::outer : Algo::gemm;
   }
   if (conv_winograd_backward_weight_supported(p)) return Algo::winograd;

@@ -45,7 +45,8 @@ export const winogradCases: WinogradCase[] = [
 // The kernel the weight gradient takes (conv.cc's backward_weight_algo).
 export function expectedWeightGradient(c: WinogradCase): string {
   const outs = c.w[0] / c.groups;
-  return Math.min(outs, c.w[1]) > 64 || outs > 128 ? 'winograd' : 'outer';
+  const few = Math.min(outs, c.w[1]), many = Math.max(outs, c.w[1]);
+  return few > 64 || outs > 128 || (few === 64 && many >= 128) ? 'winograd' : 'outer';
 }
 
 export interface WinogradResult {
