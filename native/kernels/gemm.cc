@@ -21,6 +21,7 @@
 // O(K*M) against O(K*M*N/threads) flops, which is negligible for the sizes that get split.
 #include "gemm.h"
 #include "bmm_params.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <atomic>
@@ -429,50 +430,21 @@ constexpr int64_t kApackSlack = 8;
 
 #if SC_X86
 // GCC 12's unmasked AVX-512 shuffles pass _mm512_undefined_ps() (a self-initialised variable) as
-// their unused merge source, which -Wmaybe-uninitialized reports once inlined here.
+// their unused merge source, which -Wmaybe-uninitialized reports once transpose16 is inlined here.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// In-register 16 x 16 transpose: r[i] holds 16 consecutive k of row i on entry, and k's 16 row
-// values on return. Four shuffle stages (pairs of rows, groups of four, 128-bit lanes twice).
-__attribute__((target("avx512f"), always_inline)) inline void transpose16_avx512(__m512 r[16]) {
-  __m512 t[16], u[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  // u[4g + j], 128-bit lane l: column 4l + j of rows 4g..4g+3.
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    const __m512 a0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-    const __m512 a1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    const __m512 b0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-    const __m512 b1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_f32x4(a0, b0, 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
-    r[4 + j] = _mm512_shuffle_f32x4(a1, b1, 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
-  }
-}
-
 // One full 14-row panel of row-major A (the AVX-512 tile), 16 k at a time through the transpose
-// (rows 14 and 15 zero), each k's 14 values a masked store. The scalar interleave this replaces
-// was a fifth of a 1x1 weight gradient's time (its A is the output gradient, rows of pixels).
-__attribute__((target("avx512f"))) void pack_a_rows14_avx512(const float* const* rows, int64_t kc, float* dst) {
+// (rows 14 and 15 zero), each k's 14 values a masked store. With pack_b_trans32_avx512 it replaces
+// scalar interleaves that were 30 % of a 1x1 weight gradient's time (its A is the output
+// gradient's rows of pixels, its B the input's).
+SC_T512 void pack_a_rows14_avx512(const float* const* rows, int64_t kc, float* dst) {
   int64_t k = 0;
   for (; k + 16 <= kc; k += 16) {
     __m512 r[16];
 #pragma GCC unroll 14
     for (int i = 0; i < 14; ++i) r[i] = _mm512_loadu_ps(rows[i] + k);
     r[14] = r[15] = _mm512_setzero_ps();
-    transpose16_avx512(r);
+    transpose16(r);
 #pragma GCC unroll 16
     for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(dst + (k + j) * 14, 0x3FFF, r[j]);
   }
@@ -481,14 +453,14 @@ __attribute__((target("avx512f"))) void pack_a_rows14_avx512(const float* const*
 }
 
 // One full 14-row panel of op(A) = A^T: each k's 14 values are contiguous, a masked copy.
-__attribute__((target("avx512f"))) void pack_a_trans14_avx512(const float* A, int64_t lda, int64_t kc, float* dst) {
+SC_T512 void pack_a_trans14_avx512(const float* A, int64_t lda, int64_t kc, float* dst) {
   for (int64_t k = 0; k < kc; ++k)
     _mm512_mask_storeu_ps(dst + k * 14, 0x3FFF, _mm512_maskz_loadu_ps(0x3FFF, A + k * lda));
 }
 
 // One full 32-column panel of op(B) = B^T (B's 32 rows each contiguous in k), 16 k at a time:
 // two transposes, each k's 32 values two stores.
-__attribute__((target("avx512f"))) void pack_b_trans32_avx512(const float* B, int64_t ldb, int64_t kc, float* dst) {
+SC_T512 void pack_b_trans32_avx512(const float* B, int64_t ldb, int64_t kc, float* dst) {
   int64_t k = 0;
   for (; k + 16 <= kc; k += 16) {
 #pragma GCC unroll 2
@@ -496,7 +468,7 @@ __attribute__((target("avx512f"))) void pack_b_trans32_avx512(const float* B, in
       __m512 r[16];
 #pragma GCC unroll 16
       for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(B + (h * 16 + i) * ldb + k);
-      transpose16_avx512(r);
+      transpose16(r);
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dst + (k + j) * 32 + h * 16, r[j]);
     }
