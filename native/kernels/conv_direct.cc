@@ -459,7 +459,7 @@ void conv_direct_backward_input(const ConvP& p, const float* gy, const float* w,
   q.P = p.H * p.W;
   q.HW = p.OH * p.OW;
   const int64_t KK = p.KH * p.KW;
-  // Slot 3: conv_direct_forward below uses 0 and 1. (A fresh vector per call was up to 9 MB of
+  // Slot 2: conv_direct_forward below uses 0 and 1. (A fresh vector per call was up to 9 MB of
   // newly mapped, page-faulting memory per UNet layer.)
   float* wt = scratch_f(2, (size_t)(p.C * p.OCg * KK));
   for (int64_t gi = 0; gi < p.G; ++gi)

@@ -537,6 +537,9 @@ void pack_A(bool transA, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_
 template <typename T>
 void pack_B(bool transB, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
             int64_t nc, int NR, T* __restrict Bp) {
+#if SC_X86
+  [[maybe_unused]] const bool full32 = std::is_same_v<T, float> && NR == 32 && isa_level() == 2;
+#endif
   for (int64_t jp = 0; jp < nc; jp += NR) {
     const int nr = (int)std::min<int64_t>(NR, nc - jp);
     T* dst = Bp + jp * kc;
@@ -555,7 +558,7 @@ void pack_B(bool transB, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_
     } else {
 #if SC_X86
       if constexpr (std::is_same_v<T, float>) {
-        if (NR == 32 && nr == 32 && isa_level() == 2) {
+        if (full32 && nr == 32) {
           pack_b_trans32_avx512(B + (j0 + jp) * ldb + k0, ldb, kc, dst);
           continue;
         }
