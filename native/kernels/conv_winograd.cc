@@ -87,10 +87,13 @@ std::atomic<int> g_enabled{-1};
 // padding (ph, pw), output OH x OW in th x tw tiles, blocks of Tb = L * NV tiles (one register
 // tile's width), output channels in blocks of OCB (its height).
 //
-// Tiles are numbered as slots, S per tile row: in row mode S is tw rounded up to whole vectors
-// (the slots past tw are padding lanes), so every vector of L slots lies in one tile row and
-// its input rows and output rows are contiguous (loaded and stored with shuffles, below);
-// otherwise (maps narrower than a vector's tiles) S = tw and a vector's tiles are gathered and
+// Tiles are numbered as slots, S per tile row. Row mode: every vector of L slots is R whole
+// segments of L / R consecutive tiles in one tile row each, whose input and output rows are
+// contiguous (loaded and stored as vectors with shuffles, below). R = 1 where tile rows are at
+// least a vector long: S is tw rounded up to whole vectors (the slots past tw are padding
+// lanes). R = 2 or 4 where a tile row is half or a quarter of a vector (tw = 8 or 4 on AVX-512:
+// 32 and 16 px maps, where U-Nets' widest layers are): S = tw and a vector is R tile rows, of
+// one image or of consecutive ones. Elsewhere S = tw and a vector's tiles are gathered and
 // scattered one by one.
 struct Plan {
   int64_t N, G, Cin, Cout, H, W, ph, pw, OH, OW;
@@ -100,6 +103,7 @@ struct Plan {
                  // stores of a tile's transform do not alias 4 KB apart
   int64_t ld;    // floats between V's channels (Tb; the weight gradient's tile chunk)
   bool rowmode;
+  int R;         // row mode's segments per vector (1, 2 or 4)
 };
 
 struct Slot {
@@ -270,48 +274,66 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
     float* vg = v + lg * L;
     const Slot first = slot_at(q, t0 + lg * L);
     if (q.rowmode && first.valid) {
-      // One tile row: B^T down the columns of its six input rows first (contiguous vectors,
-      // over the image's columns only), into rows of tv that are zero where the window leaves
-      // the image; then B^T along each row, tap j of every lane picked out by shuffles.
-      const int64_t iy0 = first.ty * 4 - q.ph, ix0 = first.tx * 4 - q.pw;
-      const int64_t xa = std::max<int64_t>(0, ix0), xb = std::min<int64_t>(q.W, ix0 + 4 * L + 4);
+      // Each segment (a run of tiles in one tile row): B^T down the columns of its six input
+      // rows first (contiguous vectors, over the image's columns only), into rows of tv that
+      // are zero where the window leaves the image; then B^T along each row, tap j of every
+      // lane picked out by shuffles from the segments' rows.
+      const int R = q.R;
+      const int64_t sw = L / R;  // tiles per segment
       constexpr int kRow = 4 * L + 8;
-      alignas(64) float tv[6][kRow];
-      std::memset(tv, 0, sizeof tv);
-      bool row_in[6];
-      for (int k = 0; k < 6; ++k) row_in[k] = iy0 + k >= 0 && iy0 + k < q.H;
+      alignas(64) float tv[4][6][kRow];
+      std::memset(tv, 0, sizeof tv[0] * R);
+      struct Seg {
+        int64_t base, ix0, xa, xb;  // plane offset of the window's first row; its columns
+        bool row_in[6];
+      } seg[4];
+      for (int r = 0; r < R; ++r) {
+        const Slot sl = slot_at(q, t0 + lg * L + r * sw);
+        const int64_t iy0 = sl.ty * 4 - q.ph, ix0 = sl.tx * 4 - q.pw;
+        seg[r].base = sl.n * q.cstride_in * HW + iy0 * q.W;
+        seg[r].ix0 = ix0;
+        seg[r].xa = std::max<int64_t>(0, ix0);
+        seg[r].xb = sl.valid ? std::min<int64_t>(q.W, ix0 + 4 * sw + 4) : seg[r].xa;
+        for (int k = 0; k < 6; ++k) seg[r].row_in[k] = iy0 + k >= 0 && iy0 + k < q.H;
+      }
       for (int64_t c = c0; c < c1; ++c) {
-        const float* xc = x + (first.n * q.cstride_in + gi * q.Cin + c) * HW + iy0 * q.W;
-        // Whole vectors, the last one ending at xb (overlapping its predecessor: the same
-        // values again) rather than a scalar tail.
-        int64_t xx = xa;
-        if (xb - xa >= L) {
-          for (;; xx += L) {
-            if (xx + L > xb) xx = xb - L;
-            F d[6], r[6];
-            _Pragma("GCC unroll 6") for (int k = 0; k < 6; ++k) d[k] = row_in[k] ? *reinterpret_cast<const F*>(xc + k * q.W + xx) : F{};
-            bt6(d, r);
-            _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tv[i] + (xx - ix0)) = r[i];
-            if (xx + L == xb) break;
+        for (int r = 0; r < R; ++r) {
+          const Seg& sg = seg[r];
+          const float* xc = x + (gi * q.Cin + c) * HW + sg.base;
+          // Whole vectors, the last one ending at xb (overlapping its predecessor: the same
+          // values again) rather than a scalar tail.
+          int64_t xx = sg.xa;
+          if (sg.xb - sg.xa >= L) {
+            for (;; xx += L) {
+              if (xx + L > sg.xb) xx = sg.xb - L;
+              F d[6], o[6];
+              _Pragma("GCC unroll 6") for (int k = 0; k < 6; ++k) d[k] = sg.row_in[k] ? *reinterpret_cast<const F*>(xc + k * q.W + xx) : F{};
+              bt6(d, o);
+              _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tv[r][i] + (xx - sg.ix0)) = o[i];
+              if (xx + L == sg.xb) break;
+            }
+            xx = sg.xb;
           }
-          xx = xb;
+          for (; xx < sg.xb; ++xx) {
+            float d[6], o[6];
+            for (int k = 0; k < 6; ++k) d[k] = sg.row_in[k] ? xc[k * q.W + xx] : 0.0f;
+            bt6(d, o);
+            for (int i = 0; i < 6; ++i) tv[r][i][xx - sg.ix0] = o[i];
+          }
         }
-        for (; xx < xb; ++xx) {
-          float d[6], r[6];
-          for (int k = 0; k < 6; ++k) d[k] = row_in[k] ? xc[k * q.W + xx] : 0.0f;
-          bt6(d, r);
-          for (int i = 0; i < 6; ++i) tv[i][xx - ix0] = r[i];
-        }
+        // Vector h of the 4 L floats in a row: segment h / (4 / R), at (h % (4 / R)) L in it.
+        const int hp = 4 / R;
         for (int i = 0; i < 6; ++i) {
-          F a[4], b[4], e[6], r[6];
+          F a[4], b[4], e[6], o[6];
           for (int h = 0; h < 4; ++h) {
-            a[h] = *reinterpret_cast<const F*>(tv[i] + h * L);
-            b[h] = *reinterpret_cast<const F*>(tv[i] + 4 + h * L);
+            const float* src = tv[h / hp][i] + (h % hp) * L;
+            a[h] = *reinterpret_cast<const F*>(src);
+            b[h] = *reinterpret_cast<const F*>(src + 4);
           }
           for (int j = 0; j < 4; ++j) e[j] = tap<L>(sh, a, j);
           for (int j = 0; j < 2; ++j) e[4 + j] = tap<L>(sh, b, j);
-          bt6(e, r);
-          for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * q.ld) = r[j];
+          bt6(e, o);
+          for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(vg + (i * 6 + j) * q.vpos + c * q.ld) = o[j];
         }
       }
       continue;
@@ -381,40 +403,54 @@ SC_AI void grad_core(const Plan& q, const float* gy, int64_t gi, int64_t t0, int
   const int64_t P = q.OH * q.OW;
   const Slot first = slot_at(q, t0);
   if (q.rowmode && first.valid) {
-    // One tile row: A down the columns of its four gradient rows (contiguous vectors), then
+    // Each segment: A down the columns of its four gradient rows (contiguous vectors), then
     // along each row, column c of every lane's tile picked out by shuffles.
-    const int64_t oy0 = first.ty * 4, ox0 = first.tx * 4;
-    const int64_t xa = ox0, xb = std::min<int64_t>(q.OW, ox0 + 4 * L);
-    alignas(64) float tz[6][4 * L];
-    std::memset(tz, 0, sizeof tz);
-    bool row_in[4];
-    for (int r = 0; r < 4; ++r) row_in[r] = oy0 + r < q.OH;
+    const int R = q.R;
+    const int64_t sw = L / R;
+    alignas(64) float tz[4][6][4 * L];
+    std::memset(tz, 0, sizeof tz[0] * R);
+    struct Seg {
+      int64_t base, xa, xb;
+      bool row_in[4];
+    } seg[4];
+    for (int r = 0; r < R; ++r) {
+      const Slot sl = slot_at(q, t0 + r * sw);
+      const int64_t oy0 = sl.ty * 4;
+      seg[r].base = sl.n * q.cstride_out * P + oy0 * q.OW;
+      seg[r].xa = sl.tx * 4;
+      seg[r].xb = sl.valid ? std::min<int64_t>(q.OW, seg[r].xa + 4 * sw) : seg[r].xa;
+      for (int k = 0; k < 4; ++k) seg[r].row_in[k] = oy0 + k < q.OH;
+    }
+    const int hp = 4 / R;
     for (int64_t o = o0; o < o1; ++o) {
-      const float* g = gy + (first.n * q.cstride_out + gi * q.Cout + o) * P + oy0 * q.OW;
-      int64_t xx = xa;
-      if (xb - xa >= L) {
-        for (;; xx += L) {
-          if (xx + L > xb) xx = xb - L;
-          F d[4], r[6];
-          _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) d[k] = row_in[k] ? *reinterpret_cast<const F*>(g + k * q.OW + xx) : F{};
-          a4(d, r);
-          _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tz[i] + (xx - ox0)) = r[i];
-          if (xx + L == xb) break;
+      for (int r = 0; r < R; ++r) {
+        const Seg& sg = seg[r];
+        const float* g = gy + (gi * q.Cout + o) * P + sg.base;
+        int64_t xx = sg.xa;
+        if (sg.xb - sg.xa >= L) {
+          for (;; xx += L) {
+            if (xx + L > sg.xb) xx = sg.xb - L;
+            F d[4], e[6];
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) d[k] = sg.row_in[k] ? *reinterpret_cast<const F*>(g + k * q.OW + xx) : F{};
+            a4(d, e);
+            _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tz[r][i] + (xx - sg.xa)) = e[i];
+            if (xx + L == sg.xb) break;
+          }
+          xx = sg.xb;
         }
-        xx = xb;
-      }
-      for (; xx < xb; ++xx) {
-        float d[4], r[6];
-        for (int k = 0; k < 4; ++k) d[k] = row_in[k] ? g[k * q.OW + xx] : 0.0f;
-        a4(d, r);
-        for (int i = 0; i < 6; ++i) tz[i][xx - ox0] = r[i];
+        for (; xx < sg.xb; ++xx) {
+          float d[4], e[6];
+          for (int k = 0; k < 4; ++k) d[k] = sg.row_in[k] ? g[k * q.OW + xx] : 0.0f;
+          a4(d, e);
+          for (int i = 0; i < 6; ++i) tz[r][i][xx - sg.xa] = e[i];
+        }
       }
       for (int i = 0; i < 6; ++i) {
-        F a[4], e[4], r[6];
-        for (int h = 0; h < 4; ++h) a[h] = *reinterpret_cast<const F*>(tz[i] + h * L);
+        F a[4], e[4], res[6];
+        for (int h = 0; h < 4; ++h) a[h] = *reinterpret_cast<const F*>(tz[h / hp][i] + (h % hp) * L);
         for (int c = 0; c < 4; ++c) e[c] = tap<L>(sh, a, c);
-        a4(e, r);
-        for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(z + (i * 6 + j) * q.vpos + o * q.ld) = r[j];
+        a4(e, res);
+        for (int j = 0; j < 6; ++j) *reinterpret_cast<F*>(z + (i * 6 + j) * q.vpos + o * q.ld) = res[j];
       }
     }
     return;
@@ -462,11 +498,18 @@ SC_AI void output_core(const Plan& q, const float* m, int64_t mstride, int64_t g
   const int64_t P = q.OH * q.OW;
   const int ocn = (int)std::min<int64_t>(OCB, q.Cout - b * OCB);
   for (int lg = 0; lg < NV; ++lg) {
-    const Slot first = slot_at(q, t0 + lg * L);
     if (t0 + lg * L >= q.slots) break;
-    // Row mode, all lanes real tiles wholly inside the output: rows stored as vectors.
-    const bool rows_whole = q.rowmode && first.valid && first.tx + L <= q.tw &&
-                            first.ty * 4 + 4 <= q.OH && first.tx * 4 + 4 * L <= q.OW;
+    // Row mode, all lanes real tiles wholly inside the output: rows stored as vectors, each
+    // segment's from its first tile's output row on.
+    bool rows_whole = q.rowmode;
+    int64_t seg_out[4];  // offset of each segment's first output in a plane
+    const int64_t sw = q.rowmode ? L / q.R : 0;
+    for (int r = 0; rows_whole && r < q.R; ++r) {
+      const Slot sl = slot_at(q, t0 + lg * L + r * sw);
+      rows_whole = sl.valid && sl.tx + sw <= q.tw && sl.ty * 4 + 4 <= q.OH && (sl.tx + sw) * 4 <= q.OW;
+      seg_out[r] = sl.n * q.cstride_out * P + sl.ty * 4 * q.OW + sl.tx * 4;
+    }
+    const int hp = q.rowmode ? 4 / q.R : 1;
     for (int i = 0; i < ocn; ++i) {
       const int64_t oc = gi * q.Cout + b * OCB + i;
       F s[6][4];  // rows of M with A applied on the right
@@ -491,10 +534,10 @@ SC_AI void output_core(const Plan& q, const float* m, int64_t mstride, int64_t g
         }
       }
       if (rows_whole) {
-        float* dst = y + (first.n * q.cstride_out + oc) * P + first.ty * 4 * q.OW + first.tx * 4;
+        // Vector e of an output row's 4 L floats: segment e / hp, at (e % hp) L in its row.
         for (int r = 0; r < 4; ++r)
           for (int e = 0; e < 4; ++e)
-            *reinterpret_cast<F*>(dst + r * q.OW + e * L) =
+            *reinterpret_cast<F*>(y + oc * P + seg_out[e / hp] + r * q.OW + (e % hp) * L) =
                 __builtin_shuffle(__builtin_shuffle(out[r][0], out[r][1], sh.olo[e]),
                                   __builtin_shuffle(out[r][2], out[r][3], sh.ohi[e]), sh.pairs);
         continue;
@@ -618,10 +661,17 @@ Plan make_plan(const ConvP& p, const Variant& v) {
   q.cstride_in = p.C; q.cstride_out = p.OC;
   q.th = (p.OH + 3) / 4;
   q.tw = (p.OW + 3) / 4;
-  // Row mode where rounding tile rows up to whole vectors pads at most an eighth of them.
+  // Row mode where rounding tile rows up to whole vectors pads at most an eighth of them, or
+  // where two or four tile rows make a vector. Measured against tile by tile (2 threads, batch
+  // 8, 256 -> 256 channels in 2 groups at 32 x 32): see bench/results/README.md.
   const int64_t S = (q.tw + v.L - 1) / v.L * v.L;
+  q.R = 1;
   q.rowmode = q.tw >= v.L && 8 * (S - q.tw) <= S;
-  q.S = q.rowmode ? S : q.tw;
+  if (!q.rowmode && (q.tw * 2 == v.L || q.tw * 4 == v.L)) {
+    q.rowmode = true;
+    q.R = (int)(v.L / q.tw);
+  }
+  q.S = q.rowmode && q.R == 1 ? S : q.tw;
   q.slots = p.N * q.th * q.S;
   q.Tb = v.L * v.NV;
   q.blocks = (q.slots + q.Tb - 1) / q.Tb;

@@ -1,6 +1,6 @@
 // The Winograd F(4x4, 3x3) convolution (native/kernels/conv_winograd.cc) against the float64
 // reference path, over shapes that reach each of its code paths: row mode (tile rows in whole
-// vectors) and tile-by-tile mode, ragged output edges, the narrow and wide register tiles,
+// vectors, or two or four tile rows per vector) and tile-by-tile mode, ragged output edges, the narrow and wide register tiles,
 // the few-blocks and many-blocks schedules, groups, padding 0 and 2, channel counts that are
 // not multiples of the vector or channel blocks. Each case checks the forward with bias, the
 // input and weight gradients and the fused inference forward (activation, scale and shift), and reports
@@ -39,6 +39,12 @@ export const winogradCases: WinogradCase[] = [
   { label: '80->96 @ 13x11, batch 3 (tile by tile; Winograd weight gradient)', x: [3, 80, 13, 11], w: [96, 80, 3, 3], pad: 1, groups: 1 },
   { label: 'groups 2, 160->144 @ 26x30, batch 2, no padding (Winograd weight gradient)', x: [2, 160, 26, 30], w: [144, 80, 3, 3], pad: 0, groups: 2 },
   { label: '67->69 @ 20x36, padding 2 (odd channel counts; Winograd weight gradient)', x: [1, 67, 20, 36], w: [69, 67, 3, 3], pad: 2, groups: 1 },
+  { label: '64->48 @ 20x32, batch 3 (two tile rows per vector on AVX-512: across images, last vector half full)', x: [3, 64, 20, 32], w: [48, 64, 3, 3], pad: 1, groups: 1 },
+  { label: '48->40 @ 15x30 (two tile rows per vector, ragged last tile row and column)', x: [1, 48, 15, 30], w: [40, 48, 3, 3], pad: 1, groups: 1 },
+  { label: '32->64 @ 14x16, batch 4, no padding (four tile rows per vector on AVX-512, two on AVX2)', x: [4, 32, 14, 16], w: [64, 32, 3, 3], pad: 0, groups: 1 },
+  { label: '24->40 @ 8x8, batch 8 (four tile rows per vector on AVX2)', x: [8, 24, 8, 8], w: [40, 24, 3, 3], pad: 1, groups: 1 },
+  { label: 'groups 2, 192->160 @ 20x32, batch 3 (two tile rows per vector; Winograd weight gradient)', x: [3, 192, 20, 32], w: [160, 96, 3, 3], pad: 1, groups: 2 },
+  { label: '72->72 @ 12x12, batch 4, padding 2 (four tile rows per vector; Winograd weight gradient)', x: [4, 72, 12, 12], w: [72, 72, 3, 3], pad: 2, groups: 1 },
   { label: '560->560 @ 4x4, batch 32 (weight-gradient sums past 40 MB: by output-channel blocks)', x: [32, 560, 4, 4], w: [560, 560, 3, 3], pad: 1, groups: 1 },
 ];
 
