@@ -178,6 +178,44 @@ SC_AI void a4(const F (&g)[4], F (&z)[6]) {
   z[5] = g[3];
 }
 
+// The transforms' first pass, as tags: B^T on six input rows, A on four gradient rows.
+struct BT6 {
+  template <typename V>
+  SC_AI static void apply(const V (&d)[6], V (&r)[6]) { bt6(d, r); }
+};
+struct A4 {
+  template <typename V>
+  SC_AI static void apply(const V (&d)[4], V (&r)[6]) { a4(d, r); }
+};
+
+// Row mode's column pass: Tr down columns [xa, xb) of N rows of src (stride floats apart, zero
+// where !row_in), the six results of column x into out + i * ostride + (x - base). Whole
+// vectors, the last one ending at xb (overlapping its predecessor: the same values again)
+// rather than a scalar tail; scalar where the run is shorter than a vector.
+template <int L, int N, typename Tr>
+SC_AI void column_pass(const float* src, int64_t stride, const bool (&row_in)[N], int64_t xa, int64_t xb,
+                       int64_t base, float* out, int64_t ostride) {
+  using F = typename VT<L>::F;
+  int64_t xx = xa;
+  if (xb - xa >= L) {
+    for (;; xx += L) {
+      if (xx + L > xb) xx = xb - L;
+      F d[N], o[6];
+      _Pragma("GCC unroll 6") for (int k = 0; k < N; ++k) d[k] = row_in[k] ? *reinterpret_cast<const F*>(src + k * stride + xx) : F{};
+      Tr::apply(d, o);
+      _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(out + i * ostride + (xx - base)) = o[i];
+      if (xx + L == xb) break;
+    }
+    xx = xb;
+  }
+  for (; xx < xb; ++xx) {
+    float d[N], o[6];
+    for (int k = 0; k < N; ++k) d[k] = row_in[k] ? src[k * stride + xx] : 0.0f;
+    Tr::apply(d, o);
+    for (int i = 0; i < 6; ++i) out[i * ostride + (xx - base)] = o[i];
+  }
+}
+
 // U[group][pos][oc block][input channel][OCB] = G k G^T, zero past the last output channel, for
 // (group, oc block) in [gb0, gb1). A vector holds L / OCB input channels x OCB output channels,
 // so each position's result is one contiguous store.
@@ -299,27 +337,7 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
       for (int64_t c = c0; c < c1; ++c) {
         for (int r = 0; r < R; ++r) {
           const Seg& sg = seg[r];
-          const float* xc = x + (gi * q.Cin + c) * HW + sg.base;
-          // Whole vectors, the last one ending at xb (overlapping its predecessor: the same
-          // values again) rather than a scalar tail.
-          int64_t xx = sg.xa;
-          if (sg.xb - sg.xa >= L) {
-            for (;; xx += L) {
-              if (xx + L > sg.xb) xx = sg.xb - L;
-              F d[6], o[6];
-              _Pragma("GCC unroll 6") for (int k = 0; k < 6; ++k) d[k] = sg.row_in[k] ? *reinterpret_cast<const F*>(xc + k * q.W + xx) : F{};
-              bt6(d, o);
-              _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tv[r][i] + (xx - sg.ix0)) = o[i];
-              if (xx + L == sg.xb) break;
-            }
-            xx = sg.xb;
-          }
-          for (; xx < sg.xb; ++xx) {
-            float d[6], o[6];
-            for (int k = 0; k < 6; ++k) d[k] = sg.row_in[k] ? xc[k * q.W + xx] : 0.0f;
-            bt6(d, o);
-            for (int i = 0; i < 6; ++i) tv[r][i][xx - sg.ix0] = o[i];
-          }
+          column_pass<L, 6, BT6>(x + (gi * q.Cin + c) * HW + sg.base, q.W, sg.row_in, sg.xa, sg.xb, sg.ix0, tv[r][0], kRow);
         }
         // Vector h of the 4 L floats in a row: segment h / (4 / R), at (h % (4 / R)) L in it.
         const int hp = 4 / R;
@@ -425,25 +443,7 @@ SC_AI void grad_core(const Plan& q, const float* gy, int64_t gi, int64_t t0, int
     for (int64_t o = o0; o < o1; ++o) {
       for (int r = 0; r < R; ++r) {
         const Seg& sg = seg[r];
-        const float* g = gy + (gi * q.Cout + o) * P + sg.base;
-        int64_t xx = sg.xa;
-        if (sg.xb - sg.xa >= L) {
-          for (;; xx += L) {
-            if (xx + L > sg.xb) xx = sg.xb - L;
-            F d[4], e[6];
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) d[k] = sg.row_in[k] ? *reinterpret_cast<const F*>(g + k * q.OW + xx) : F{};
-            a4(d, e);
-            _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i) *reinterpret_cast<F*>(tz[r][i] + (xx - sg.xa)) = e[i];
-            if (xx + L == sg.xb) break;
-          }
-          xx = sg.xb;
-        }
-        for (; xx < sg.xb; ++xx) {
-          float d[4], e[6];
-          for (int k = 0; k < 4; ++k) d[k] = sg.row_in[k] ? g[k * q.OW + xx] : 0.0f;
-          a4(d, e);
-          for (int i = 0; i < 6; ++i) tz[r][i][xx - sg.xa] = e[i];
-        }
+        column_pass<L, 4, A4>(gy + (gi * q.Cout + o) * P + sg.base, q.OW, sg.row_in, sg.xa, sg.xb, sg.xa, tz[r][0], 4 * L);
       }
       for (int i = 0; i < 6; ++i) {
         F a[4], e[4], res[6];
