@@ -16,9 +16,10 @@
 // (input channels) x (Tb tiles), run with the direct kernel's register tiling (OCB output
 // channels x NV vectors of L tiles, accumulated over input channels in registers), position by
 // position so that V's slice stays in cache across output-channel blocks. The transforms are
-// vectorised across L tiles: where whole vectors of tiles lie in one tile row (row mode), B^T
-// runs down the input's columns as contiguous vectors and then along rows with shuffles, and
-// output rows are stored as vectors; elsewhere (narrow maps) tiles are staged one by one.
+// vectorised across L tiles: where a vector of tiles lies in one tile row, or is two or four
+// whole tile rows (row mode), B^T runs down the input's columns as contiguous vectors and then
+// along rows with shuffles, and output rows are stored as vectors; elsewhere (other narrow maps)
+// tiles are staged one by one.
 //
 // The weight gradient is the same algorithm transposed (backward_weight_run): the input's
 // V = B^T x B as above, the output gradient's tiles expanded by Z = A gy A^T, the 36 sums of
