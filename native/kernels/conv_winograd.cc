@@ -104,7 +104,7 @@ struct Plan {
                  // stores of a tile's transform do not alias 4 KB apart
   int64_t ld;    // floats between V's channels (Tb; the weight gradient's tile chunk)
   bool rowmode;
-  int R;         // row mode's segments per vector (1, 2 or 4)
+  int R;         // row mode's segments per vector (1, 2 or 4; 1 outside row mode)
 };
 
 struct Slot {
@@ -319,6 +319,7 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
       // lane picked out by shuffles from the segments' rows.
       const int R = q.R;
       const int64_t sw = L / R;  // tiles per segment
+      const int hp = 4 / R;      // vectors per segment row
       constexpr int kRow = 4 * L + 8;
       alignas(64) float tv[4][6][kRow];
       std::memset(tv, 0, sizeof tv[0] * R);
@@ -340,8 +341,7 @@ SC_AI void input_core(const Plan& q, const float* x, int64_t gi, int64_t t0, int
           const Seg& sg = seg[r];
           column_pass<L, 6, BT6>(x + (gi * q.Cin + c) * HW + sg.base, q.W, sg.row_in, sg.xa, sg.xb, sg.ix0, tv[r][0], kRow);
         }
-        // Vector h of the 4 L floats in a row: segment h / (4 / R), at (h % (4 / R)) L in it.
-        const int hp = 4 / R;
+        // Vector h of the 4 L floats in a row: segment h / hp, at (h % hp) L in it.
         for (int i = 0; i < 6; ++i) {
           F a[4], b[4], e[6], o[6];
           for (int h = 0; h < 4; ++h) {
@@ -504,13 +504,13 @@ SC_AI void output_core(const Plan& q, const float* m, int64_t mstride, int64_t g
     // segment's from its first tile's output row on.
     bool rows_whole = q.rowmode;
     int64_t seg_out[4];  // offset of each segment's first output in a plane
-    const int64_t sw = q.rowmode ? L / q.R : 0;
+    const int64_t sw = L / q.R;
     for (int r = 0; rows_whole && r < q.R; ++r) {
       const Slot sl = slot_at(q, t0 + lg * L + r * sw);
       rows_whole = sl.valid && sl.tx + sw <= q.tw && sl.ty * 4 + 4 <= q.OH && (sl.tx + sw) * 4 <= q.OW;
       seg_out[r] = sl.n * q.cstride_out * P + sl.ty * 4 * q.OW + sl.tx * 4;
     }
-    const int hp = q.rowmode ? 4 / q.R : 1;
+    const int hp = 4 / q.R;
     for (int i = 0; i < ocn; ++i) {
       const int64_t oc = gi * q.Cout + b * OCB + i;
       F s[6][4];  // rows of M with A applied on the right
